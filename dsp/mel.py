@@ -1,0 +1,148 @@
+"""Mel filterbank (slaney, as ``librosa.filters.mel``), log-mel, its inverse, and MFCC."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numba
+import numpy as np
+
+from dsp import checks
+from dsp import spectral as _sp
+from dsp.convention import DEFAULT, Convention
+
+_F_SP = 200.0 / 3  # slaney: linear below 1 kHz, 66.7 Hz a mel
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
+def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
+    """Slaney mel scale (librosa's default, ``htk=False``)."""
+    f = np.asanyarray(f, dtype=np.float64)
+    lin = f / _F_SP
+    return np.where(
+        f >= _MIN_LOG_HZ,
+        _MIN_LOG_MEL + np.log(np.maximum(f, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP,
+        lin,
+    )
+
+
+def mel_to_hz(m: np.ndarray | float) -> np.ndarray:
+    m = np.asanyarray(m, dtype=np.float64)
+    return np.where(
+        m >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (m - _MIN_LOG_MEL)), _F_SP * m
+    )
+
+
+@lru_cache(maxsize=16)
+def _basis64(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    fftfreqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fftfreqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]  # slaney area norm
+    weights.setflags(write=False)
+    return weights
+
+
+def mel_basis(conv: Convention = DEFAULT, dtype: type = np.float32) -> np.ndarray:
+    """``(n_mels, n_bins)`` slaney-normalized triangular filters, as ``librosa.filters.mel``."""
+    b = _basis64(conv.sample_rate, conv.n_fft, conv.n_mels, conv.fmin, conv.fmax)
+    return b.astype(dtype)
+
+
+@lru_cache(maxsize=16)
+def _sparse(conv: Convention) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each filter's first bin, end bin and (n_mels, n_bins) weights, for the fused kernels."""
+    b = _basis64(conv.sample_rate, conv.n_fft, conv.n_mels, conv.fmin, conv.fmax)
+    nz = b > 0
+    lo = np.where(nz.any(1), nz.argmax(1), 0).astype(np.int64)
+    hi = np.where(nz.any(1), b.shape[1] - nz[:, ::-1].argmax(1), 0).astype(np.int64)
+    return lo, hi, np.ascontiguousarray(b.astype(np.float32))
+
+
+@numba.njit(cache=True, nogil=True)
+def _log_mel_kernel(spec, lo, hi, w, clamp):  # pragma: no cover - compiled
+    """(frames, n_bins) complex -> (n_mels, frames) float32 log-mel, magnitudes fused."""
+    n_frames, n_bins = spec.shape
+    n_mels = lo.shape[0]
+    out = np.empty((n_mels, n_frames), dtype=np.float32)
+    mag = np.empty(n_bins, dtype=np.float32)
+    for t in range(n_frames):
+        for k in range(n_bins):
+            z = spec[t, k]
+            mag[k] = np.sqrt(z.real * z.real + z.imag * z.imag)
+        for m in range(n_mels):
+            acc = np.float32(0.0)
+            for k in range(lo[m], hi[m]):
+                acc += w[m, k] * mag[k]
+            out[m, t] = np.log(max(acc, clamp))
+    return out
+
+
+def log_mel_from_spec(spec_tf: np.ndarray, conv: Convention = DEFAULT) -> np.ndarray:
+    """``(frames, n_bins)`` complex spectra -> ``(n_mels, frames)`` float32 log-mel."""
+    lo, hi, w = _sparse(conv)
+    return _log_mel_kernel(spec_tf, lo, hi, w, np.float32(conv.log_clamp))
+
+
+def log_mel(y: np.ndarray, conv: Convention = DEFAULT) -> np.ndarray:
+    """Log-mel spectrogram ``(n_mels, len(y) // hop)`` float32 under the convention.
+
+    ``log(max(mel_basis @ |stft(y)|, 1e-5))`` for the default convention, the features every
+    melgand model is trained on. ``y``: mono float32 (or float64) at ``conv.sample_rate``.
+    """
+    y = checks.audio(y)
+    n_frames = conv.n_frames(y.size)
+    if n_frames == 0:
+        return np.zeros((conv.n_mels, 0), dtype=np.float32)
+    win = _sp.window(conv.n_fft, conv.win_length).astype(y.dtype)
+    spec = _sp._stft_kernel(_sp.pad(y, conv), win, conv.hop_length, n_frames)
+    return log_mel_from_spec(spec, conv)
+
+
+def mel_to_magnitude(mel: np.ndarray, conv: Convention = DEFAULT, iters: int = 16) -> np.ndarray:
+    """Approximate inverse of the mel projection: ``(n_mels, frames)`` linear-amplitude mel ->
+    ``(n_bins, frames)`` non-negative magnitude, by non-negative least squares (pseudo-inverse
+    start, then Lee-Seung multiplicative updates). Use ``np.exp(log_mel)`` as input.
+    """
+    mel = checks.spectrum(mel, conv.n_mels, "mel", complex_ok=False).astype(np.float64)
+    if (mel < 0).any():
+        raise ValueError("mel must be non-negative linear amplitudes (np.exp of a log-mel)")
+    b = _basis64(conv.sample_rate, conv.n_fft, conv.n_mels, conv.fmin, conv.fmax)
+    s = np.maximum(np.linalg.pinv(b) @ mel, 1e-8)
+    btm = b.T @ mel
+    btb = b.T @ b
+    for _ in range(iters):
+        s *= btm / np.maximum(btb @ s, 1e-12)
+    return s.astype(np.float32)
+
+
+def _dct_ortho(n: int, k: int) -> np.ndarray:
+    """First ``k`` rows of the orthonormal DCT-II matrix of size ``n`` (scipy's norm='ortho')."""
+    i = np.arange(n)
+    d = np.cos(np.pi / n * (i[None, :] + 0.5) * np.arange(k)[:, None]) * np.sqrt(2.0 / n)
+    d[0] /= np.sqrt(2.0)
+    return d
+
+
+def mfcc(
+    y: np.ndarray, conv: Convention = DEFAULT, n_mfcc: int = 20, top_db: float | None = 80.0
+) -> np.ndarray:
+    """MFCCs ``(n_mfcc, frames)`` as ``librosa.feature.mfcc`` computes them: power mel,
+    ``power_to_db`` (ref 1, amin 1e-10, ``top_db``), orthonormal DCT-II. Pass
+    ``dsp.convention.librosa_center()`` to reproduce librosa's framing exactly.
+    """
+    y = checks.audio(y)
+    if not 1 <= n_mfcc <= conv.n_mels:
+        raise ValueError(f"n_mfcc must be in 1..n_mels ({conv.n_mels}), got {n_mfcc}")
+    S = _sp.stft(y.astype(np.float64), conv)
+    power = mel_basis(conv, np.float64) @ (S.real**2 + S.imag**2)
+    db = 10.0 * np.log10(np.maximum(power, 1e-10))
+    if top_db is not None and db.size:
+        db = np.maximum(db, db.max() - top_db)
+    return (_dct_ortho(conv.n_mels, n_mfcc) @ db).astype(np.float32)
