@@ -45,17 +45,14 @@ def griffin_lim(
 
 
 @numba.njit(cache=True, nogil=True)
-def _rtisi_frame(
-    acc, wacc, contrib, spec, mags, n_active, new_mag, win, hop, iters
-):  # pragma: no cover
+def _rtisi_frame(acc, wacc, contrib, spec, mags, j, new_mag, win, hop, iters):  # pragma: no cover
     """Add one magnitude frame to the look-ahead window and refine every active frame.
 
     acc/wacc: OLA signal and window-square sum from the oldest active frame's start;
     contrib: (K+1, n_fft) each active frame's windowed time signal; spec/mags: its
-    spectrum and target magnitude. The new frame goes to slot ``n_active``.
+    spectrum and target magnitude. The new frame goes to slot ``j``.
     """
     n_fft = win.shape[0]
-    j = n_active
     o = j * hop
     seg = acc[o : o + n_fft] * win
     guess = np.fft.rfft(seg)
