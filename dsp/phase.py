@@ -82,15 +82,16 @@ class RtisiState(NamedTuple):
     contrib: np.ndarray
     spec: np.ndarray
     mags: np.ndarray
-    n_active: int
-    skip: int
+    n_active: int  # frames in the look-ahead window, at most lookahead
+    skip: int  # leading padded samples still to drop
+    fed: int  # frames in so far
 
 
 class Rtisi:
     """Real-time iterative spectrogram inversion with look-ahead (RTISI-LA, Zhu et al. 2007).
 
     Magnitude frames ``(n_bins, k)`` in, float32 samples out, with explicit state. Each frame
-    is refined ``iters`` times for each of the ``lookahead + 1`` arrivals it stays active for,
+    is refined ``iters`` times on its own arrival and on each of the ``lookahead`` after it,
     then committed. ``delay = lookahead * hop + pad`` samples: after ``n`` frames in,
     ``n * hop - delay`` samples are out; :meth:`flush` gives the rest, :meth:`offline` runs a
     whole spectrogram through the same code.
@@ -110,7 +111,7 @@ class Rtisi:
         n = (k - 1) * c.hop_length + c.n_fft
         return RtisiState(
             np.zeros(n), np.zeros(n), np.zeros((k, c.n_fft)),
-            np.zeros((k, c.n_bins), np.complex128), np.zeros((k, c.n_bins)), 0, c.pad,
+            np.zeros((k, c.n_bins), np.complex128), np.zeros((k, c.n_bins)), 0, c.pad, 0,
         )  # fmt: skip
 
     @staticmethod
@@ -132,7 +133,12 @@ class Rtisi:
         n_active, skip = st.n_active, st.skip
         out = []
         for t in range(mag.shape[1]):
-            if n_active == self.lookahead + 1:  # commit the oldest frame: its first hop is final
+            new_mag = np.ascontiguousarray(mag[:, t], dtype=np.float64)
+            _rtisi_frame(
+                acc, wacc, contrib, spec, mags, n_active, new_mag, self._win, hop, self.iters
+            )
+            n_active += 1
+            if n_active == self.lookahead + 1:  # the oldest frame is done: its first hop is final
                 y, skip = self._out(acc[:hop], wacc[:hop], skip)
                 out.append(y)
                 for a in (acc, wacc):
@@ -141,18 +147,14 @@ class Rtisi:
                 for a in (contrib, spec, mags):
                     a[:-1] = a[1:]
                 n_active -= 1
-            new_mag = np.ascontiguousarray(mag[:, t], dtype=np.float64)
-            _rtisi_frame(
-                acc, wacc, contrib, spec, mags, n_active, new_mag, self._win, hop, self.iters
-            )
-            n_active += 1
         y = np.concatenate(out) if out else np.zeros(0, np.float32)
-        return y, RtisiState(acc, wacc, contrib, spec, mags, n_active, skip)
+        fed = st.fed + mag.shape[1]
+        return y, RtisiState(acc, wacc, contrib, spec, mags, n_active, skip, fed)
 
     def flush(self, state: RtisiState | None) -> np.ndarray:
         c = self.conv
         st = state if state is not None else self.initial_state()
-        if st.n_active == 0:
+        if st.fed == 0:
             return np.zeros(0, np.float32)
         n = (st.n_active - 1) * c.hop_length + c.n_fft
         y, _ = self._out(st.acc[:n], st.wacc[:n], st.skip)

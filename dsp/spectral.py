@@ -35,9 +35,6 @@ def pad(y: np.ndarray, conv: Convention) -> np.ndarray:
     """Pad ``y`` by ``conv.pad`` samples a side, as ``np.pad(y, pad, conv.pad_mode)``."""
     if conv.pad == 0:
         return y
-    if conv.pad_mode == "reflect" and y.size < 2:
-        # np.pad cannot reflect a single sample; the reflection of a constant is the constant.
-        return np.pad(y, conv.pad, mode="edge")
     return np.pad(y, conv.pad, mode=conv.pad_mode)  # type: ignore[call-overload]
 
 
@@ -95,7 +92,8 @@ def istft(S: np.ndarray, conv: Convention = DEFAULT, length: int | None = None) 
     """Inverse of :func:`stft` by windowed overlap-add (librosa's ``istft``).
 
     Returns ``(frames - 1) * hop + n_fft - 2 * pad`` samples (``frames * hop`` for the default
-    convention), or ``length`` samples (trimmed or zero-padded) when given.
+    convention), or ``length`` samples from the first unpadded one (zero-filled past the
+    last frame) when given.
     """
     S = checks.spectrum(S, conv.n_bins)
     if S.dtype.kind != "c":
@@ -107,7 +105,7 @@ def istft(S: np.ndarray, conv: Convention = DEFAULT, length: int | None = None) 
     y, wsum = _ola_kernel(np.ascontiguousarray(S.T), win, conv.hop_length)
     nz = wsum > _TINY
     y[nz] /= wsum[nz]
-    y = y[conv.pad : y.size - conv.pad]
-    if length is not None:
-        y = y[:length] if y.size >= length else np.pad(y, (0, length - y.size))
-    return np.ascontiguousarray(y)
+    if length is None:
+        return np.ascontiguousarray(y[conv.pad : y.size - conv.pad])
+    y = y[conv.pad : conv.pad + length]  # as librosa: the trailing pad's samples count too
+    return np.ascontiguousarray(np.pad(y, (0, length - y.size)) if y.size < length else y)

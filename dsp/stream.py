@@ -104,6 +104,7 @@ class SynthesizerState(NamedTuple):
     ola: np.ndarray  # overlap-add accumulator, n_fft - hop samples
     wsum: np.ndarray  # window-square sum over the same samples
     skip: int  # leading padded samples still to drop
+    fed: int  # frames in so far
 
 
 class Synthesizer:
@@ -121,7 +122,7 @@ class Synthesizer:
 
     def initial_state(self) -> SynthesizerState:
         n = self.conv.n_fft - self.conv.hop_length
-        return SynthesizerState(np.zeros(n, self.dtype), np.zeros(n, self.dtype), self.conv.pad)
+        return SynthesizerState(np.zeros(n, self.dtype), np.zeros(n, self.dtype), self.conv.pad, 0)
 
     def _emit(self, y: np.ndarray, wsum: np.ndarray, skip: int) -> tuple[np.ndarray, int]:
         nz = wsum > _sp._TINY
@@ -145,9 +146,11 @@ class Synthesizer:
         wsum[:keep] += st.wsum
         done = S.shape[1] * c.hop_length
         out, skip = self._emit(y[:done], wsum[:done], st.skip)
-        return out, SynthesizerState(y[done:], wsum[done:], skip)
+        return out, SynthesizerState(y[done:], wsum[done:], skip, st.fed + S.shape[1])
 
     def flush(self, state: SynthesizerState | None) -> np.ndarray:
         st = state if state is not None else self.initial_state()
+        if st.fed == 0:
+            return np.zeros(0, self.dtype)
         out, _ = self._emit(st.ola, st.wsum, st.skip)
         return out[: max(out.size - self.conv.pad, 0)]

@@ -1,0 +1,140 @@
+"""The ``melgand`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+log = logging.getLogger("melgand")
+
+
+def _version() -> str:
+    try:
+        return version("melgand")
+    except PackageNotFoundError:  # running from a source tree without installing
+        return "0+unknown"
+
+
+def _config_args() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("configuration")
+    g.add_argument(
+        "--config",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="TOML file layered over the packaged defaults (repeatable)",
+    )
+    g.add_argument(
+        "--set",
+        metavar="SECTION.KEY=VALUE",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="override one key, e.g. --set log.level=debug",
+    )
+    return p  # fmt: skip
+
+
+def _load_config(args: argparse.Namespace):
+    from daemon import config
+
+    cfg = config.load(args.config, [config.parse_override(s) for s in args.overrides])
+    logging.basicConfig(
+        level=cfg.log.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return cfg
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from daemon import devices
+
+    outputs, problem = devices.outputs()
+    if problem:
+        print(problem)
+    if not outputs:
+        print(
+            "No audio output devices found. melgand will write wav files instead: "
+            "use --sink wav:PATH or -o OUT.wav (install PulseAudio or connect a sound card "
+            "for live audio)."
+        )
+        return 0
+    print(f"{'':2}{'index':>5}  {'channels':>8}  {'rate':>7}  name (host API)")
+    for d in outputs:
+        mark = "*" if d.is_default else " "
+        print(f"{mark:2}{d.index:>5}  {d.channels:>8}  {d.rate:>7.0f}  {d.name} ({d.hostapi})")
+    print("* default output; choose another with --sink sounddevice:INDEX or :NAME")
+    return 0
+
+
+def cmd_vocode(args: argparse.Namespace) -> int:
+    import dsp
+    from daemon import audio_io
+
+    cfg = _load_config(args)
+    conv = cfg.audio
+    y = audio_io.read_mono(args.input, conv.sample_rate)
+    name = args.vocoder or cfg.dsp_vocoder.method
+    v = cfg.dsp_vocoder
+    vocoder = dsp.DspVocoder(conv, name, v.griffin_lim_iters, v.rtisi_lookahead, v.rtisi_iters,
+                             v.nnls_iters)  # fmt: skip
+    t0 = time.perf_counter()
+    mel = dsp.log_mel(y, conv)
+    out = vocoder(mel)
+    elapsed = time.perf_counter() - t0
+    audio_io.write(args.output, out, conv.sample_rate)
+    dur = out.size / conv.sample_rate
+    print(
+        f"{args.output}: {dur:.2f} s from {mel.shape[1]} mel frames with the {name} vocoder "
+        f"in {elapsed:.2f} s ({dur / max(elapsed, 1e-9):.1f}x real time)"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="melgand",
+        description="A real-time neural voice: speaks text and sings lyrics, live.",
+    )
+    p.add_argument("--version", action="version", version=f"melgand {_version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = _config_args()
+
+    d = sub.add_parser("devices", help="list audio output devices",
+                       description="List the audio output devices melgand can play on.")  # fmt: skip
+    d.set_defaults(func=cmd_devices)
+
+    v = sub.add_parser(
+        "vocode", parents=[common], help="copy-synthesis: audio -> log-mel -> vocoder -> audio",
+        description="Analyse IN (any sample rate, any channels) to log-mel and resynthesize it "
+        "with a vocoder, to hear what the vocoder keeps of the sound.",
+    )  # fmt: skip
+    v.add_argument("input", metavar="IN", type=Path, help="input audio file (wav, flac, ogg)")
+    v.add_argument("-o", "--output", metavar="OUT.wav", type=Path, required=True)
+    v.add_argument("--vocoder", metavar="NAME", choices=("rtisi", "griffin_lim"),
+                   help="rtisi (streaming DSP) or griffin_lim (32 iterations, batch); "
+                   "default: [dsp_vocoder] method")  # fmt: skip
+    v.set_defaults(func=cmd_vocode)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from daemon.audio_io import AudioFileError
+    from daemon.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, AudioFileError) as e:
+        print(f"melgand {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

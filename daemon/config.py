@@ -1,0 +1,170 @@
+"""Typed configuration: the packaged ``config.toml`` with user files and flags layered over it.
+
+Every key is declared here with its type and what is allowed; a file that names an unknown
+section or key, gives a wrong type or an out-of-range value is refused with a
+:class:`ConfigError` naming the file, the line, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsp import Convention
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message says where and what to do."""
+
+
+def _opt(*, choices: tuple[Any, ...] | None = None, lo: float | None = None,
+         hi: float | None = None) -> Any:  # fmt: skip
+    return field(metadata={"choices": choices, "lo": lo, "hi": hi})
+
+
+@dataclass(frozen=True)
+class DspVocoderConfig:
+    method: str = _opt(choices=("rtisi", "griffin_lim"))
+    griffin_lim_iters: int = _opt(lo=0, hi=1000)
+    rtisi_lookahead: int = _opt(lo=0, hi=16)
+    rtisi_iters: int = _opt(lo=0, hi=64)
+    nnls_iters: int = _opt(lo=0, hi=1000)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = _opt(choices=("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class Config:
+    audio: Convention
+    dsp_vocoder: DspVocoderConfig
+    log: LogConfig
+
+
+def packaged_path() -> Path:
+    """The packaged defaults: beside the source tree, or where pip installed the data file."""
+    for p in (
+        Path(__file__).resolve().parent.parent / "config.toml",
+        Path(sys.prefix) / "share" / "melgand" / "config.toml",
+    ):
+        if p.is_file():
+            return p
+    raise ConfigError("the packaged config.toml is missing: reinstall melgand (pip install -e .)")
+
+
+def _line_of(text: str, section: str, key: str | None) -> int | None:
+    current = None
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        m = re.match(r"^\[([^\]]+)\]", s)
+        if m:
+            current = m.group(1).strip()
+            if key is None and current == section:
+                return n
+        elif key is not None and current == section and re.match(rf"^{re.escape(key)}\s*=", s):
+            return n
+    return None
+
+
+def _where(source: str, text: str | None, section: str, key: str | None = None) -> str:
+    line = _line_of(text, section, key) if text else None
+    name = f"[{section}]" + (f" {key}" if key else "")
+    return f"{source}" + (f", line {line}" if line else "") + f": {name}"
+
+
+def _check_value(cls: type, f: dataclasses.Field, value: Any) -> str | None:
+    """Why ``value`` is not allowed for field ``f`` (None when it is)."""
+    want = typing.get_type_hints(cls)[f.name]
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+        return f"expected {want.__name__}, got {type(value).__name__} {value!r}"
+    meta = f.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        return f"got {value!r}; select one of {list(meta['choices'])}"
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        return f"got {value!r}; allowed {lo}..{hi}"
+    return None
+
+
+def _merge(base: dict[str, dict[str, Any]], layer: dict[str, Any], source: str,
+           text: str | None) -> None:  # fmt: skip
+    sections = {f.name: f.type for f in dataclasses.fields(Config)}
+    hints = typing.get_type_hints(Config)
+    for section, values in layer.items():
+        if section not in sections:
+            raise ConfigError(
+                f"{_where(source, text, section)}: unknown section; known: {sorted(sections)}"
+            )
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: {section} must be a [section] table")
+        cls = hints[section]
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key, value in values.items():
+            if key not in fields:
+                raise ConfigError(
+                    f"{_where(source, text, section, key)}: unknown key; "
+                    f"[{section}] has {sorted(fields)}"
+                )
+            why = _check_value(cls, fields[key], value)
+            if why:
+                raise ConfigError(f"{_where(source, text, section, key)}: {why}")
+            base.setdefault(section, {})[key] = (
+                float(value) if typing.get_type_hints(cls)[key] is float else value
+            )
+
+
+def parse_override(spec: str) -> tuple[str, str, Any]:
+    """``section.key=value`` (value in TOML syntax; bare words are strings)."""
+    m = re.fullmatch(r"\s*([A-Za-z_]\w*)\.([A-Za-z_]\w*)\s*=(.*)", spec)
+    if not m:
+        raise ConfigError(f"--set {spec!r}: expected section.key=value, e.g. log.level=debug")
+    section, key, raw = m.group(1), m.group(2), m.group(3).strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return section, key, value
+
+
+def load(
+    files: list[Path | str] | None = None, overrides: list[tuple[str, str, Any]] | None = None
+) -> Config:
+    """Packaged defaults, then each file in order, then ``overrides`` (from flags)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for i, path in enumerate([packaged_path(), *(files or [])]):
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = tomllib.loads(text)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read config file ({e})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        _merge(merged, data, str(path), text)
+        if i == 0:
+            packaged = path
+    for section, key, value in overrides or []:
+        _merge(merged, {section: {key: value}}, "command line", None)
+    kwargs = {}
+    for f in dataclasses.fields(Config):
+        cls = typing.get_type_hints(Config)[f.name]
+        values = merged.get(f.name, {})
+        try:
+            kwargs[f.name] = cls(**values)
+        except TypeError as e:
+            raise ConfigError(f"{packaged}: [{f.name}] is incomplete ({e})") from None
+        except ValueError as e:
+            raise ConfigError(f"[{f.name}]: {e}") from None
+    return Config(**kwargs)
