@@ -104,8 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _config_args()
 
-    d = sub.add_parser("devices", help="list audio output devices",
-                       description="List the audio output devices melgand can play on.")  # fmt: skip
+    d = sub.add_parser(
+        "devices", help="list audio output devices",
+        description="List the audio output devices melgand can play on.",
+    )  # fmt: skip
     d.set_defaults(func=cmd_devices)
 
     v = sub.add_parser(

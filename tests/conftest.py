@@ -21,7 +21,7 @@ SR = 22050
 
 
 def signal(kind: str, n: int, dtype=np.float64, seed: int = 0) -> np.ndarray:
-    """Test signals: random (gaussian), tonal (three partials + chirp), silence, full-scale noise."""
+    """Test signals: random (gaussian), tonal (partials + chirp), silence, full-scale noise."""
     rng = np.random.default_rng(seed)
     t = np.arange(n) / SR
     if kind == "random":

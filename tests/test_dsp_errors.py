@@ -69,7 +69,7 @@ def test_bad_arguments_are_refused_clearly(call, message):
 
 
 def test_convention_mismatch_names_every_field():
-    with pytest.raises(ValueError, match="hop_length: checkpoint has 200, expected 256.*n_mels"):
+    with pytest.raises(ValueError, match=r"hop_length: checkpoint has 200, expected 256.*n_mels"):
         dsp.DEFAULT.check_same(dsp.Convention(hop_length=200, n_mels=100))
     dsp.DEFAULT.check_same(dsp.Convention.from_dict(dsp.DEFAULT.to_dict()))
     with pytest.raises(ValueError, match="unknown audio convention keys"):
