@@ -47,6 +47,7 @@ def _load_config(args: argparse.Namespace):
     logging.basicConfig(
         level=cfg.log.level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("numba").setLevel(logging.WARNING)
     return cfg
 
 
@@ -58,16 +59,15 @@ def cmd_devices(args: argparse.Namespace) -> int:
         print(problem)
     if not outputs:
         print(
-            "No audio output devices found. melgand will write wav files instead: "
-            "use --sink wav:PATH or -o OUT.wav (install PulseAudio or connect a sound card "
-            "for live audio)."
+            "No audio output devices found: melgand cannot play live here. Write files "
+            "instead (-o OUT.wav), or start PulseAudio or connect a sound card for live audio."
         )
         return 0
     print(f"{'':2}{'index':>5}  {'channels':>8}  {'rate':>7}  name (host API)")
     for d in outputs:
         mark = "*" if d.is_default else " "
         print(f"{mark:2}{d.index:>5}  {d.channels:>8}  {d.rate:>7.0f}  {d.name} ({d.hostapi})")
-    print("* default output; choose another with --sink sounddevice:INDEX or :NAME")
+    print("(the default output is marked *)")
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import numba
@@ -65,29 +68,76 @@ def _sparse(conv: Convention) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lo, hi, np.ascontiguousarray(b.astype(np.float32))
 
 
-@numba.njit(cache=True, nogil=True)
-def _log_mel_kernel(spec, lo, hi, w, clamp):  # pragma: no cover - compiled
-    """(frames, n_bins) complex -> (n_mels, frames) float32 log-mel, magnitudes fused."""
-    n_frames, n_bins = spec.shape
-    n_mels = lo.shape[0]
-    out = np.empty((n_mels, n_frames), dtype=np.float32)
-    mag = np.empty(n_bins, dtype=np.float32)
-    for t in range(n_frames):
+_BLOCK = 32  # frames analysed at a time, so that frames and spectra stay in cache
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _mel_into(spec, lo, hi, w, clamp, out, t0):  # pragma: no cover - compiled
+    """(k, n_bins) complex spectra -> log-mel columns ``t0 .. t0 + k`` of ``out``.
+
+    Magnitudes are fused in, each filter sums only over its own (contiguous) bins, and the
+    inner loops run across frames, so that they vectorize.
+    """
+    nb, n_bins = spec.shape
+    mag = np.empty((n_bins, nb), dtype=np.float32)
+    for t in range(nb):
         for k in range(n_bins):
             z = spec[t, k]
-            mag[k] = np.sqrt(z.real * z.real + z.imag * z.imag)
-        for m in range(n_mels):
-            acc = np.float32(0.0)
-            for k in range(lo[m], hi[m]):
-                acc += w[m, k] * mag[k]
-            out[m, t] = np.log(max(acc, clamp))
+            mag[k, t] = z.real * z.real + z.imag * z.imag
+    for k in range(n_bins):
+        mk = mag[k]
+        for t in range(nb):
+            mk[t] = np.sqrt(mk[t])
+    for m in range(lo.shape[0]):
+        acc = out[m, t0 : t0 + nb]  # row views keep the inner loop contiguous
+        acc[:] = 0.0
+        for k in range(lo[m], hi[m]):
+            wk, mk = w[m, k], mag[k]
+            for t in range(nb):
+                acc[t] += wk * mk[t]
+        for t in range(nb):
+            acc[t] = np.log(max(acc[t], clamp))
+
+
+@numba.njit(cache=True, nogil=True)
+def _log_mel_kernel(yp, win, hop, start, stop, lo, hi, w, clamp, out):  # pragma: no cover
+    """Log-mel columns ``start .. stop`` of the padded signal into ``out``, a block at a time."""
+    frames = np.empty((min(_BLOCK, stop - start), win.shape[0]), dtype=yp.dtype)
+    for t0 in range(start, stop, _BLOCK):
+        nb = min(_BLOCK, stop - t0)
+        _sp._frame_into(yp, win, hop, t0, frames[:nb])
+        _mel_into(np.fft.rfft(frames[:nb]), lo, hi, w, clamp, out, t0)
+
+
+def log_mel_padded(yp: np.ndarray, n_frames: int, win: np.ndarray, conv: Convention) -> np.ndarray:
+    """Log-mel of ``n_frames`` frames of an already padded signal (see :func:`log_mel`).
+
+    Long inputs are split in frame ranges over the cores (the kernel releases the GIL); each
+    frame's numbers are the same however the work is split.
+    """
+    lo, hi, w = _sparse(conv)
+    out = np.empty((conv.n_mels, n_frames), dtype=np.float32)
+    args = (yp, win, conv.hop_length)
+    rest = (lo, hi, w, np.float32(conv.log_clamp), out)
+    if n_frames < _PARALLEL_MIN_FRAMES or _WORKERS == 1:
+        _log_mel_kernel(*args, 0, n_frames, *rest)
+        return out
+    cuts = np.linspace(0, n_frames, _WORKERS + 1).astype(int)
+    jobs = [
+        _pool().submit(_log_mel_kernel, *args, a, b, *rest) for a, b in itertools.pairwise(cuts)
+    ]
+    for j in jobs:
+        j.result()
     return out
 
 
-def log_mel_from_spec(spec_tf: np.ndarray, conv: Convention = DEFAULT) -> np.ndarray:
-    """``(frames, n_bins)`` complex spectra -> ``(n_mels, frames)`` float32 log-mel."""
-    lo, hi, w = _sparse(conv)
-    return _log_mel_kernel(spec_tf, lo, hi, w, np.float32(conv.log_clamp))
+_WORKERS = min(os.cpu_count() or 1, 4)
+_PARALLEL_MIN_FRAMES = 8 * _BLOCK
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(_WORKERS, thread_name_prefix="melgand-dsp")
 
 
 def log_mel(y: np.ndarray, conv: Convention = DEFAULT) -> np.ndarray:
@@ -101,8 +151,13 @@ def log_mel(y: np.ndarray, conv: Convention = DEFAULT) -> np.ndarray:
     if n_frames == 0:
         return np.zeros((conv.n_mels, 0), dtype=np.float32)
     win = _sp.window(conv.n_fft, conv.win_length).astype(y.dtype)
-    spec = _sp._stft_kernel(_sp.pad(y, conv), win, conv.hop_length, n_frames)
-    return log_mel_from_spec(spec, conv)
+    return log_mel_padded(_sp.pad(y, conv), n_frames, win, conv)
+
+
+@lru_cache(maxsize=16)
+def _nnls_mats(conv: Convention) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    b = _basis64(conv.sample_rate, conv.n_fft, conv.n_mels, conv.fmin, conv.fmax)
+    return np.linalg.pinv(b), np.ascontiguousarray(b.T), b.T @ b
 
 
 def mel_to_magnitude(mel: np.ndarray, conv: Convention = DEFAULT, iters: int = 16) -> np.ndarray:
@@ -113,10 +168,9 @@ def mel_to_magnitude(mel: np.ndarray, conv: Convention = DEFAULT, iters: int = 1
     mel = checks.spectrum(mel, conv.n_mels, "mel", complex_ok=False).astype(np.float64)
     if (mel < 0).any():
         raise ValueError("mel must be non-negative linear amplitudes (np.exp of a log-mel)")
-    b = _basis64(conv.sample_rate, conv.n_fft, conv.n_mels, conv.fmin, conv.fmax)
-    s = np.maximum(np.linalg.pinv(b) @ mel, 1e-8)
-    btm = b.T @ mel
-    btb = b.T @ b
+    pinv, bt, btb = _nnls_mats(conv)
+    s = np.maximum(pinv @ mel, 1e-8)
+    btm = bt @ mel
     for _ in range(iters):
         s *= btm / np.maximum(btb @ s, 1e-12)
     return s.astype(np.float32)

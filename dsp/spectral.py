@@ -39,13 +39,20 @@ def pad(y: np.ndarray, conv: Convention) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _frames(yp, win, hop, n_frames):  # pragma: no cover - compiled
+def _frame_into(yp, win, hop, t0, out):  # pragma: no cover - compiled
+    """Windowed frames ``t0 .. t0 + len(out)`` of the padded signal, written into ``out``."""
     n_fft = win.shape[0]
-    out = np.empty((n_frames, n_fft), dtype=yp.dtype)
-    for t in range(n_frames):
-        o = t * hop
+    for t in range(out.shape[0]):
+        o = (t0 + t) * hop
+        src, dst = yp[o : o + n_fft], out[t]  # views: the inner loop vectorizes
         for i in range(n_fft):
-            out[t, i] = yp[o + i] * win[i]
+            dst[i] = src[i] * win[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _frames(yp, win, hop, n_frames):  # pragma: no cover - compiled
+    out = np.empty((n_frames, win.shape[0]), dtype=yp.dtype)
+    _frame_into(yp, win, hop, 0, out)
     return out
 
 

@@ -54,10 +54,9 @@ class Analyzer:
         return np.zeros((c.n_bins, 0), np.complex64 if self.dtype == np.float32 else np.complex128)
 
     def _analyse(self, padded: np.ndarray, n_frames: int) -> np.ndarray:
-        spec = _sp._stft_kernel(padded, self._win, self.conv.hop_length, n_frames)
         if self.feature == "log_mel":
-            return _mel.log_mel_from_spec(spec, self.conv)
-        return spec.T
+            return _mel.log_mel_padded(padded, n_frames, self._win, self.conv)
+        return _sp._stft_kernel(padded, self._win, self.conv.hop_length, n_frames).T
 
     def initial_state(self) -> AnalyzerState:
         e = np.zeros(0, self.dtype)

@@ -64,12 +64,13 @@ def pulse_null_sink(tmp_path_factory):
     run = tmp_path_factory.mktemp("pulse")
     sock = run / "native"
     env = dict(os.environ, PULSE_RUNTIME_PATH=str(run), HOME=str(run), XDG_RUNTIME_DIR=str(run))
+    log = (run / "pulseaudio.log").open("wb")
     proc = subprocess.Popen(
         ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit",
          "--use-pid-file=no", "--log-target=stderr",
          "--load=module-null-sink sink_name=melgand_test",
          f"--load=module-native-protocol-unix auth-anonymous=1 socket={sock}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     client_env = dict(os.environ, PULSE_SERVER=f"unix:{sock}", PULSE_SINK="melgand_test")
     deadline = time.monotonic() + 20
@@ -79,7 +80,9 @@ def pulse_null_sink(tmp_path_factory):
             break
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            proc.wait()
+            log.close()
+            err = (run / "pulseaudio.log").read_text(errors="replace")
             pytest.fail(f"PulseAudio did not start: {err[-2000:]}")
         time.sleep(0.1)
     yield client_env
@@ -88,3 +91,5 @@ def pulse_null_sink(tmp_path_factory):
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
+    log.close()
