@@ -67,8 +67,9 @@ def log_mel_one_core(y: np.ndarray) -> np.ndarray:
     n = c.n_frames(y.size)
     out = np.empty((c.n_mels, n), np.float32)
     win = spectral.window(c.n_fft, c.win_length).astype(np.float32)
-    mel._log_mel_kernel(spectral.pad(y, c), win, c.hop_length, 0, n, lo, hi, w,
-                        np.float32(c.log_clamp), out)  # fmt: skip
+    mel._log_mel_kernel(
+        spectral.pad(y, c), win, c.hop_length, 0, n, lo, hi, w, np.float32(c.log_clamp), out
+    )
     return out
 
 
@@ -97,10 +98,18 @@ def compile_times() -> tuple[float, float]:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         root = os.path.join(os.path.dirname(__file__), "..")
         out = [
-            float(subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
-                                 capture_output=True, text=True, check=True).stdout)
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", code],
+                    env=env,
+                    cwd=root,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
             for _ in range(2)
-        ]  # fmt: skip
+        ]
     return out[0], out[1]
 
 
@@ -115,8 +124,12 @@ def festival_sentence() -> np.ndarray | None:
         return None
     with tempfile.NamedTemporaryFile(suffix=".wav") as f:
         text = b"The quick brown fox jumps over the lazy dog. Melgand speaks and sings, live."
-        subprocess.run(["text2wave", "-eval", "(voice_cmu_us_slt_arctic_hts)", "-o", f.name],
-                       input=text, check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["text2wave", "-eval", "(voice_cmu_us_slt_arctic_hts)", "-o", f.name],
+            input=text,
+            check=True,
+            capture_output=True,
+        )
         y, sr = sf.read(f.name, dtype="float32")
     return soxr.resample(y, sr, SR).astype(np.float32)
 
@@ -134,13 +147,15 @@ def quality_table() -> None:
         return
     mag = np.abs(dsp.stft(y.astype(np.float64)))
     mel = dsp.log_mel(y)
-    print(f"\n# phase reconstruction, Festival slt sentence ({y.size / SR:.1f} s); "
-          "spectral convergence in dB, lower is better\n")  # fmt: skip
+    print(
+        f"\n# phase reconstruction, Festival slt sentence ({y.size / SR:.1f} s); "
+        "spectral convergence in dB, lower is better\n"
+    )
     print("| input | Griffin-Lim 32 (librosa) | Griffin-Lim 32 (dsp) | RTISI-LA (dsp, streaming) |")
     print("|---|---:|---:|---:|")
     lgl = librosa.griffinlim(
         mag, n_iter=32, hop_length=256, n_fft=1024, center=False, random_state=0
-    )[384:-384]  # fmt: skip  (drop our convention's pad)
+    )[384:-384]  # drop our convention's pad
     print(
         f"| true magnitude | {sc_db(lgl, mag):.1f} | "
         f"{sc_db(dsp.griffin_lim(mag), mag):.1f} | {sc_db(dsp.Rtisi().offline(mag), mag):.1f} |"
@@ -170,8 +185,9 @@ def main() -> None:
     mel = dsp.log_mel(y10)
     gl, ours = side_by_side(
         lambda: librosa.griffinlim(mag, n_iter=32, hop_length=256, n_fft=1024, center=False),
-        lambda: dsp.griffin_lim(mag, n_iter=32), 3,
-    )  # fmt: skip
+        lambda: dsp.griffin_lim(mag, n_iter=32),
+        3,
+    )
     rows.append(("Griffin-Lim 32 iter, 10 s", gl * 1e3, ours * 1e3, "ms", ""))
     rt = median_time(lambda: dsp.Rtisi().offline(mag), 3)
     voc = dsp.DspVocoder()
@@ -186,8 +202,10 @@ def main() -> None:
     per_chunk = median_time(chunks, 3) / (mel.shape[1] / 2)
 
     cold, warm = compile_times()
-    print(f"# dsp speed, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"numpy {np.__version__}, librosa {librosa.__version__}\n")  # fmt: skip
+    print(
+        f"# dsp speed, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"numpy {np.__version__}, librosa {librosa.__version__}\n"
+    )
     print("| what | librosa | melgand dsp | unit | speed-up | note |")
     print("|---|---:|---:|---|---:|---|")
     for what, r, o, unit, note in rows:

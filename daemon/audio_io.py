@@ -12,6 +12,8 @@ import soxr
 class AudioFileError(ValueError):
     """An audio file cannot be used; the message names the file and what to do."""
 
+    user_error = True  # the CLI prints the message, without a traceback
+
 
 def read_mono(path: str | Path, sample_rate: int) -> np.ndarray:
     """Read ``path`` as float32 mono at ``sample_rate`` (downmixed and resampled as needed)."""

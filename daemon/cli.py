@@ -37,7 +37,7 @@ def _config_args() -> argparse.ArgumentParser:
         dest="overrides",
         help="override one key, e.g. --set log.level=debug",
     )
-    return p  # fmt: skip
+    return p
 
 
 def _load_config(args: argparse.Namespace):
@@ -80,8 +80,9 @@ def cmd_vocode(args: argparse.Namespace) -> int:
     y = audio_io.read_mono(args.input, conv.sample_rate)
     name = args.vocoder or cfg.dsp_vocoder.method
     v = cfg.dsp_vocoder
-    vocoder = dsp.DspVocoder(conv, name, v.griffin_lim_iters, v.rtisi_lookahead, v.rtisi_iters,
-                             v.nnls_iters)  # fmt: skip
+    vocoder = dsp.DspVocoder(
+        conv, name, v.griffin_lim_iters, v.rtisi_lookahead, v.rtisi_iters, v.nnls_iters
+    )
     t0 = time.perf_counter()
     mel = dsp.log_mel(y, conv)
     out = vocoder(mel)
@@ -95,6 +96,43 @@ def cmd_vocode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from trainer import corpus
+
+    _load_config(args)
+    t0 = time.perf_counter()
+    m = corpus.build(args.out, args.sentences, args.seed, args.pitch_shift, args.jobs)
+    cov = m["coverage"]
+    print(
+        f"{args.out}: {m['items']} utterances ({args.sentences} sentences, seed {args.seed}) "
+        f"in {time.perf_counter() - t0:.0f} s; coverage: {cov['phones']:.0%} of phones, "
+        f"{cov['diphones']} diphones ({cov['diphones_of_pool']:.0%} of those the generator "
+        f"produced), {cov['distinct_words']} distinct words"
+    )
+    for item, err in m["failed"].items():
+        print(f"  {item}: {err}", file=sys.stderr)
+    return 0 if m["complete"] else 1
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from trainer import features
+
+    cfg = _load_config(args)
+    t0 = time.perf_counter()
+    p = features.prepare(args.dataset, cfg.audio, args.jobs)
+    r = p.report
+    for item, reason in r.skipped.items():
+        print(f"skipped {item}: {reason}")
+    for item, notes in r.notes.items():
+        print(f"note {item}: {'; '.join(notes)}")
+    print(
+        f"{args.dataset}: {r.rows} rows, {len(r.good)} ready, {len(r.skipped)} skipped; "
+        f"features in {p.cache} ({p.built} built, {p.reused} reused) "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
+    return 1 if r.skipped else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="melgand",
@@ -105,33 +143,86 @@ def build_parser() -> argparse.ArgumentParser:
     common = _config_args()
 
     d = sub.add_parser(
-        "devices", help="list audio output devices",
+        "devices",
+        help="list audio output devices",
         description="List the audio output devices melgand can play on.",
-    )  # fmt: skip
+    )
     d.set_defaults(func=cmd_devices)
 
     v = sub.add_parser(
-        "vocode", parents=[common], help="copy-synthesis: audio -> log-mel -> vocoder -> audio",
+        "vocode",
+        parents=[common],
+        help="copy-synthesis: audio -> log-mel -> vocoder -> audio",
         description="Analyse IN (any sample rate, any channels) to log-mel and resynthesize it "
         "with a vocoder, to hear what the vocoder keeps of the sound.",
-    )  # fmt: skip
+    )
     v.add_argument("input", metavar="IN", type=Path, help="input audio file (wav, flac, ogg)")
     v.add_argument("-o", "--output", metavar="OUT.wav", type=Path, required=True)
-    v.add_argument("--vocoder", metavar="NAME", choices=("rtisi", "griffin_lim"),
-                   help="rtisi (streaming DSP) or griffin_lim (32 iterations, batch); "
-                   "default: [dsp_vocoder] method")  # fmt: skip
+    v.add_argument(
+        "--vocoder",
+        metavar="NAME",
+        choices=("rtisi", "griffin_lim"),
+        help="rtisi (streaming DSP) or griffin_lim (32 iterations, batch); "
+        "default: [dsp_vocoder] method",
+    )
     v.set_defaults(func=cmd_vocode)
+
+    c = sub.add_parser(
+        "corpus",
+        help="build a teacher corpus",
+        description="Build a teacher corpus (LJSpeech layout + phone segments).",
+    )
+    csub = c.add_subparsers(dest="source", metavar="SOURCE", required=True)
+    f = csub.add_parser(
+        "festival",
+        parents=[common],
+        help="generated sentences spoken by Festival (slt voice)",
+        description="Generate sentences from a seed (chosen for phone and diphone coverage), "
+        "speak them with Festival's cmu_us_slt_arctic_hts voice, and write DIR in the LJSpeech "
+        "layout with Festival's phone segment times. Resumes an interrupted build.",
+    )
+    f.add_argument("--out", type=Path, required=True, metavar="DIR")
+    f.add_argument("--sentences", type=_positive, default=1000, metavar="N")
+    f.add_argument("--seed", type=int, default=0, metavar="S")
+    f.add_argument(
+        "--pitch-shift",
+        type=int,
+        action="append",
+        default=[],
+        metavar="SEMITONES",
+        help="also write a WORLD pitch-shifted copy of each item (repeatable)",
+    )
+    f.add_argument("--jobs", type=_positive, default=None, help="Festival processes (all cores)")
+    f.set_defaults(func=cmd_corpus)
+
+    pr = sub.add_parser(
+        "prepare",
+        parents=[common],
+        help="check a dataset and build its feature cache",
+        description="Check an LJSpeech-layout dataset (metadata.csv + wavs/) row by row, report "
+        "every bad row by id, and build the feature cache (log-mel, f0, voicing, energy). "
+        "Exit status 1 when rows were skipped.",
+    )
+    pr.add_argument("dataset", type=Path, metavar="DATASET_DIR")
+    pr.add_argument("--jobs", type=_positive, default=None, help="worker threads (all cores)")
+    pr.set_defaults(func=cmd_prepare)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    from daemon.audio_io import AudioFileError
-    from daemon.config import ConfigError
+def _positive(s: str) -> int:
+    n = int(s)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
 
+
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, AudioFileError) as e:
+    except Exception as e:
+        if not getattr(e, "user_error", False):  # a bug: let the traceback show
+            raise
         print(f"melgand {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

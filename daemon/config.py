@@ -22,9 +22,12 @@ from dsp import Convention
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message says where and what to do."""
 
+    user_error = True  # the CLI prints the message, without a traceback
 
-def _opt(*, choices: tuple[Any, ...] | None = None, lo: float | None = None,
-         hi: float | None = None) -> Any:  # fmt: skip
+
+def _opt(
+    *, choices: tuple[Any, ...] | None = None, lo: float | None = None, hi: float | None = None
+) -> Any:
     return field(metadata={"choices": choices, "lo": lo, "hi": hi})
 
 
@@ -96,8 +99,9 @@ def _check_value(cls: type, f: dataclasses.Field, value: Any) -> str | None:
     return None
 
 
-def _merge(base: dict[str, dict[str, Any]], layer: dict[str, Any], source: str,
-           text: str | None) -> None:  # fmt: skip
+def _merge(
+    base: dict[str, dict[str, Any]], layer: dict[str, Any], source: str, text: str | None
+) -> None:
     sections = {f.name: f.type for f in dataclasses.fields(Config)}
     hints = typing.get_type_hints(Config)
     for section, values in layer.items():

@@ -30,8 +30,14 @@ def outputs() -> tuple[list[Output], str | None]:
     out = []
     for d in devs:
         if d["max_output_channels"] > 0:
-            out.append(Output(
-                d["index"], d["name"], apis[d["hostapi"]]["name"], d["max_output_channels"],
-                d["default_samplerate"], d["index"] == default_out,
-            ))  # fmt: skip
+            out.append(
+                Output(
+                    d["index"],
+                    d["name"],
+                    apis[d["hostapi"]]["name"],
+                    d["max_output_channels"],
+                    d["default_samplerate"],
+                    d["index"] == default_out,
+                )
+            )
     return out, None

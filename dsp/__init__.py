@@ -1,20 +1,40 @@
 """melgand's signal processing: numba kernels, no torch, imports nothing from melgand.
 
 Batch: :func:`stft`, :func:`istft`, :func:`log_mel`, :func:`mel_basis`, :func:`mfcc`,
-:func:`mel_to_magnitude`, :func:`griffin_lim`. Streaming (explicit state,
+:func:`mel_to_magnitude`, :func:`griffin_lim`, :func:`yin`, :func:`log_energy`.
+Streaming (explicit state,
 ``out, state = obj.stream(x, state)``): :class:`Analyzer`, :class:`Synthesizer`,
 :class:`Rtisi`. Conventions: :class:`Convention` (``DEFAULT`` is HiFi-GAN's).
 """
 
+from dsp.alignment import monotonic_alignment
 from dsp.convention import DEFAULT, Convention, librosa_center
 from dsp.mel import hz_to_mel, log_mel, mel_basis, mel_to_hz, mel_to_magnitude, mfcc
 from dsp.phase import Rtisi, griffin_lim
+from dsp.pitch import log_energy, yin
 from dsp.spectral import istft, stft, window
 from dsp.stream import Analyzer, Synthesizer
 from dsp.vocoder import DspVocoder
 
 __all__ = [
-    "DEFAULT", "Analyzer", "Convention", "DspVocoder", "Rtisi", "Synthesizer", "griffin_lim",
-    "hz_to_mel", "istft", "librosa_center", "log_mel", "mel_basis", "mel_to_hz",
-    "mel_to_magnitude", "mfcc", "stft", "window",
-]  # fmt: skip
+    "DEFAULT",
+    "Analyzer",
+    "Convention",
+    "DspVocoder",
+    "Rtisi",
+    "Synthesizer",
+    "griffin_lim",
+    "hz_to_mel",
+    "istft",
+    "librosa_center",
+    "log_energy",
+    "log_mel",
+    "mel_basis",
+    "mel_to_hz",
+    "mel_to_magnitude",
+    "mfcc",
+    "monotonic_alignment",
+    "stft",
+    "window",
+    "yin",
+]

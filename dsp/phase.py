@@ -110,9 +110,15 @@ class Rtisi:
         c, k = self.conv, self.lookahead + 1
         n = (k - 1) * c.hop_length + c.n_fft
         return RtisiState(
-            np.zeros(n), np.zeros(n), np.zeros((k, c.n_fft)),
-            np.zeros((k, c.n_bins), np.complex128), np.zeros((k, c.n_bins)), 0, c.pad, 0,
-        )  # fmt: skip
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros((k, c.n_fft)),
+            np.zeros((k, c.n_bins), np.complex128),
+            np.zeros((k, c.n_bins)),
+            0,
+            c.pad,
+            0,
+        )
 
     @staticmethod
     def _out(y: np.ndarray, w: np.ndarray, skip: int) -> tuple[np.ndarray, int]:

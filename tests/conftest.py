@@ -66,12 +66,21 @@ def pulse_null_sink(tmp_path_factory):
     env = dict(os.environ, PULSE_RUNTIME_PATH=str(run), HOME=str(run), XDG_RUNTIME_DIR=str(run))
     log = (run / "pulseaudio.log").open("wb")
     proc = subprocess.Popen(
-        ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit",
-         "--use-pid-file=no", "--log-target=stderr",
-         "--load=module-null-sink sink_name=melgand_test",
-         f"--load=module-native-protocol-unix auth-anonymous=1 socket={sock}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=log,
-    )  # fmt: skip
+        [
+            "pulseaudio",
+            "-n",
+            "--daemonize=no",
+            "--exit-idle-time=-1",
+            "--disallow-exit",
+            "--use-pid-file=no",
+            "--log-target=stderr",
+            "--load=module-null-sink sink_name=melgand_test",
+            f"--load=module-native-protocol-unix auth-anonymous=1 socket={sock}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
     client_env = dict(os.environ, PULSE_SERVER=f"unix:{sock}", PULSE_SINK="melgand_test")
     deadline = time.monotonic() + 20
     while True:
@@ -93,3 +102,13 @@ def pulse_null_sink(tmp_path_factory):
         proc.kill()
         proc.wait()
     log.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """`melgand corpus festival --sentences 12 --seed 3`, built once (do not modify: copy)."""
+    from trainer import corpus
+
+    out = tmp_path_factory.mktemp("corpus") / "c12"
+    corpus.build(out, 12, 3, progress=False)
+    return out

@@ -94,8 +94,16 @@ def test_vocode_uses_config_and_overrides(festival_speech, tmp_path):
     user.write_text('[dsp_vocoder]\nmethod = "griffin_lim"\ngriffin_lim_iters = 2\n')
     r = run("vocode", str(festival_speech), "-o", str(tmp_path / "a.wav"), "--config", str(user))
     assert r.returncode == 0 and "griffin_lim vocoder" in r.stdout
-    r = run("vocode", str(festival_speech), "-o", str(tmp_path / "b.wav"), "--config", str(user),
-            "--set", "dsp_vocoder.method=rtisi")  # fmt: skip
+    r = run(
+        "vocode",
+        str(festival_speech),
+        "-o",
+        str(tmp_path / "b.wav"),
+        "--config",
+        str(user),
+        "--set",
+        "dsp_vocoder.method=rtisi",
+    )
     assert r.returncode == 0 and "rtisi vocoder" in r.stdout
 
 

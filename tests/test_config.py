@@ -51,21 +51,27 @@ def test_flags_override_files(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[dsp_vocoder]\nmethod = \"rtisi\"\nspeed = 3\n",
-         r"user.toml, line 3: \[dsp_vocoder\] speed: unknown key; \[dsp_vocoder\] has \["),
+        (
+            '[dsp_vocoder]\nmethod = "rtisi"\nspeed = 3\n',
+            r"user.toml, line 3: \[dsp_vocoder\] speed: unknown key; \[dsp_vocoder\] has \[",
+        ),
         ("[vocoderz]\nx = 1\n", r"line 1: \[vocoderz\]: unknown section; known: \["),
-        ("[dsp_vocoder]\nrtisi_iters = \"four\"\n",
-         r"line 2: \[dsp_vocoder\] rtisi_iters: expected int, got str 'four'"),
+        (
+            '[dsp_vocoder]\nrtisi_iters = "four"\n',
+            r"line 2: \[dsp_vocoder\] rtisi_iters: expected int, got str 'four'",
+        ),
         ("[dsp_vocoder]\nrtisi_iters = true\n", "expected int, got bool"),
         ("[dsp_vocoder]\nrtisi_iters = 1.5\n", "expected int, got float"),
-        ("[dsp_vocoder]\n\n rtisi_lookahead = 99\n",
-         r"line 3: \[dsp_vocoder\] rtisi_lookahead: got 99; allowed 0..16"),
-        ("[log]\nlevel = \"loud\"\n", r"select one of \['debug', 'info', 'warning', 'error'\]"),
+        (
+            "[dsp_vocoder]\n\n rtisi_lookahead = 99\n",
+            r"line 3: \[dsp_vocoder\] rtisi_lookahead: got 99; allowed 0..16",
+        ),
+        ('[log]\nlevel = "loud"\n', r"select one of \['debug', 'info', 'warning', 'error'\]"),
         ("[audio]\nhop_length = 4096\n", r"\[audio\]: invalid audio convention: hop_length"),
         ("[audio\nhop_length = 4096\n", "not valid TOML"),
         ("audio = 3\n", "must be a"),
     ],
-)  # fmt: skip
+)
 def test_bad_files_are_refused_with_file_line_key_and_what_is_allowed(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         config.load([write(tmp_path, text)])
@@ -78,9 +84,12 @@ def test_missing_file_is_named(tmp_path):
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("log.level", "expected section.key=value"), ("log.level=shout", "select one of"),
-     ("dsp_vocoder.rtisi_iters=-1", r"command line: \[dsp_vocoder\] rtisi_iters: got -1")],
-)  # fmt: skip
+    [
+        ("log.level", "expected section.key=value"),
+        ("log.level=shout", "select one of"),
+        ("dsp_vocoder.rtisi_iters=-1", r"command line: \[dsp_vocoder\] rtisi_iters: got -1"),
+    ],
+)
 def test_bad_overrides_are_refused(spec, message):
     with pytest.raises(ConfigError, match=message):
         config.load(None, [config.parse_override(spec)])

@@ -17,9 +17,13 @@ STFT_TOL = {np.float64: 1e-5, np.float32: 1e-4}  # relative to the largest magni
 def librosa_stft(y: np.ndarray, conv: dsp.Convention) -> np.ndarray:
     """The reference: librosa.stft with center=False on the convention's padded signal."""
     return librosa.stft(
-        np.pad(y, conv.pad, mode=conv.pad_mode), n_fft=conv.n_fft, hop_length=conv.hop_length,
-        win_length=conv.win_length, window="hann", center=False,
-    )  # fmt: skip
+        np.pad(y, conv.pad, mode=conv.pad_mode),
+        n_fft=conv.n_fft,
+        hop_length=conv.hop_length,
+        win_length=conv.win_length,
+        window="hann",
+        center=False,
+    )
 
 
 def assert_rel(got: np.ndarray, ref: np.ndarray, tol: float) -> None:
@@ -52,10 +56,21 @@ def test_stft_center_true_matches_librosa(n, dtype):
 
 @pytest.mark.parametrize(
     "conv",
-    [dsp.DEFAULT, dsp.Convention(sample_rate=24000, n_fft=2048, fmax=12000.0, n_mels=128),
-     dsp.Convention(sample_rate=16000, n_fft=512, win_length=400, hop_length=160, fmin=55.0,
-                    fmax=7600.0, n_mels=40, pad=120)],
-)  # fmt: skip
+    [
+        dsp.DEFAULT,
+        dsp.Convention(sample_rate=24000, n_fft=2048, fmax=12000.0, n_mels=128),
+        dsp.Convention(
+            sample_rate=16000,
+            n_fft=512,
+            win_length=400,
+            hop_length=160,
+            fmin=55.0,
+            fmax=7600.0,
+            n_mels=40,
+            pad=120,
+        ),
+    ],
+)
 def test_mel_basis_matches_librosa(conv):
     ref = librosa.filters.mel(
         sr=conv.sample_rate, n_fft=conv.n_fft, n_mels=conv.n_mels, fmin=conv.fmin, fmax=conv.fmax
@@ -113,8 +128,9 @@ def test_istft_matches_librosa(n):
 @pytest.mark.parametrize("n", (1024, 3000, 22067))
 def test_mfcc_matches_librosa(n):
     y = signal("tonal", n, np.float32) + signal("random", n, np.float32) * 0.01
-    ref = librosa.feature.mfcc(y=y, sr=22050, n_mfcc=20, n_fft=1024, hop_length=256, n_mels=80,
-                               fmax=8000)  # fmt: skip
+    ref = librosa.feature.mfcc(
+        y=y, sr=22050, n_mfcc=20, n_fft=1024, hop_length=256, n_mels=80, fmax=8000
+    )
     got = dsp.mfcc(y, dsp.librosa_center(), n_mfcc=20)
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, rtol=0, atol=2e-3 * np.abs(ref).max())

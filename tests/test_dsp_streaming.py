@@ -14,9 +14,16 @@ from tests.conftest import signal
 CONVS = {
     "default": dsp.DEFAULT,
     "center": dsp.librosa_center(),
-    "small": dsp.Convention(sample_rate=16000, n_fft=512, win_length=400, hop_length=160,
-                            fmax=7600.0, n_mels=40, pad=120),
-}  # fmt: skip
+    "small": dsp.Convention(
+        sample_rate=16000,
+        n_fft=512,
+        win_length=400,
+        hop_length=160,
+        fmax=7600.0,
+        n_mels=40,
+        pad=120,
+    ),
+}
 
 
 def feed(obj, x: np.ndarray, blocks: list[int], axis: int):
