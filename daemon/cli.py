@@ -133,6 +133,39 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 1 if r.skipped else 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+
+    from trainer import align
+
+    cfg = _load_config(args)
+    a = cfg.aligner
+    command = "melgand " + " ".join(sys.argv[1:])
+    m = align.train(
+        args.data,
+        args.run,
+        cfg.audio,
+        steps=a.steps,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        token_source=a.tokens,
+        seed=a.seed,
+        held_out=a.held_out,
+        bin_loss_from=a.bin_loss_from,
+        command=command,
+    )
+    print(
+        f"{args.run}: aligner trained on {m['train_items']} items in {m['train_seconds']} s; "
+        f"durations in {args.run / 'durations'}"
+    )
+    if "boundary_mae_ms" in m:
+        print(
+            f"phone boundaries against Festival on {m['held_out_items']} held-out items: "
+            f"mean {m['boundary_mae_ms']:.1f} ms, median {m['boundary_median_ms']:.1f} ms, "
+            f"90th percentile {m['boundary_p90_ms']:.1f} ms"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="melgand",
@@ -206,6 +239,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("dataset", type=Path, metavar="DATASET_DIR")
     pr.add_argument("--jobs", type=_positive, default=None, help="worker threads (all cores)")
     pr.set_defaults(func=cmd_prepare)
+
+    t = sub.add_parser("train", help="train a model", description="Train a model.")
+    tsub = t.add_subparsers(dest="model", metavar="MODEL", required=True)
+    al = tsub.add_parser(
+        "aligner",
+        parents=[common],
+        help="learn phone durations for a dataset (forward-sum + MAS)",
+        description="Train the aligner on DIR (prepared or not), write integer durations for "
+        "every item to RUNDIR/durations/<id>.npy, alignment plots of held-out items, and, for a "
+        "Festival corpus, the phone-boundary error against Festival's segment times. "
+        "Hyperparameters: the [aligner] section of the config.",
+    )
+    al.add_argument("--data", type=Path, required=True, metavar="DIR")
+    al.add_argument("--run", type=Path, required=True, metavar="RUNDIR")
+    al.set_defaults(func=cmd_train)
     return p
 
 

@@ -41,6 +41,17 @@ class DspVocoderConfig:
 
 
 @dataclass(frozen=True)
+class AlignerConfig:
+    steps: int = _opt(lo=1, hi=10_000_000)
+    batch_size: int = _opt(lo=1, hi=1024)
+    lr: float = _opt(lo=1e-6, hi=1.0)
+    held_out: float = _opt(lo=0.0, hi=0.5)
+    bin_loss_from: float = _opt(lo=0.0, hi=1.0)
+    seed: int = _opt(lo=0, hi=2**31 - 1)
+    tokens: str = _opt(choices=("frontend", "segments"))
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = _opt(choices=("debug", "info", "warning", "error"))
 
@@ -49,6 +60,7 @@ class LogConfig:
 class Config:
     audio: Convention
     dsp_vocoder: DspVocoderConfig
+    aligner: AlignerConfig
     log: LogConfig
 
 

@@ -75,8 +75,11 @@ def test_refuses_a_different_corpus(tiny_corpus, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    r = subprocess.run([MELGAND, "corpus", "festival", "--out", str(other), "--sentences", "2"],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [MELGAND, "corpus", "festival", "--out", str(other), "--sentences", "2"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "is not empty and is not a melgand corpus" in r.stderr
     assert (other / "notes.txt").read_text() == "mine"
 
@@ -101,8 +104,23 @@ def test_pitch_shifted_copies(tmp_path):
 
 def test_cli_reports_coverage(tmp_path):
     out = tmp_path / "cli"
-    r = subprocess.run([MELGAND, "corpus", "festival", "--out", str(out), "--sentences", "3",
-                        "--seed", "9", "--jobs", "2"], capture_output=True, text=True,
-                       env=dict(os.environ))  # fmt: skip
+    r = subprocess.run(
+        [
+            MELGAND,
+            "corpus",
+            "festival",
+            "--out",
+            str(out),
+            "--sentences",
+            "3",
+            "--seed",
+            "9",
+            "--jobs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+    )
     assert r.returncode == 0, r.stderr
     assert "3 utterances" in r.stdout and "% of phones" in r.stdout and "diphones" in r.stdout

@@ -27,8 +27,15 @@ def test_yin_agrees_with_librosa_on_a_glide():
     t = np.arange(2 * SR) / SR
     y = (0.5 * np.sin(2 * np.pi * (100 * t + 100 * t * t))).astype(np.float32)  # 100 -> 500 Hz
     f0, voiced = dsp.yin(y)
-    ref = librosa.yin(np.pad(y, 384, mode="reflect"), fmin=60, fmax=1000, sr=SR,
-                      frame_length=1024, hop_length=256, center=False)  # fmt: skip
+    ref = librosa.yin(
+        np.pad(y, 384, mode="reflect"),
+        fmin=60,
+        fmax=1000,
+        sr=SR,
+        frame_length=1024,
+        hop_length=256,
+        center=False,
+    )
     both = voiced.copy()
     both[:4] = both[-4:] = False
     rel = np.abs(f0[both] - ref[both]) / ref[both]

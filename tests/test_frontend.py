@@ -57,8 +57,24 @@ def test_acronyms_are_spelled():
 
 def test_phone_units_have_pauses_at_phrase_breaks():
     units = Frontend().units("Hello, world. Again")
-    assert units == ["pau", "hh", "ax", "l", "ow", "pau", "w", "er", "l", "d", "pau",
-                     "ax", "g", "eh", "n", "pau"]  # fmt: skip
+    assert units == [
+        "pau",
+        "hh",
+        "ax",
+        "l",
+        "ow",
+        "pau",
+        "w",
+        "er",
+        "l",
+        "d",
+        "pau",
+        "ax",
+        "g",
+        "eh",
+        "n",
+        "pau",
+    ]
     fe = Frontend()
     ids = fe.encode("Hi there.")
     assert [fe.symbols[i] for i in ids] == fe.units("Hi there.")
@@ -94,8 +110,15 @@ def test_character_mode():
 
 def test_lyrics_split_words_over_notes():
     notes = lyric_phones(["hel-", "lo", "_", "a-", "ma-", "zing", "grace"])
-    assert notes == [["hh", "ax"], ["l", "ow"], [], ["ax"], ["m", "ey"], ["z", "ih", "ng"],
-                     ["g", "r", "ey", "s"]]  # fmt: skip
+    assert notes == [
+        ["hh", "ax"],
+        ["l", "ow"],
+        [],
+        ["ax"],
+        ["m", "ey"],
+        ["z", "ih", "ng"],
+        ["g", "r", "ey", "s"],
+    ]
     # every phone of the word is sung once, in order
     assert [p for note in notes[3:6] for p in note] == list(g2p.word_phones("amazing"))
 

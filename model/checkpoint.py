@@ -1,0 +1,61 @@
+"""Checkpoints: safetensors weights plus a JSON header, never pickle.
+
+The header (stored in the safetensors metadata under ``"melgand"``) carries the format
+version, the model kind and constructor kwargs, the audio convention, the symbol set,
+provenance (the command and data that made it) and metrics, so that a checkpoint loads
+with nothing else. Writes go to a temp file and are renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used; the message names the file and what to do."""
+
+    user_error = True
+
+
+def save(path: Path | str, tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> None:
+    path = Path(path)
+    meta = {"melgand": json.dumps({"format_version": FORMAT_VERSION, **header}, sort_keys=True)}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), meta)
+    os.replace(tmp, path)
+
+
+def load(path: Path | str, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(tensors, header)``; refuses unreadable files, other formats and other kinds."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({e})") from None
+    if "melgand" not in meta:
+        raise CheckpointError(f"{path}: no melgand header: not a melgand checkpoint")
+    header = json.loads(meta["melgand"])
+    if header.get("format_version") not in SUPPORTED_VERSIONS:
+        raise CheckpointError(
+            f"{path}: checkpoint format {header.get('format_version')} is not supported "
+            f"(this melgand reads {SUPPORTED_VERSIONS}); upgrade melgand"
+        )
+    if kind is not None and header.get("kind") != kind:
+        raise CheckpointError(f"{path}: holds a {header.get('kind')!r}, expected a {kind!r}")
+    return tensors, header
