@@ -19,7 +19,6 @@ import time
 import librosa
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import dsp
 
 SR = 22050

@@ -8,6 +8,7 @@ never shown to the aligner; they are the ground truth of the evaluation).
 
 from __future__ import annotations
 
+import difflib
 import json
 import random
 import time
@@ -28,6 +29,7 @@ from trainer import corpus, features
 @dataclass
 class Item:
     id: str
+    units: list[str]
     tokens: np.ndarray  # (N,) int64
     mel: np.ndarray  # (80, T) float32
     prior: np.ndarray  # (T, N) float32
@@ -46,7 +48,7 @@ def load_items(data: Path, conv: dsp.Convention, token_source: str, fe: Frontend
             continue
         tokens = np.array(fe.encode_units(units), dtype=np.int64)
         prior = beta_binomial_prior(len(tokens), mel.shape[1]).astype(np.float32)
-        items.append(Item(row.id, tokens, mel, prior))
+        items.append(Item(row.id, units, tokens, mel, prior))
     return items
 
 
@@ -65,12 +67,23 @@ def batch(items: list[Item], mean: float, std: float):
 
 
 def boundary_errors_ms(
-    dur: np.ndarray, segs: list[tuple[float, float, str]], conv: dsp.Convention
+    units: list[str],
+    dur: np.ndarray,
+    segs: list[tuple[float, float, str]],
+    conv: dsp.Convention,
 ) -> np.ndarray:
-    """|predicted - Festival| for every phone boundary inside the utterance, in ms."""
+    """|predicted - Festival| in ms for every phone boundary inside the utterance that both
+    sides have: where our tokens differ from Festival's phones (frontend tokens), only the
+    boundaries between two phones that match on both sides are scored."""
     ours = np.cumsum(dur)[:-1] * conv.hop_length / conv.sample_rate
+    fest = [p for *_, p in segs]
     truth = np.array([end for _, end, _ in segs[:-1]])
-    return np.abs(ours - truth) * 1000.0
+    pairs = []
+    matcher = difflib.SequenceMatcher(a=units, b=fest, autojunk=False)
+    for block in matcher.get_matching_blocks():
+        pairs += [(block.a + k, block.b + k) for k in range(block.size - 1)]
+    i, j = (np.array(x, dtype=int) for x in zip(*pairs, strict=True)) if pairs else ([], [])
+    return np.abs(ours[i] - truth[j]) * 1000.0
 
 
 def plot_alignment(path: Path, logp: np.ndarray, dur: np.ndarray, title: str) -> None:
@@ -147,7 +160,7 @@ def train(
     model.eval()
     out_dir = run / "durations"
     out_dir.mkdir(exist_ok=True)
-    errors, has_truth = [], (data / "segments").is_dir() and token_source == "segments"
+    errors, has_truth = [], (data / "segments").is_dir()
     with torch.no_grad():
         for k, it in enumerate(val + tr):
             tokens, token_lens, mel, frame_lens, prior = batch([it], mean, std)
@@ -158,7 +171,7 @@ def train(
             if k < len(val):
                 if has_truth:
                     segs = corpus.read_segments(data / "segments" / f"{it.id}.lab")
-                    errors.append(boundary_errors_ms(d, segs, conv))
+                    errors.append(boundary_errors_ms(it.units, d, segs, conv))
                 if k < 3:
                     plot_alignment(
                         run / f"align_{it.id}.png", logp.numpy(), d, f"{it.id} (held out)"
