@@ -18,6 +18,10 @@ settings.register_profile(
 settings.load_profile("melgand")
 
 SR = 22050
+# a second convention for the tests that must hold for more than the default one
+SMALL = dict(
+    sample_rate=16000, n_fft=512, win_length=400, hop_length=160, fmax=7600.0, n_mels=40, pad=120
+)
 
 
 def signal(kind: str, n: int, dtype=np.float64, seed: int = 0) -> np.ndarray:

@@ -9,20 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import dsp
-from tests.conftest import signal
+from tests.conftest import SMALL, signal
 
 CONVS = {
     "default": dsp.DEFAULT,
     "center": dsp.librosa_center(),
-    "small": dsp.Convention(
-        sample_rate=16000,
-        n_fft=512,
-        win_length=400,
-        hop_length=160,
-        fmax=7600.0,
-        n_mels=40,
-        pad=120,
-    ),
+    "small": dsp.Convention(**SMALL),
 }
 
 
