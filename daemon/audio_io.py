@@ -43,3 +43,22 @@ def write(path: str | Path, y: np.ndarray, sample_rate: int) -> None:
         sf.write(str(path), np.clip(y, -1.0, 1.0), sample_rate, subtype=subtype)
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as e:
         raise AudioFileError(f"{path}: cannot write audio ({e}); use a .wav name") from None
+
+
+def play(y: np.ndarray, sample_rate: int, fallback: str | Path = "melgand-out.wav") -> str:
+    """Play on the default output and wait; with no output device, write ``fallback``.
+
+    Returns a line saying where the sound went and why.
+    """
+    from daemon import devices
+
+    outputs, problem = devices.outputs()
+    default = next((d for d in outputs if d.is_default), None)
+    if default is None:
+        write(fallback, y, sample_rate)
+        why = problem or "no audio output device"
+        return f"{why}: wrote {Path(fallback).resolve()} instead"
+    import sounddevice as sd
+
+    sd.play(np.clip(y, -1, 1), sample_rate, device=default.index, blocking=True)
+    return f"played on {default.name} ({default.hostapi})"

@@ -8,6 +8,10 @@ import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("melgand")
 
@@ -96,6 +100,62 @@ def cmd_vocode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_say(args: argparse.Namespace) -> int:
+    import dsp
+    from daemon import audio_io
+    from model import voice as _voice
+
+    cfg = _load_config(args)
+    if (args.text is None) == (args.text_file is None):
+        print("melgand say: give TEXT or --text-file FILE (one of them)", file=sys.stderr)
+        return 2
+    v = _voice.Voice.load(args.voice, cfg.audio) if args.voice else _voice.packaged(cfg.audio)
+    d = cfg.dsp_vocoder
+    vocoder = dsp.DspVocoder(
+        cfg.audio,
+        args.vocoder or d.method,
+        d.griffin_lim_iters,
+        d.rtisi_lookahead,
+        d.rtisi_iters,
+        d.nnls_iters,
+    )
+
+    def render(text: str) -> np.ndarray:
+        return vocoder(v.mel(text)) * 0.95
+
+    if args.text is not None:
+        y = render(args.text)
+        if args.output:
+            audio_io.write(args.output, y, cfg.audio.sample_rate)
+            print(f"{args.output}: {y.size / cfg.audio.sample_rate:.2f} s")
+        else:
+            print(audio_io.play(y, cfg.audio.sample_rate))
+        return 0
+    if not args.output:
+        print("melgand say: --text-file needs -o OUTDIR", file=sys.stderr)
+        return 2
+    try:
+        lines = Path(args.text_file).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"melgand say: error: {args.text_file}: cannot read ({e})", file=sys.stderr)
+        return 2
+    args.output.mkdir(parents=True, exist_ok=True)
+    n, failed = 0, 0
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        n += 1
+        try:
+            y = render(line)
+        except ValueError as e:
+            print(f"melgand say: {args.text_file}, line {lineno}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        audio_io.write(args.output / f"{n:04d}.wav", y, cfg.audio.sample_rate)
+    print(f"{args.output}: {n - failed} of {n} lines spoken")
+    return 1 if failed else 0
+
+
 def cmd_corpus(args: argparse.Namespace) -> int:
     from trainer import corpus
 
@@ -131,6 +191,37 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         f"in {time.perf_counter() - t0:.1f} s"
     )
     return 1 if r.skipped else 0
+
+
+def cmd_train_acoustic(args: argparse.Namespace) -> int:
+    from trainer import acoustic
+
+    cfg = _load_config(args)
+    a = cfg.acoustic
+    m = acoustic.train(
+        args.data,
+        args.run,
+        cfg.audio,
+        steps=a.steps,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        lr_step=a.lr_step,
+        lr_gamma=a.lr_gamma,
+        seed=a.seed,
+        hidden=a.hidden,
+        r=a.r,
+        token_source=a.tokens,
+        aligner_run=args.aligner,
+        held_out=a.held_out,
+        save_every=a.save_every,
+        resume=args.resume,
+        command="melgand " + " ".join(sys.argv[1:]),
+    )
+    print(
+        f"{args.run}: step {m['step']}, validation mel L1 {m['val_mel_l1']:.3f} "
+        f"(normalized log-mel), checkpoint {args.run / 'acoustic.safetensors'}"
+    )
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -200,6 +291,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.set_defaults(func=cmd_vocode)
 
+    s = sub.add_parser(
+        "say",
+        parents=[common],
+        help="speak text with a voice",
+        description="Speak TEXT (to OUT.wav, or on the default output), or each non-empty "
+        "line of --text-file to OUTDIR/0001.wav, 0002.wav, ...",
+    )
+    s.add_argument("text", nargs="?", metavar="TEXT")
+    s.add_argument("--text-file", type=Path, metavar="FILE")
+    s.add_argument("-o", "--output", type=Path, metavar="OUT.wav|OUTDIR")
+    s.add_argument(
+        "--vocoder", choices=("rtisi", "griffin_lim"), help="default: [dsp_vocoder] method"
+    )
+    s.add_argument(
+        "--voice",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="an acoustic checkpoint (default: the packaged voice)",
+    )
+    s.set_defaults(func=cmd_say)
+
     c = sub.add_parser(
         "corpus",
         help="build a teacher corpus",
@@ -254,6 +366,23 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--data", type=Path, required=True, metavar="DIR")
     al.add_argument("--run", type=Path, required=True, metavar="RUNDIR")
     al.set_defaults(func=cmd_train)
+    ac = tsub.add_parser(
+        "acoustic",
+        parents=[common],
+        help="train the acoustic model (the voice)",
+        description="Train the GRU acoustic model on DIR. Checkpoints every [acoustic] "
+        "save_every steps, on Ctrl-C and at the end; --resume continues the same run.",
+    )
+    ac.add_argument("--data", type=Path, required=True, metavar="DIR")
+    ac.add_argument("--run", type=Path, required=True, metavar="RUNDIR")
+    ac.add_argument("--resume", action="store_true", help="continue the run in RUNDIR")
+    ac.add_argument(
+        "--aligner",
+        type=Path,
+        metavar="ALIGNER_RUN",
+        help="aligner run whose durations/ to use (tokens = frontend)",
+    )
+    ac.set_defaults(func=cmd_train_acoustic)
     return p
 
 

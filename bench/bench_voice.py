@@ -1,0 +1,160 @@
+"""The voice: intelligibility beside Festival (the teacher), and speed.
+
+    .venv/bin/python bench/bench_voice.py [--voice CHECKPOINT] [--vocoder rtisi|griffin_lim]
+
+Word error rate of pocketsphinx (its bundled en-us model) on `melgand say` output and on
+Festival's own rendering of the same held-out sentences (written here, not in any training
+corpus, never tuned on); then the generator's streaming cost per frame, text-to-mel speed
+and peak memory. Run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import resource
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+import dsp
+from model import voice as _voice
+from model.text_norm import normalize
+
+SENTENCES = [
+    "The weather will be sunny this afternoon.",
+    "Please turn off the lights in the kitchen.",
+    "My sister plays the violin every Sunday morning.",
+    "We need to buy milk, bread and three eggs.",
+    "The train to Boston leaves at seven thirty.",
+    "Can you open the window, please?",
+    "The children are playing in the garden.",
+    "He forgot his umbrella at the office again.",
+    "This song reminds me of summer by the sea.",
+    "The meeting has been moved to Thursday.",
+    "Turn left at the next corner and drive slowly.",
+    "Our neighbors painted their house bright yellow.",
+    "The little dog barked at the mailman.",
+    "She wrote a long letter to her grandmother.",
+    "Dinner is ready, come to the table.",
+    "The museum opens at ten in the morning.",
+    "I would like a cup of hot tea with honey.",
+    "The river was cold and very deep.",
+    "They walked home together after the concert.",
+    "Remember to water the plants on Friday.",
+]
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z' ]", " ", normalize(text).lower().replace("-", " ")).split()
+
+
+def wer(ref: list[str], hyp: list[str]) -> tuple[int, int]:
+    """(edits, reference words) by Levenshtein distance over words."""
+    d = np.arange(len(hyp) + 1)
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d.copy(), i
+        for j, h in enumerate(hyp, 1):
+            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (r != h))
+    return int(d[-1]), len(ref)
+
+
+def recognize(y: np.ndarray, sr: int) -> list[str]:
+    from pocketsphinx import Decoder
+
+    dec = Decoder(samprate=16000, loglevel="FATAL")
+    y16 = soxr.resample(y.astype(np.float32), sr, 16000)
+    dec.start_utt()
+    dec.process_raw((np.clip(y16, -1, 1) * 32767).astype(np.int16).tobytes(), full_utt=True)
+    dec.end_utt()
+    return dec.hyp().hypstr.split() if dec.hyp() else []
+
+
+def festival(text: str) -> tuple[np.ndarray, int]:
+    with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+        subprocess.run(
+            ["text2wave", "-eval", "(voice_cmu_us_slt_arctic_hts)", "-o", f.name],
+            input=text.encode(),
+            check=True,
+            capture_output=True,
+        )
+        y, sr = sf.read(f.name, dtype="float32")
+    return y, sr
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--voice", type=Path, default=None)
+    ap.add_argument("--vocoder", default="rtisi", choices=("rtisi", "griffin_lim"))
+    ap.add_argument("--save", type=Path, default=None, help="keep the rendered wavs here")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    v = _voice.Voice.load(args.voice) if args.voice else _voice.packaged()
+    voc = dsp.DspVocoder(v.conv, args.vocoder)
+    totals = {"festival": [0, 0], "melgand": [0, 0]}
+    rows = []
+    for k, s in enumerate(SENTENCES):
+        ref = words(s)
+        fy, fsr = festival(s)
+        my = voc(v.mel(s))
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            sf.write(args.save / f"{k:02d}_melgand.wav", my, v.conv.sample_rate)
+        for name, (y, sr) in (("festival", (fy, fsr)), ("melgand", (my, v.conv.sample_rate))):
+            e, n = wer(ref, recognize(y, sr))
+            totals[name][0] += e
+            totals[name][1] += n
+        rows.append(s)
+    w = {k: 100.0 * e / n for k, (e, n) in totals.items()}
+    print(
+        f"# voice: {len(SENTENCES)} held-out sentences, pocketsphinx en-us, vocoder "
+        f"{args.vocoder}\n"
+    )
+    print("| renderer | WER % |")
+    print("|---|---:|")
+    print(f"| Festival cmu_us_slt_arctic_hts (teacher) | {w['festival']:.1f} |")
+    print(f"| melgand default voice + DSP vocoder ({args.vocoder}) | {w['melgand']:.1f} |")
+    print(f"| difference | {w['melgand'] - w['festival']:+.1f} points |")
+
+    # speed: text -> mel offline, and the generator streaming frame by frame
+    text = " ".join(SENTENCES[:5])
+    v.mel(text)
+    t = time.perf_counter()
+    mel = v.mel(text)
+    t_mel = time.perf_counter() - t
+    audio_s = mel.shape[1] * v.conv.hop_length / v.conv.sample_rate
+    with torch.no_grad():
+        tokens = torch.tensor([v.frontend.encode(text)])
+        enc = v.model.encoder(tokens)
+        dur = torch.clamp(torch.round(torch.exp(v.model.duration(enc)[0, :, 0]) - 1), min=1).long()
+        idx = torch.repeat_interleave(torch.arange(len(dur)), dur)
+        x = v.model.frame_inputs(enc, dur[None], v.model.prosody(enc)[0][idx][None])
+        gen, st = v.model.generator, None
+        for i in range(20):
+            _, st = gen.stream(x[:, i : i + 1], st)
+        t = time.perf_counter()
+        n = min(x.shape[1], 600)
+        for i in range(20, n):
+            _, st = gen.stream(x[:, i : i + 1], st)
+        per_frame = (time.perf_counter() - t) / (n - 20)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("\n| speed (this 2-core CPU) | figure |")
+    print("|---|---:|")
+    print(
+        f"| generator streaming, frame by frame | {per_frame * 1e3:.2f} ms a frame "
+        f"({v.conv.hop_length / v.conv.sample_rate * 1e3:.1f} ms of audio) |"
+    )
+    print(
+        f"| text to mel, offline ({audio_s:.1f} s of speech) | {audio_s / t_mel:.0f}x real time |"
+    )
+    print(f"| peak memory (RSS) of this process | {peak:.0f} MB |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""A voice: a trained acoustic model with its frontend and statistics, text -> mel.
+
+``Voice.load(path)`` reads an acoustic checkpoint (safetensors + JSON header) and refuses a
+convention other than the caller's. ``voice.mel(text)`` predicts durations and per-token
+prosody, then runs the generator (offline; the same weights stream through
+``voice.model.generator.stream``). ``packaged()`` is the default voice in
+``model/voices/default/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import dsp
+from model import checkpoint
+from model.acoustic import AcousticModel
+from model.frontend import Frontend
+
+PACKAGED = Path(__file__).resolve().parent / "voices" / "default" / "acoustic.safetensors"
+
+
+class Voice:
+    def __init__(self, model: AcousticModel, frontend: Frontend, stats: dict,
+                 conv: dsp.Convention, header: dict):  # fmt: skip
+        self.model = model.eval()
+        self.frontend = frontend
+        self.stats = stats
+        self.conv = conv
+        self.header = header
+
+    @classmethod
+    def load(cls, path: Path | str, conv: dsp.Convention | None = None) -> Voice:
+        tensors, header = checkpoint.load(path, kind="acoustic")
+        have = dsp.Convention.from_dict(header["convention"])
+        if conv is not None:
+            try:
+                conv.check_same(have, what=f"voice {path}")
+            except ValueError as e:
+                raise checkpoint.CheckpointError(str(e)) from None
+        model = AcousticModel(**header["kwargs"])
+        model.load_state_dict(tensors, strict=True)
+        return cls(model, Frontend.from_dict(header["frontend"]), header["stats"], have, header)
+
+    @torch.no_grad()
+    def mel(self, text: str, speed: float = 1.0) -> np.ndarray:
+        """``(n_mels, frames)`` log-mel for ``text`` under the voice's convention."""
+        tokens = torch.tensor([self.frontend.encode(text)])
+        enc = self.model.encoder(tokens)
+        log_dur = self.model.duration(enc)[0, :, 0]
+        dur = torch.clamp(torch.round((torch.exp(log_dur) - 1) / speed), min=1).long()
+        prosody = self.model.prosody(enc)[0]  # (N, 3) normalized per-token controls
+        idx = torch.repeat_interleave(torch.arange(len(dur)), dur)
+        controls = prosody[idx][None]
+        x = self.model.frame_inputs(enc, dur[None], controls)
+        y = self.model.generator(x)[0]  # (T, n_mels), normalized
+        mel = y * self.stats["mel_std"] + self.stats["mel_mean"]
+        return mel.T.numpy().astype(np.float32)
+
+
+def packaged(conv: dsp.Convention | None = None) -> Voice:
+    if not PACKAGED.is_file():
+        raise checkpoint.CheckpointError(
+            f"the default voice is missing ({PACKAGED}); reinstall melgand from a full checkout"
+        )
+    return Voice.load(PACKAGED, conv)

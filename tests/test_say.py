@@ -1,0 +1,93 @@
+"""`melgand say`: text to a file, to a folder, and to the real (null) sound card."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import dsp
+from trainer import acoustic
+
+MELGAND = str(Path(sys.executable).parent / "melgand")
+
+
+@pytest.fixture(scope="module")
+def small_voice(tiny_corpus, tmp_path_factory) -> Path:
+    """A small voice trained for a few steps on the tiny corpus (sounds bad, is real)."""
+    base = tmp_path_factory.mktemp("voice")
+    data = base / "c"
+    shutil.copytree(tiny_corpus, data)
+    acoustic.train(data, base / "run", dsp.DEFAULT, steps=30, batch_size=4, hidden=64,
+                   save_every=30, progress=False, held_out=0.2)
+    return base / "run" / "acoustic.safetensors"
+
+
+def say(*args: str, env=None, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([MELGAND, "say", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300)
+
+
+def test_say_to_a_file(small_voice, tmp_path):
+    out = tmp_path / "hi.wav"
+    r = say("Hello there, how are you?", "-o", str(out), "--voice", str(small_voice))
+    assert r.returncode == 0, r.stderr
+    y, sr = sf.read(out)
+    assert sr == 22050 and y.ndim == 1 and y.size > 0.3 * sr
+    assert np.sqrt(np.mean(y**2)) > 1e-3
+
+
+def test_say_a_text_file_to_a_folder(small_voice, tmp_path):
+    text = tmp_path / "lines.txt"
+    text.write_text("First line.\n\n   \nSecond line!\nThird, and last.\n")
+    r = say("--text-file", str(text), "-o", str(tmp_path / "out"), "--voice", str(small_voice),
+            "--vocoder", "griffin_lim")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0001.wav", "0002.wav",
+                                                                    "0003.wav"]
+    assert "3 of 3 lines spoken" in r.stdout
+
+
+def test_say_without_a_sound_card_writes_a_file(small_voice, tmp_path):
+    env = dict(os.environ, PULSE_SERVER=f"unix:{tmp_path}/none")
+    r = say("No speakers here.", "--voice", str(small_voice), env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "no audio output device: wrote" in r.stdout
+    assert sf.info(tmp_path / "melgand-out.wav").frames > 0
+
+
+@pytest.mark.audio
+def test_say_plays_on_the_sound_card(small_voice, pulse_null_sink, tmp_path):
+    rec = tmp_path / "monitor.wav"
+    parec = subprocess.Popen(["parecord", "--device=melgand_test.monitor", "--channels=1",
+                              "--rate=22050", "--file-format=wav", str(rec)],
+                             env=pulse_null_sink)
+    time.sleep(0.5)
+    r = say("Can you hear me now?", "--voice", str(small_voice), env=pulse_null_sink)
+    time.sleep(0.5)
+    parec.send_signal(signal.SIGINT)
+    parec.wait(timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("played on")
+    y, _ = sf.read(rec)
+    assert np.abs(y).max() > 0.01  # the sound reached the card
+
+
+def test_a_voice_of_another_convention_is_refused(small_voice, tmp_path):
+    r = say("Hello.", "-o", str(tmp_path / "x.wav"), "--voice", str(small_voice),
+            "--set", "audio.fmax=7600")
+    assert r.returncode == 2
+    assert "different audio convention (fmax: voice" in r.stderr
+
+
+def test_text_and_text_file_are_exclusive(small_voice, tmp_path):
+    r = say("--voice", str(small_voice))
+    assert r.returncode == 2 and "give TEXT or --text-file FILE" in r.stderr

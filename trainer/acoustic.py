@@ -1,0 +1,250 @@
+"""Training the acoustic model: `melgand train acoustic --data DIR --run RUNDIR [--resume]`.
+
+Durations come from a Festival corpus's segment times (``tokens = "segments"``) or from an
+aligner run's ``durations/`` (``tokens = "frontend"``, for users' datasets). Checkpoints
+(safetensors + JSON header, written atomically) hold the model, and ``train_state.safetensors``
+the optimizer, scheduler, step and random state, so that ``--resume`` continues the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import dsp
+from model import checkpoint
+from model.acoustic import AcousticModel
+from model.frontend import Frontend
+from trainer import corpus, features
+
+
+@dataclass
+class Item:
+    id: str
+    tokens: np.ndarray  # (N,) int64
+    durations: np.ndarray  # (N,) int64, summing to T
+    mel: np.ndarray  # (n_mels, T)
+    controls: np.ndarray  # (T, 3): log f0, voicing, energy (raw)
+
+
+def segment_durations(segs, n_frames: int, conv: dsp.Convention) -> np.ndarray:
+    """Festival's segment end times -> integer frame durations (each >= 1, summing to T)."""
+    ends = np.round(np.array([e for _, e, _ in segs]) * conv.sample_rate / conv.hop_length)
+    ends = ends.astype(np.int64)
+    ends[-1] = n_frames
+    n = len(ends)
+    for i in range(n):  # at least one frame each, and room left for the ones after
+        ends[i] = min(max(ends[i], (ends[i - 1] if i else 0) + 1), n_frames - (n - 1 - i))
+    return np.diff(np.concatenate(([0], ends)))
+
+
+def load_items(data: Path, conv: dsp.Convention, token_source: str, fe: Frontend,
+               aligner_run: Path | None = None) -> list[Item]:  # fmt: skip
+    prepared = features.prepare(data, conv, progress=False)
+    items = []
+    for row in prepared.report.good:
+        f = features.load(prepared.cache, row.id)
+        n_frames = f["mel"].shape[1]
+        if token_source == "segments":
+            segs = corpus.read_segments(data / "segments" / f"{row.id}.lab")
+            units = [p for *_, p in segs]
+            if n_frames < len(units):
+                continue
+            dur = segment_durations(segs, n_frames, conv)
+        else:
+            if aligner_run is None:
+                raise ValueError("frontend tokens need durations: pass an aligner run")
+            units = fe.units(row.normalized)
+            path = aligner_run / "durations" / f"{row.id}.npy"
+            if not path.exists():
+                continue
+            dur = np.load(path)
+        logf0 = np.where(f["voiced"], np.log(np.maximum(f["f0"], 1.0)), 0.0)
+        controls = np.stack([logf0, f["voiced"].astype(np.float64), f["energy"]], 1)
+        items.append(Item(row.id, np.array(fe.encode_units(units)), dur, f["mel"],
+                          controls.astype(np.float32)))  # fmt: skip
+    return items
+
+
+@dataclass
+class Stats:
+    mel_mean: float
+    mel_std: float
+    f0_mean: float
+    f0_std: float
+    energy_mean: float
+    energy_std: float
+
+    @classmethod
+    def of(cls, items: list[Item]) -> Stats:
+        mel = np.concatenate([i.mel for i in items], 1)
+        c = np.concatenate([i.controls for i in items], 0)
+        f0 = c[c[:, 1] > 0, 0]
+        return cls(float(mel.mean()), float(mel.std()), float(f0.mean()), float(f0.std()),
+                   float(c[:, 2].mean()), float(c[:, 2].std()))  # fmt: skip
+
+    def controls(self, c: np.ndarray) -> np.ndarray:
+        """Raw (log f0, voicing, energy) -> the model's normalized controls."""
+        out = c.copy()
+        out[:, 0] = np.where(c[:, 1] > 0, (c[:, 0] - self.f0_mean) / self.f0_std, 0.0)
+        out[:, 2] = (c[:, 2] - self.energy_mean) / self.energy_std
+        return out
+
+
+def make_batch(items: list[Item], stats: Stats):
+    b, n, t = len(items), max(len(i.tokens) for i in items), max(i.mel.shape[1] for i in items)
+    tokens = torch.zeros(b, n, dtype=torch.long)
+    durs = torch.zeros(b, n, dtype=torch.long)
+    mel = torch.zeros(b, t, items[0].mel.shape[0])
+    ctrl = torch.zeros(b, t, 3)
+    frame_mask = torch.zeros(b, t, dtype=torch.bool)
+    tok_mask = torch.zeros(b, n, dtype=torch.bool)
+    prosody = torch.zeros(b, n, 3)
+    for j, it in enumerate(items):
+        k, T = len(it.tokens), it.mel.shape[1]
+        tokens[j, :k] = torch.from_numpy(it.tokens)
+        durs[j, :k] = torch.from_numpy(it.durations)
+        mel[j, :T] = torch.from_numpy((it.mel.T - stats.mel_mean) / stats.mel_std)
+        c = torch.from_numpy(stats.controls(it.controls))
+        frame_mask[j, :T] = True
+        tok_mask[j, :k] = True
+        idx = torch.repeat_interleave(torch.arange(k), torch.from_numpy(it.durations))
+        sums = torch.zeros(k, 3).index_add_(0, idx, c)
+        prosody[j, :k] = sums / torch.from_numpy(it.durations).clamp(min=1)[:, None].float()
+        # the generator sees each token's mean controls, as it will when they are predicted
+        ctrl[j, :T] = prosody[j, idx]
+    return tokens, durs, mel, ctrl, frame_mask, tok_mask, prosody
+
+
+def losses(model: AcousticModel, batch) -> dict[str, torch.Tensor]:
+    tokens, durs, mel, ctrl, fmask, tmask, prosody = batch
+    pred, log_dur, pros = model(tokens, durs, ctrl)
+    fm = fmask[..., None].float()
+    tm = tmask.float()
+    out = {
+        "mel": (F.l1_loss(pred, mel, reduction="none") * fm).sum() / (fm.sum() * mel.shape[-1]),
+        "duration": ((log_dur - torch.log1p(durs.float())) ** 2 * tm).sum() / tm.sum(),
+        "prosody": (((pros - prosody) ** 2).mean(-1) * tm).sum() / tm.sum(),
+    }
+    out["total"] = out["mel"] + 0.1 * out["duration"] + 0.1 * out["prosody"]
+    return out
+
+
+def _save_train_state(path: Path, opt, sched, step: int, rng: random.Random) -> None:
+    tensors, meta = {}, {"step": step, "sched": sched.state_dict(),
+                         "py_random": rng.getstate()[1], "param_groups": []}  # fmt: skip
+    sd = opt.state_dict()
+    meta["param_groups"] = sd["param_groups"]
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"opt.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    tensors["torch_rng"] = torch.get_rng_state()
+    checkpoint.save(path, tensors, {"kind": "train_state", "meta": meta})
+
+
+def _load_train_state(path: Path, opt, sched, rng: random.Random) -> int:
+    tensors, header = checkpoint.load(path, kind="train_state")
+    meta = header["meta"]
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, pid, k = key.split(".", 2)
+            state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    sched.load_state_dict(meta["sched"])
+    rng.setstate((3, tuple(meta["py_random"]), None))
+    torch.set_rng_state(tensors["torch_rng"])
+    return int(meta["step"])
+
+
+def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size: int = 16,
+          lr: float = 1e-3, lr_step: int = 20000, lr_gamma: float = 0.5, seed: int = 0,
+          hidden: int = 384, r: int = 2, token_source: str = "segments",
+          aligner_run: Path | None = None, held_out: float = 0.02, save_every: int = 500,
+          resume: bool = False, progress: bool = True, command: str = "",
+          log_every: int = 50) -> dict:  # fmt: skip
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    run.mkdir(parents=True, exist_ok=True)
+    fe = Frontend()
+    items = sorted(load_items(data, conv, token_source, fe, aligner_run), key=lambda i: i.id)
+    n_val = max(1, round(len(items) * held_out))
+    val, tr = items[-n_val:], items[:-n_val]
+    stats = Stats.of(tr)
+    by_len = sorted(tr, key=lambda i: i.mel.shape[1])
+    model = AcousticModel(len(fe.symbols), conv.n_mels, hidden=hidden, r=r)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, lr_step, lr_gamma)
+    step = 0
+    ckpt, state_path = run / "acoustic.safetensors", run / "train_state.safetensors"
+    if resume:
+        tensors, _ = checkpoint.load(ckpt, kind="acoustic")
+        model.load_state_dict(tensors, strict=True)
+        step = _load_train_state(state_path, opt, sched, rng)
+
+    def save(metrics: dict) -> None:
+        header = {"kind": "acoustic", "kwargs": model.kwargs, "convention": conv.to_dict(),
+                  "frontend": fe.to_dict(), "stats": stats.__dict__, "tokens": token_source,
+                  "provenance": {"command": command, "data": str(data), "step": step},
+                  "metrics": metrics}  # fmt: skip
+        checkpoint.save(ckpt, model.state_dict(), header)
+        _save_train_state(state_path, opt, sched, step, rng)
+
+    interrupted = False
+
+    def on_sigint(signum, frame):
+        nonlocal interrupted
+        interrupted = True
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    log = (run / "log.jsonl").open("a")
+    t0 = time.perf_counter()
+    try:
+        model.train()
+        bar = tqdm(total=steps, initial=step, desc="acoustic", disable=not progress)
+        while step < steps and not interrupted:
+            # a run of neighbours in length order: little padding, still random batches
+            start = rng.randrange(max(1, len(by_len) - batch_size + 1))
+            chosen = by_len[start : start + batch_size]
+            out = losses(model, make_batch(chosen, stats))
+            if not torch.isfinite(out["total"]):
+                raise FloatingPointError(
+                    f"loss is {out['total'].item()} at step {step} (items "
+                    f"{[c.id for c in chosen]}); the last good checkpoint is {ckpt}"
+                )
+            opt.zero_grad()
+            out["total"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            bar.update(1)
+            if step % log_every == 0:
+                rec = {"step": step, **{k: round(v.item(), 5) for k, v in out.items()}}
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                bar.set_postfix(mel=f"{rec['mel']:.3f}")
+            if step % save_every == 0:
+                save({})
+        bar.close()
+        model.eval()
+        with torch.no_grad():
+            val_loss = losses(model, make_batch(val, stats))
+        metrics = {"step": step, "val_mel_l1": val_loss["mel"].item(),
+                   "val_duration_mse": val_loss["duration"].item(),
+                   "train_seconds_this_run": round(time.perf_counter() - t0, 1)}  # fmt: skip
+        save(metrics)
+        (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return metrics
+    finally:
+        signal.signal(signal.SIGINT, old)
+        log.close()
