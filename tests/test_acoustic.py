@@ -63,8 +63,18 @@ def test_segment_durations_sum_to_the_frames():
 
 
 def train_kw(**kw):
-    return dict(steps=12, batch_size=4, hidden=64, save_every=6, log_every=3, progress=False,
-                held_out=0.2) | kw
+    return (
+        dict(
+            steps=12,
+            batch_size=4,
+            hidden=64,
+            save_every=6,
+            log_every=3,
+            progress=False,
+            held_out=0.2,
+        )
+        | kw
+    )
 
 
 def test_resumed_run_matches_an_uninterrupted_one(tiny_corpus, tmp_path):

@@ -26,14 +26,24 @@ def small_voice(tiny_corpus, tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("voice")
     data = base / "c"
     shutil.copytree(tiny_corpus, data)
-    acoustic.train(data, base / "run", dsp.DEFAULT, steps=30, batch_size=4, hidden=64,
-                   save_every=30, progress=False, held_out=0.2)
+    acoustic.train(
+        data,
+        base / "run",
+        dsp.DEFAULT,
+        steps=30,
+        batch_size=4,
+        hidden=64,
+        save_every=30,
+        progress=False,
+        held_out=0.2,
+    )
     return base / "run" / "acoustic.safetensors"
 
 
 def say(*args: str, env=None, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([MELGAND, "say", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [MELGAND, "say", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
 
 
 def test_say_to_a_file(small_voice, tmp_path):
@@ -48,11 +58,22 @@ def test_say_to_a_file(small_voice, tmp_path):
 def test_say_a_text_file_to_a_folder(small_voice, tmp_path):
     text = tmp_path / "lines.txt"
     text.write_text("First line.\n\n   \nSecond line!\nThird, and last.\n")
-    r = say("--text-file", str(text), "-o", str(tmp_path / "out"), "--voice", str(small_voice),
-            "--vocoder", "griffin_lim")
+    r = say(
+        "--text-file",
+        str(text),
+        "-o",
+        str(tmp_path / "out"),
+        "--voice",
+        str(small_voice),
+        "--vocoder",
+        "griffin_lim",
+    )
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0001.wav", "0002.wav",
-                                                                    "0003.wav"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "0001.wav",
+        "0002.wav",
+        "0003.wav",
+    ]
     assert "3 of 3 lines spoken" in r.stdout
 
 
@@ -67,9 +88,17 @@ def test_say_without_a_sound_card_writes_a_file(small_voice, tmp_path):
 @pytest.mark.audio
 def test_say_plays_on_the_sound_card(small_voice, pulse_null_sink, tmp_path):
     rec = tmp_path / "monitor.wav"
-    parec = subprocess.Popen(["parecord", "--device=melgand_test.monitor", "--channels=1",
-                              "--rate=22050", "--file-format=wav", str(rec)],
-                             env=pulse_null_sink)
+    parec = subprocess.Popen(
+        [
+            "parecord",
+            "--device=melgand_test.monitor",
+            "--channels=1",
+            "--rate=22050",
+            "--file-format=wav",
+            str(rec),
+        ],
+        env=pulse_null_sink,
+    )
     time.sleep(0.5)
     r = say("Can you hear me now?", "--voice", str(small_voice), env=pulse_null_sink)
     time.sleep(0.5)
@@ -82,8 +111,15 @@ def test_say_plays_on_the_sound_card(small_voice, pulse_null_sink, tmp_path):
 
 
 def test_a_voice_of_another_convention_is_refused(small_voice, tmp_path):
-    r = say("Hello.", "-o", str(tmp_path / "x.wav"), "--voice", str(small_voice),
-            "--set", "audio.fmax=7600")
+    r = say(
+        "Hello.",
+        "-o",
+        str(tmp_path / "x.wav"),
+        "--voice",
+        str(small_voice),
+        "--set",
+        "audio.fmax=7600",
+    )
     assert r.returncode == 2
     assert "different audio convention (fmax: voice" in r.stderr
 
