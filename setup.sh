@@ -33,10 +33,10 @@ fi
 stamp="$VENV/.melgand-installed"
 want="$(cat pyproject.toml setup.sh | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  log "pip: installing $TORCH and melgand[test,train] (editable)"
+  log "pip: installing $TORCH and melgand[test,train,eval] (editable)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q "$TORCH"
-  "$VENV/bin/python" -m pip install -q -e ".[test,train]"
+  "$VENV/bin/python" -m pip install -q -e ".[test,train,eval]"
   echo "$want" > "$stamp"
 fi
 PY="$VENV/bin/python"
