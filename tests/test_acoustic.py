@@ -113,6 +113,14 @@ def test_trained_weights_stream_too(tiny_corpus, tmp_path):
     data = tmp_path / "c"
     shutil.copytree(tiny_corpus, data)
     acoustic.train(data, tmp_path / "run", dsp.DEFAULT, **train_kw(steps=20))
+    # each validation (every save_every steps and at the end) leaves a mel plot and logs
+    assert sorted(p.name for p in (tmp_path / "run").glob("val_*.png")) == [
+        "val_0000006.png",
+        "val_0000012.png",
+        "val_0000018.png",
+        "val_0000020.png",
+    ]
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
     tensors, header = checkpoint.load(tmp_path / "run" / "acoustic.safetensors")
     model = AcousticModel(**header["kwargs"])
     model.load_state_dict(tensors, strict=True)

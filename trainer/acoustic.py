@@ -199,6 +199,30 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
         checkpoint.save(ckpt, model.state_dict(), header)
         _save_train_state(state_path, opt, sched, step, rng)
 
+    from torch.utils.tensorboard import SummaryWriter
+
+    tb = SummaryWriter(str(run / "tensorboard"))
+
+    def validate() -> dict:
+        """Validation losses, TensorBoard scalars and a target-vs-predicted mel PNG."""
+        model.eval()
+        with torch.no_grad():
+            vb = make_batch(val, stats)
+            vl = losses(model, vb)
+            pred = model(vb[0][:1], vb[1][:1], vb[3][:1])[0][0]
+        model.train()
+        for k, v in vl.items():
+            tb.add_scalar(f"val/{k}", v.item(), step)
+        n = int(vb[4][0].sum())
+        plot_mels(
+            run / f"val_{step:07d}.png",
+            vb[2][0, :n].numpy(),
+            pred[:n].numpy(),
+            f"{val[0].id}, step {step}",
+        )
+        return {"step": step, "val_mel_l1": vl["mel"].item(),
+                "val_duration_mse": vl["duration"].item()}  # fmt: skip
+
     interrupted = False
 
     def on_sigint(signum, frame):
@@ -230,21 +254,51 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
             bar.update(1)
             if step % log_every == 0:
                 rec = {"step": step, **{k: round(v.item(), 5) for k, v in out.items()}}
+                for k, v in out.items():
+                    tb.add_scalar(f"train/{k}", v.item(), step)
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 bar.set_postfix(mel=f"{rec['mel']:.3f}")
             if step % save_every == 0:
-                save({})
+                save(validate())
         bar.close()
-        model.eval()
-        with torch.no_grad():
-            val_loss = losses(model, make_batch(val, stats))
-        metrics = {"step": step, "val_mel_l1": val_loss["mel"].item(),
-                   "val_duration_mse": val_loss["duration"].item(),
-                   "train_seconds_this_run": round(time.perf_counter() - t0, 1)}  # fmt: skip
+        metrics = {**validate(), "train_seconds_this_run": round(time.perf_counter() - t0, 1)}
         save(metrics)
         (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return metrics
     finally:
         signal.signal(signal.SIGINT, old)
         log.close()
+        tb.close()
+
+
+def plot_mels(path: Path, target: np.ndarray, pred: np.ndarray, title: str) -> None:
+    """Target above, prediction below; ``(T, n_mels)`` normalized log-mels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
+    for ax, m, name in ((axes[0], target, "target"), (axes[1], pred, "predicted")):
+        ax.imshow(m.T, origin="lower", aspect="auto", interpolation="none", vmin=-3, vmax=3)
+        ax.set_ylabel(name)
+    axes[0].set_title(title)
+    axes[1].set_xlabel("frame")
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def export_voice(src: Path, dst_dir: Path, provenance: dict, metrics: dict) -> Path:
+    """Copy a trained acoustic checkpoint for packaging: float16 weights (half the bytes;
+    loading casts back), with the corpus and command that made it and its measured scores."""
+    tensors, header = checkpoint.load(src, kind="acoustic")
+    small = {k: (v.half() if v.is_floating_point() else v) for k, v in tensors.items()}
+    header["provenance"] = {**header.get("provenance", {}), **provenance}
+    header["metrics"] = {**header.get("metrics", {}), **metrics}
+    header.pop("format_version", None)
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    dst = dst_dir / "acoustic.safetensors"
+    checkpoint.save(dst, small, header)
+    return dst
