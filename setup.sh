@@ -43,15 +43,10 @@ PY="$VENV/bin/python"
 
 case "$mode" in
   run)
-    # Until the daemon lands, the main job is the DSP demo: Festival speaks a sentence, and
-    # melgand resynthesizes it from its log-mel with the streaming DSP vocoder (RTISI-LA).
-    demo_in="$(mktemp --suffix=.wav)"
-    trap 'rm -f "$demo_in"' EXIT
-    echo "Hello from melgand. This voice was rebuilt from its mel spectrogram, frame by frame." \
-      | text2wave -eval "(voice_cmu_us_slt_arctic_hts)" -o "$demo_in"
-    "$VENV/bin/melgand" vocode "$demo_in" -o melgand-demo.wav "$@"
+    # Until the daemon lands, the main job is `melgand say` with the packaged default voice:
+    # it speaks on the default output, or writes melgand-out.wav here when there is none.
     "$VENV/bin/melgand" devices
-    log "listen to $(pwd)/melgand-demo.wav"
+    "$VENV/bin/melgand" say "Hello from melgand. This is the default voice, made frame by frame." "$@"
     ;;
   test)
     "$VENV/bin/ruff" check .

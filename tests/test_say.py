@@ -127,3 +127,24 @@ def test_a_voice_of_another_convention_is_refused(small_voice, tmp_path):
 def test_text_and_text_file_are_exclusive(small_voice, tmp_path):
     r = say("--voice", str(small_voice))
     assert r.returncode == 2 and "give TEXT or --text-file FILE" in r.stderr
+
+
+def test_the_packaged_voice_speaks_intelligibly(tmp_path):
+    """A fresh clone's default voice (model/voices/default), heard by pocketsphinx."""
+    from pocketsphinx import Decoder
+
+    out = tmp_path / "default.wav"
+    text = "Please turn off the lights in the kitchen."
+    r = say(text, "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    y, sr = sf.read(out, dtype="float32")
+    import soxr
+
+    y16 = (np.clip(soxr.resample(y, sr, 16000), -1, 1) * 32767).astype(np.int16)
+    dec = Decoder(samprate=16000, loglevel="FATAL")
+    dec.start_utt()
+    dec.process_raw(y16.tobytes(), full_utt=True)
+    dec.end_utt()
+    heard = set(dec.hyp().hypstr.split()) if dec.hyp() else set()
+    said = {w.strip(".,").lower() for w in text.split()}
+    assert len(heard & said) >= 0.6 * len(said), heard
