@@ -55,6 +55,15 @@ def _load_config(args: argparse.Namespace):
     return cfg
 
 
+def _dsp_vocoder(cfg, name: str | None):
+    """The DSP vocoder as [dsp_vocoder] configures it; ``name`` overrides its method."""
+    import dsp
+
+    d = cfg.dsp_vocoder
+    return dsp.DspVocoder(cfg.audio, name or d.method, d.griffin_lim_iters, d.rtisi_lookahead,
+                          d.rtisi_iters, d.nnls_iters)  # fmt: skip
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     from daemon import devices
 
@@ -83,10 +92,7 @@ def cmd_vocode(args: argparse.Namespace) -> int:
     conv = cfg.audio
     y = audio_io.read_mono(args.input, conv.sample_rate)
     name = args.vocoder or cfg.dsp_vocoder.method
-    v = cfg.dsp_vocoder
-    vocoder = dsp.DspVocoder(
-        conv, name, v.griffin_lim_iters, v.rtisi_lookahead, v.rtisi_iters, v.nnls_iters
-    )
+    vocoder = _dsp_vocoder(cfg, name)
     t0 = time.perf_counter()
     mel = dsp.log_mel(y, conv)
     out = vocoder(mel)
@@ -101,7 +107,6 @@ def cmd_vocode(args: argparse.Namespace) -> int:
 
 
 def cmd_say(args: argparse.Namespace) -> int:
-    import dsp
     from daemon import audio_io
     from model import voice as _voice
 
@@ -110,15 +115,7 @@ def cmd_say(args: argparse.Namespace) -> int:
         print("melgand say: give TEXT or --text-file FILE (one of them)", file=sys.stderr)
         return 2
     v = _voice.Voice.load(args.voice, cfg.audio) if args.voice else _voice.packaged(cfg.audio)
-    d = cfg.dsp_vocoder
-    vocoder = dsp.DspVocoder(
-        cfg.audio,
-        args.vocoder or d.method,
-        d.griffin_lim_iters,
-        d.rtisi_lookahead,
-        d.rtisi_iters,
-        d.nnls_iters,
-    )
+    vocoder = _dsp_vocoder(cfg, args.vocoder)
 
     def render(text: str) -> np.ndarray:
         return vocoder(v.mel(text)) * 0.95
@@ -224,8 +221,7 @@ def cmd_train_acoustic(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-
+def cmd_train_aligner(args: argparse.Namespace) -> int:
     from trainer import align
 
     cfg = _load_config(args)
@@ -365,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     al.add_argument("--data", type=Path, required=True, metavar="DIR")
     al.add_argument("--run", type=Path, required=True, metavar="RUNDIR")
-    al.set_defaults(func=cmd_train)
+    al.set_defaults(func=cmd_train_aligner)
     ac = tsub.add_parser(
         "acoustic",
         parents=[common],
