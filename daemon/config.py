@@ -41,29 +41,29 @@ class DspVocoderConfig:
 
 
 @dataclass(frozen=True)
-class AlignerConfig:
+class _TrainConfig:
+    """What every trainer takes; the sections below add their own keys."""
+
     steps: int = _opt(lo=1, hi=10_000_000)
     batch_size: int = _opt(lo=1, hi=1024)
     lr: float = _opt(lo=1e-6, hi=1.0)
     held_out: float = _opt(lo=0.0, hi=0.5)
-    bin_loss_from: float = _opt(lo=0.0, hi=1.0)
     seed: int = _opt(lo=0, hi=2**31 - 1)
     tokens: str = _opt(choices=("frontend", "segments"))
 
 
 @dataclass(frozen=True)
-class AcousticConfig:
-    steps: int = _opt(lo=1, hi=10_000_000)
-    batch_size: int = _opt(lo=1, hi=1024)
-    lr: float = _opt(lo=1e-6, hi=1.0)
+class AlignerConfig(_TrainConfig):
+    bin_loss_from: float = _opt(lo=0.0, hi=1.0)
+
+
+@dataclass(frozen=True)
+class AcousticConfig(_TrainConfig):
     lr_step: int = _opt(lo=1, hi=10_000_000)
     lr_gamma: float = _opt(lo=0.01, hi=1.0)
     hidden: int = _opt(lo=16, hi=4096)
     r: int = _opt(lo=1, hi=16)
-    held_out: float = _opt(lo=0.0, hi=0.5)
     save_every: int = _opt(lo=1, hi=10_000_000)
-    seed: int = _opt(lo=0, hi=2**31 - 1)
-    tokens: str = _opt(choices=("frontend", "segments"))
 
 
 @dataclass(frozen=True)
