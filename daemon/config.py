@@ -49,7 +49,7 @@ class _TrainConfig:
     lr: float = _opt(lo=1e-6, hi=1.0)
     held_out: float = _opt(lo=0.0, hi=0.5)
     seed: int = _opt(lo=0, hi=2**31 - 1)
-    tokens: str = _opt(choices=("frontend", "segments"))
+    tokens: str = _opt(choices=("frontend", "segments", "chars"))
 
 
 @dataclass(frozen=True)

@@ -132,3 +132,36 @@ def test_trained_weights_stream_too(tiny_corpus, tmp_path):
         for chunk in (1, 2, 5, 7, 16, 32):
             assert (stream_all(model.generator, x, chunk) - ref).abs().max() <= 1e-4
     assert len(segs) > 10
+
+
+def test_a_character_voice_trains_and_speaks(tiny_corpus, tmp_path):
+    """Character mode (datasets in other languages): aligner durations, then the voice."""
+    from model.voice import Voice
+    from trainer import align
+
+    data = tmp_path / "c"
+    shutil.copytree(tiny_corpus, data)
+    align.train(
+        data,
+        tmp_path / "al",
+        dsp.DEFAULT,
+        steps=10,
+        batch_size=4,
+        token_source="chars",
+        held_out=0.2,
+        progress=False,
+    )
+    acoustic.train(
+        data,
+        tmp_path / "ac",
+        dsp.DEFAULT,
+        token_source="chars",
+        aligner_run=tmp_path / "al",
+        **train_kw(steps=6),
+    )
+    v = Voice.load(tmp_path / "ac" / "acoustic.safetensors", dsp.DEFAULT)
+    assert v.frontend.mode == "char" and "a" in v.frontend.symbols
+    mel = v.mel("a quiet evening")
+    assert mel.shape[0] == 80 and mel.shape[1] >= len("a quiet evening")
+    with pytest.raises(ValueError, match="not in this voice's alphabet"):
+        v.mel("\u00e6\u00f8\u00e5")

@@ -24,7 +24,7 @@ import dsp
 from model import checkpoint
 from model.acoustic import AcousticModel
 from model.frontend import Frontend
-from trainer import corpus, features
+from trainer import corpus, dataset, features
 
 
 @dataclass
@@ -47,9 +47,10 @@ def segment_durations(segs, n_frames: int, conv: dsp.Convention) -> np.ndarray:
     return np.diff(np.concatenate(([0], ends)))
 
 
-def load_items(data: Path, conv: dsp.Convention, token_source: str, fe: Frontend,
-               aligner_run: Path | None = None) -> list[Item]:  # fmt: skip
+def load_items(data: Path, conv: dsp.Convention, token_source: str,
+               aligner_run: Path | None = None) -> tuple[list[Item], Frontend]:  # fmt: skip
     prepared = features.prepare(data, conv, progress=False)
+    fe = dataset.frontend_for(token_source, prepared.report.good)
     items = []
     for row in prepared.report.good:
         f = features.load(prepared.cache, row.id)
@@ -62,8 +63,8 @@ def load_items(data: Path, conv: dsp.Convention, token_source: str, fe: Frontend
             dur = segment_durations(segs, n_frames, conv)
         else:
             if aligner_run is None:
-                raise ValueError("frontend tokens need durations: pass an aligner run")
-            units = fe.units(row.normalized)
+                raise ValueError(f"{token_source} tokens need durations: pass an aligner run")
+            units = dataset.token_units(data, row, token_source, fe)
             path = aligner_run / "durations" / f"{row.id}.npy"
             if not path.exists():
                 continue
@@ -72,7 +73,7 @@ def load_items(data: Path, conv: dsp.Convention, token_source: str, fe: Frontend
         controls = np.stack([logf0, f["voiced"].astype(np.float64), f["energy"]], 1)
         items.append(Item(row.id, np.array(fe.encode_units(units)), dur, f["mel"],
                           controls.astype(np.float32)))  # fmt: skip
-    return items
+    return items, fe
 
 
 @dataclass
@@ -175,8 +176,8 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
     torch.manual_seed(seed)
     rng = random.Random(seed)
     run.mkdir(parents=True, exist_ok=True)
-    fe = Frontend()
-    items = sorted(load_items(data, conv, token_source, fe, aligner_run), key=lambda i: i.id)
+    items, fe = load_items(data, conv, token_source, aligner_run)
+    items.sort(key=lambda i: i.id)
     n_val = max(1, round(len(items) * held_out))
     val, tr = items[-n_val:], items[:-n_val]
     stats = Stats.of(tr)

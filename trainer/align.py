@@ -23,7 +23,7 @@ import dsp
 from model import checkpoint
 from model.aligner import AlignerNet, beta_binomial_prior, durations, forward_sum_loss
 from model.frontend import Frontend
-from trainer import corpus, features
+from trainer import corpus, dataset, features
 
 
 @dataclass
@@ -35,21 +35,20 @@ class Item:
     prior: np.ndarray  # (T, N) float32
 
 
-def load_items(data: Path, conv: dsp.Convention, token_source: str, fe: Frontend) -> list[Item]:
+def load_items(data: Path, conv: dsp.Convention, token_source: str
+               ) -> tuple[list[Item], Frontend]:  # fmt: skip
     prepared = features.prepare(data, conv, progress=False)
+    fe = dataset.frontend_for(token_source, prepared.report.good)
     items = []
     for row in prepared.report.good:
-        if token_source == "segments":
-            units = [p for *_, p in corpus.read_segments(data / "segments" / f"{row.id}.lab")]
-        else:
-            units = fe.units(row.normalized)
+        units = dataset.token_units(data, row, token_source, fe)
         mel = features.load(prepared.cache, row.id)["mel"]
         if mel.shape[1] < len(units):
             continue
         tokens = np.array(fe.encode_units(units), dtype=np.int64)
         prior = beta_binomial_prior(len(tokens), mel.shape[1]).astype(np.float32)
         items.append(Item(row.id, units, tokens, mel, prior))
-    return items
+    return items, fe
 
 
 def batch(items: list[Item], mean: float, std: float):
@@ -122,8 +121,7 @@ def train(
     torch.manual_seed(seed)
     rng = random.Random(seed)
     run.mkdir(parents=True, exist_ok=True)
-    fe = Frontend()
-    items = load_items(data, conv, token_source, fe)
+    items, fe = load_items(data, conv, token_source)
     if len(items) < 2:
         raise ValueError(f"{data}: need at least 2 usable items to train an aligner")
     items.sort(key=lambda i: i.id)

@@ -15,6 +15,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from model.frontend import Frontend
 from model.text_norm import normalize
 
 CLIP_LEVEL = 0.999
@@ -146,3 +147,23 @@ def check(
 
     report.good = [r for r in map_fn(one, rows) if r is not None]
     return report
+
+
+TOKEN_SOURCES = ("frontend", "segments", "chars")
+
+
+def frontend_for(token_source: str, rows: list[Row]) -> Frontend:
+    """Phones for "frontend" and "segments"; for "chars", the alphabet of the rows' text."""
+    if token_source not in TOKEN_SOURCES:
+        raise ValueError(f"unknown token source {token_source!r}; select one of {TOKEN_SOURCES}")
+    return Frontend.for_texts(r.text for r in rows) if token_source == "chars" else Frontend()
+
+
+def token_units(root: Path, row: Row, token_source: str, fe: Frontend) -> list[str]:
+    """A row's tokens: frontend phones of its normalized text, a Festival corpus's segment
+    phones (names only), or the characters of its text (no English normalization)."""
+    if token_source == "segments":
+        from trainer.corpus import read_segments
+
+        return [p for *_, p in read_segments(root / "segments" / f"{row.id}.lab")]
+    return fe.units(row.text if token_source == "chars" else row.normalized)
