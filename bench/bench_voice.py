@@ -130,11 +130,7 @@ def main() -> None:
     t_mel = time.perf_counter() - t
     audio_s = mel.shape[1] * v.conv.hop_length / v.conv.sample_rate
     with torch.no_grad():
-        tokens = torch.tensor([v.frontend.encode(text)])
-        enc = v.model.encoder(tokens)
-        dur = torch.clamp(torch.round(torch.exp(v.model.duration(enc)[0, :, 0]) - 1), min=1).long()
-        idx = torch.repeat_interleave(torch.arange(len(dur)), dur)
-        x = v.model.frame_inputs(enc, dur[None], v.model.prosody(enc)[0][idx][None])
+        x = v.frame_inputs(text)
         gen, st = v.model.generator, None
         for i in range(20):
             _, st = gen.stream(x[:, i : i + 1], st)

@@ -45,8 +45,9 @@ class Voice:
         return cls(model, Frontend.from_dict(header["frontend"]), header["stats"], have, header)
 
     @torch.no_grad()
-    def mel(self, text: str, speed: float = 1.0) -> np.ndarray:
-        """``(n_mels, frames)`` log-mel for ``text`` under the voice's convention."""
+    def frame_inputs(self, text: str, speed: float = 1.0) -> torch.Tensor:
+        """The generator's inputs ``(1, T, D)`` for ``text``: predicted durations and
+        per-token prosody, upsampled to frames."""
         tokens = torch.tensor([self.frontend.encode(text)])
         enc = self.model.encoder(tokens)
         log_dur = self.model.duration(enc)[0, :, 0]
@@ -54,8 +55,12 @@ class Voice:
         prosody = self.model.prosody(enc)[0]  # (N, 3) normalized per-token controls
         idx = torch.repeat_interleave(torch.arange(len(dur)), dur)
         controls = prosody[idx][None]
-        x = self.model.frame_inputs(enc, dur[None], controls)
-        y = self.model.generator(x)[0]  # (T, n_mels), normalized
+        return self.model.frame_inputs(enc, dur[None], controls)
+
+    @torch.no_grad()
+    def mel(self, text: str, speed: float = 1.0) -> np.ndarray:
+        """``(n_mels, frames)`` log-mel for ``text`` under the voice's convention."""
+        y = self.model.generator(self.frame_inputs(text, speed))[0]  # (T, n_mels), normalized
         mel = y * self.stats["mel_std"] + self.stats["mel_mean"]
         return mel.T.numpy().astype(np.float32)
 

@@ -116,3 +116,9 @@ def tiny_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("corpus") / "c12"
     corpus.build(out, 12, 3, progress=False)
     return out
+
+
+@pytest.fixture
+def corpus_copy(tiny_corpus, tmp_path) -> Path:
+    """A copy of the tiny corpus that a test may change (features, runs, damage)."""
+    return Path(shutil.copytree(tiny_corpus, tmp_path / "c"))

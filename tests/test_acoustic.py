@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -77,10 +76,9 @@ def train_kw(**kw):
     )
 
 
-def test_resumed_run_matches_an_uninterrupted_one(tiny_corpus, tmp_path):
+def test_resumed_run_matches_an_uninterrupted_one(corpus_copy, tmp_path):
     torch.set_num_threads(1)  # bit-for-bit comparable runs
-    data = tmp_path / "c"
-    shutil.copytree(tiny_corpus, data)
+    data = corpus_copy
     acoustic.train(data, tmp_path / "a", dsp.DEFAULT, **train_kw())
     acoustic.train(data, tmp_path / "b", dsp.DEFAULT, **train_kw(steps=6))
     acoustic.train(data, tmp_path / "b", dsp.DEFAULT, **train_kw(resume=True))
@@ -92,9 +90,8 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_corpus, tmp_path):
     assert header["provenance"]["step"] == 12 and header["convention"] == dsp.DEFAULT.to_dict()
 
 
-def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_corpus, tmp_path):
-    data = tmp_path / "c"
-    shutil.copytree(tiny_corpus, data)
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(corpus_copy, tmp_path):
+    data = corpus_copy
     run = tmp_path / "run"
     acoustic.train(data, run, dsp.DEFAULT, **train_kw(steps=6))
     before = (run / "acoustic.safetensors").read_bytes()
@@ -109,9 +106,8 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_corpus, tmp_p
     assert (run / "acoustic.safetensors").read_bytes() == before
 
 
-def test_trained_weights_stream_too(tiny_corpus, tmp_path):
-    data = tmp_path / "c"
-    shutil.copytree(tiny_corpus, data)
+def test_trained_weights_stream_too(corpus_copy, tmp_path):
+    data = corpus_copy
     acoustic.train(data, tmp_path / "run", dsp.DEFAULT, **train_kw(steps=20))
     # each validation (every save_every steps and at the end) leaves a mel plot and logs
     assert sorted(p.name for p in (tmp_path / "run").glob("val_*.png")) == [
@@ -134,13 +130,12 @@ def test_trained_weights_stream_too(tiny_corpus, tmp_path):
     assert len(segs) > 10
 
 
-def test_a_character_voice_trains_and_speaks(tiny_corpus, tmp_path):
+def test_a_character_voice_trains_and_speaks(corpus_copy, tmp_path):
     """Character mode (datasets in other languages): aligner durations, then the voice."""
     from model.voice import Voice
     from trainer import align
 
-    data = tmp_path / "c"
-    shutil.copytree(tiny_corpus, data)
+    data = corpus_copy
     align.train(
         data,
         tmp_path / "al",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,9 +50,8 @@ def test_aligner_padding_does_not_change_the_attention():
     torch.testing.assert_close(a, b)
 
 
-def test_training_beats_the_prior_and_writes_everything(tiny_corpus, tmp_path):
-    data = tmp_path / "c"
-    shutil.copytree(tiny_corpus, data)
+def test_training_beats_the_prior_and_writes_everything(corpus_copy, tmp_path):
+    data = corpus_copy
     untrained = align.train(
         data,
         tmp_path / "r0",
@@ -104,9 +102,8 @@ def test_checkpoint_refuses_other_files(tmp_path):
         checkpoint.load(tmp_path / "v.safetensors", kind="aligner")
 
 
-def test_cli_train_aligner(tiny_corpus, tmp_path):
-    data = tmp_path / "c"
-    shutil.copytree(tiny_corpus, data)
+def test_cli_train_aligner(corpus_copy, tmp_path):
+    data = corpus_copy
     r = subprocess.run(
         [
             MELGAND,
