@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -194,26 +195,19 @@ def cmd_train_acoustic(args: argparse.Namespace) -> int:
     from trainer import acoustic
 
     cfg = _load_config(args)
-    a = cfg.acoustic
+    kw = dataclasses.asdict(cfg.acoustic)
     m = acoustic.train(
         args.data,
         args.run,
         cfg.audio,
-        steps=a.steps,
-        batch_size=a.batch_size,
-        lr=a.lr,
-        lr_step=a.lr_step,
-        lr_gamma=a.lr_gamma,
-        seed=a.seed,
-        hidden=a.hidden,
-        r=a.r,
-        token_source=a.tokens,
+        token_source=kw.pop("tokens"),
         aligner_run=args.aligner,
-        held_out=a.held_out,
-        save_every=a.save_every,
         resume=args.resume,
         command="melgand " + " ".join(sys.argv[1:]),
+        **kw,
     )
+    if not m:  # a torchrun process other than rank 0
+        return 0
     print(
         f"{args.run}: step {m['step']}, validation mel L1 {m['val_mel_l1']:.3f} "
         f"(normalized log-mel), checkpoint {args.run / 'acoustic.safetensors'}"
@@ -367,10 +361,21 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="train the acoustic model (the voice)",
         description="Train the GRU acoustic model on DIR. Checkpoints every [acoustic] "
-        "save_every steps, on Ctrl-C and at the end; --resume continues the same run.",
+        "save_every steps, on Ctrl-C and at the end; --resume continues the same run. "
+        "Several GPUs (or CPU processes): torchrun --standalone --nproc_per_node N "
+        "-m daemon.cli train acoustic --data DIR --run-dir RUNDIR.",
     )
     ac.add_argument("--data", type=Path, required=True, metavar="DIR")
-    ac.add_argument("--run", type=Path, required=True, metavar="RUNDIR")
+    ac.add_argument(
+        "--run",
+        "--run-dir",
+        dest="run",
+        type=Path,
+        required=True,
+        metavar="RUNDIR",
+        help="the run's directory (spell it --run-dir under torchrun, whose --run-path "
+        "would take --run)",
+    )
     ac.add_argument("--resume", action="store_true", help="continue the run in RUNDIR")
     ac.add_argument(
         "--aligner",

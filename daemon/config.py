@@ -63,7 +63,12 @@ class AcousticConfig(_TrainConfig):
     lr_gamma: float = _opt(lo=0.01, hi=1.0)
     hidden: int = _opt(lo=16, hi=4096)
     r: int = _opt(lo=1, hi=16)
+    audio_encoder: int = _opt(lo=0, hi=1024)
+    adversarial_weight: float = _opt(lo=0.0, hi=100.0)
+    adversarial_start: int = _opt(lo=0, hi=10_000_000)
     save_every: int = _opt(lo=1, hi=10_000_000)
+    device: str = _opt(choices=("auto", "cpu", "cuda"))
+    amp: bool = _opt()
 
 
 @dataclass(frozen=True)

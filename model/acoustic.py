@@ -76,9 +76,28 @@ def upsample(enc: torch.Tensor, durations: torch.Tensor, n_frames: int) -> torch
     return out
 
 
+class AudioEncoder(nn.Module):
+    """Conv1D over the ``context`` most recent mel frames, fed back into the generator:
+    ``(B, T, n_mels) -> (B, T - context + 1, channels)``, output ``i`` seeing frames
+    ``i .. i + context - 1``. Dropout stays on in training (as Tacotron's prenet), so that
+    the generator cannot lean on teacher-forced frames it will not have when it runs free."""
+
+    def __init__(self, n_mels: int, channels: int, context: int = 4, dropout: float = 0.5):
+        super().__init__()
+        self.context, self.dropout = context, dropout
+        self.net = nn.Sequential(
+            nn.Conv1d(n_mels, channels, context), nn.ReLU(), nn.Conv1d(channels, channels, 1)
+        )
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.net(mel.transpose(1, 2))).transpose(1, 2)
+        return F.dropout(y, self.dropout, self.training)
+
+
 class GeneratorState(NamedTuple):
     hidden: torch.Tensor  # (layers, B, H)
     pending: torch.Tensor  # (B, k < r, D): inputs waiting for a full group of r frames
+    history: torch.Tensor  # (B, context, n_mels): the last frames emitted, for the feedback
 
 
 class Generator(nn.Module):
@@ -87,32 +106,63 @@ class Generator(nn.Module):
     ``forward(x)`` on frame inputs ``(B, T, D)`` gives ``(B, T, n_mels)``; ``stream(x, state)``
     gives the same frames chunk by chunk (any chunk size; ``delay = r - 1`` frames held until
     their group is complete), ``flush(state)`` the rest.
+
+    With ``feedback > 0`` an :class:`AudioEncoder` of that width reads the frames already
+    emitted before each step (autoregressive context). Training passes the target mel
+    (``forward(x, mel)``, teacher-forced, one GRU call); ``forward(x)`` and ``stream`` then
+    run free, a step at a time, feeding back their own frames.
     """
 
     def __init__(self, in_dim: int, n_mels: int = 80, hidden: int = 512, layers: int = 2,
-                 r: int = 2):  # fmt: skip
+                 r: int = 2, feedback: int = 0, context: int = 4):  # fmt: skip
         super().__init__()
         self.r, self.n_mels, self.in_dim = r, n_mels, in_dim
         self.delay = r - 1
-        self.prenet = nn.Sequential(nn.Linear(in_dim * r, hidden), nn.ReLU())
+        self.audio_encoder = AudioEncoder(n_mels, feedback, context) if feedback else None
+        self.prenet = nn.Sequential(nn.Linear(in_dim * r + feedback, hidden), nn.ReLU())
         self.gru = nn.GRU(hidden, hidden, layers, batch_first=True)
         self.head = nn.Linear(hidden, n_mels * r)
+
+    @property
+    def context(self) -> int:
+        return self.audio_encoder.context if self.audio_encoder is not None else 0
 
     def _steps(self, groups: torch.Tensor, h: torch.Tensor | None):
         b, g, _ = groups.shape
         y, h = self.gru(self.prenet(groups), h)
         return self.head(y).reshape(b, g * self.r, self.n_mels), h
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _run(self, groups: torch.Tensor, h: torch.Tensor | None, history: torch.Tensor):
+        """Groups of inputs ``(B, G, D * r)`` from ``h`` and ``history``: frames, state."""
+        if self.audio_encoder is None:
+            return *self._steps(groups, h), history
+        outs = []
+        for g in range(groups.shape[1]):
+            fed = self.audio_encoder(history)  # (B, 1, C): the last `context` frames
+            y, h = self._steps(torch.cat([groups[:, g : g + 1], fed], -1), h)
+            outs.append(y)
+            history = torch.cat([history, y], 1)[:, -self.context :]
+        return torch.cat(outs, 1), h, history
+
+    def forward(self, x: torch.Tensor, mel: torch.Tensor | None = None) -> torch.Tensor:
+        """Frames for inputs ``x``; with the feedback on, ``mel`` (B, T, n_mels) teacher-forces
+        it (training), and without ``mel`` the generator runs free on its own frames."""
         b, t, d = x.shape
         pad = (-t) % self.r
         xg = F.pad(x, (0, 0, 0, pad)).reshape(b, (t + pad) // self.r, d * self.r)
-        return self._steps(xg, None)[0][:, :t]
+        if self.audio_encoder is not None and mel is not None:
+            # output i of the encoder reads the `context` frames before frame i
+            fed = self.audio_encoder(F.pad(mel[:, :t], (0, 0, self.context, 0)))
+            xg = torch.cat([xg, fed[:, :: self.r][:, : xg.shape[1]]], -1)
+            return self._steps(xg, None)[0][:, :t]
+        return self._run(xg, None, self.initial_state(b, x.device).history)[0][:, :t]
 
     def initial_state(self, batch: int = 1, device=None) -> GeneratorState:
         layers, hidden = self.gru.num_layers, self.gru.hidden_size
-        return GeneratorState(torch.zeros(layers, batch, hidden, device=device),
-                              torch.zeros(batch, 0, self.in_dim, device=device))  # fmt: skip
+        zeros = torch.zeros
+        return GeneratorState(zeros(layers, batch, hidden, device=device),
+                              zeros(batch, 0, self.in_dim, device=device),
+                              zeros(batch, self.context, self.n_mels, device=device))  # fmt: skip
 
     def stream(self, x: torch.Tensor, state: GeneratorState | None = None
                ) -> tuple[torch.Tensor, GeneratorState]:  # fmt: skip
@@ -121,9 +171,10 @@ class Generator(nn.Module):
         b, t, d = x.shape
         full = t - t % self.r
         if full == 0:
-            return x.new_zeros(b, 0, self.n_mels), GeneratorState(st.hidden, x)
-        y, h = self._steps(x[:, :full].reshape(b, full // self.r, d * self.r), st.hidden)
-        return y, GeneratorState(h, x[:, full:])
+            return x.new_zeros(b, 0, self.n_mels), GeneratorState(st.hidden, x, st.history)
+        groups = x[:, :full].reshape(b, full // self.r, d * self.r)
+        y, h, history = self._run(groups, st.hidden, st.history)
+        return y, GeneratorState(h, x[:, full:], history)
 
     def flush(self, state: GeneratorState) -> torch.Tensor:
         k = state.pending.shape[1]
@@ -131,22 +182,25 @@ class Generator(nn.Module):
             return state.pending.new_zeros(state.pending.shape[0], 0, self.n_mels)
         x = F.pad(state.pending, (0, 0, 0, self.r - k))
         b, _, d = x.shape
-        return self._steps(x.reshape(b, 1, d * self.r), state.hidden)[0][:, :k]
+        return self._run(x.reshape(b, 1, d * self.r), state.hidden, state.history)[0][:, :k]
 
 
 class AcousticModel(nn.Module):
     """Text encoder, duration / pitch / energy predictors and the streaming generator."""
 
     def __init__(self, n_symbols: int, n_mels: int = 80, channels: int = 256,
-                 hidden: int = 512, layers: int = 2, r: int = 2):  # fmt: skip
+                 hidden: int = 512, layers: int = 2, r: int = 2,
+                 audio_encoder: int = 0):  # fmt: skip
         super().__init__()
         self.kwargs = {"n_symbols": n_symbols, "n_mels": n_mels, "channels": channels,
-                       "hidden": hidden, "layers": layers, "r": r}  # fmt: skip
+                       "hidden": hidden, "layers": layers, "r": r,
+                       "audio_encoder": audio_encoder}  # fmt: skip
         self.encoder = TextEncoder(n_symbols, channels)
         self.duration = VariancePredictor(channels, 1)  # log(1 + frames)
         self.prosody = VariancePredictor(channels, 3)  # per-token mean of the 3 controls
         self.control_proj = nn.Linear(3, channels // 4)
-        self.generator = Generator(channels + 1 + channels // 4, n_mels, hidden, layers, r)
+        self.generator = Generator(channels + 1 + channels // 4, n_mels, hidden, layers, r,
+                                   feedback=audio_encoder)  # fmt: skip
 
     def frame_inputs(self, enc: torch.Tensor, durations: torch.Tensor,
                      controls: torch.Tensor) -> torch.Tensor:  # fmt: skip
@@ -154,8 +208,9 @@ class AcousticModel(nn.Module):
         up = upsample(enc, durations, controls.shape[1])
         return torch.cat([up, self.control_proj(controls)], -1)
 
-    def forward(self, tokens, durations, controls):
-        """Teacher-forced: ``(mel (B, T, n_mels), log-duration (B, N), prosody (B, N, 3))``."""
+    def forward(self, tokens, durations, controls, mel=None):
+        """Teacher-forced: ``(mel (B, T, n_mels), log-duration (B, N), prosody (B, N, 3))``;
+        ``mel`` (the target) feeds the audio encoder when the model has one."""
         enc = self.encoder(tokens)
-        mel = self.generator(self.frame_inputs(enc, durations, controls))
+        mel = self.generator(self.frame_inputs(enc, durations, controls), mel)
         return mel, self.duration(enc)[..., 0], self.prosody(enc)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 import dsp
 from model import checkpoint
 from model.acoustic import AcousticModel, Generator, upsample
-from trainer import acoustic, corpus
+from model.voice import Voice
+from trainer import acoustic, corpus, runtime
 
 
 def stream_all(gen: Generator, x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -23,10 +28,11 @@ def stream_all(gen: Generator, x: torch.Tensor, chunk: int) -> torch.Tensor:
     return torch.cat(outs, 1)
 
 
+@pytest.mark.parametrize("feedback", [0, 16])
 @pytest.mark.parametrize("r", [1, 2, 3])
-def test_generator_streaming_equals_offline_for_every_chunk_size(r):
+def test_generator_streaming_equals_offline_for_every_chunk_size(r, feedback):
     torch.manual_seed(r)
-    gen = Generator(24, 80, 64, 2, r).eval()
+    gen = Generator(24, 80, 64, 2, r, feedback=feedback).eval()
     x = torch.randn(2, 45, 24)
     with torch.no_grad():
         ref = gen(x)
@@ -45,6 +51,24 @@ def test_generator_state_is_explicit():
         b, _ = gen.stream(x[:, 5:], st)
     torch.testing.assert_close(a, b)
     assert gen.delay == 1
+
+
+def test_the_audio_encoder_feeds_back_the_frames_already_made():
+    """Running free, each step reads the generator's own last frames: teacher-forcing the
+    forward with that output reproduces it, and other frames fed back change the result."""
+    torch.manual_seed(0)
+    gen = Generator(12, 80, 48, 2, 2, feedback=16, context=3).eval()
+    x = torch.randn(2, 21, 12)
+    with torch.no_grad():
+        free = gen(x)
+        forced = gen(x, free)
+        other = gen(x, free + 1.0)
+    assert (forced - free).abs().max() <= 1e-5
+    assert (other - free).abs().max() > 1e-2
+    # frames before a step's group are all it can see: the first group sees none
+    assert (other[:, :2] - free[:, :2]).abs().max() <= 1e-6
+    st = gen.initial_state(2)
+    assert st.history.shape == (2, 3, 80)
 
 
 def test_upsample_repeats_tokens_and_marks_position():
@@ -109,13 +133,12 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(corpus_copy, tmp_p
 def test_trained_weights_stream_too(corpus_copy, tmp_path):
     data = corpus_copy
     acoustic.train(data, tmp_path / "run", dsp.DEFAULT, **train_kw(steps=20))
-    # each validation (every save_every steps and at the end) leaves a mel plot and logs
-    assert sorted(p.name for p in (tmp_path / "run").glob("val_*.png")) == [
-        "val_0000006.png",
-        "val_0000012.png",
-        "val_0000018.png",
-        "val_0000020.png",
+    # each validation (every save_every steps and at the end) leaves plots, audio and logs
+    assert sorted(p.name for p in (tmp_path / "run").glob("val_*")) == [
+        f"val_{s:07d}{kind}" for s in (6, 12, 18, 20) for kind in (".png", ".wav", "_durations.png")
     ]
+    audio, sr = sf.read(tmp_path / "run" / "val_0000020.wav")
+    assert sr == dsp.DEFAULT.sample_rate and len(audio) > sr // 4 and np.abs(audio).max() > 0
     assert any((tmp_path / "run" / "tensorboard").iterdir())
     tensors, header = checkpoint.load(tmp_path / "run" / "acoustic.safetensors")
     model = AcousticModel(**header["kwargs"])
@@ -160,3 +183,52 @@ def test_a_character_voice_trains_and_speaks(corpus_copy, tmp_path):
     assert mel.shape[0] == 80 and mel.shape[1] >= len("a quiet evening")
     with pytest.raises(ValueError, match="not in this voice's alphabet"):
         v.mel("\u00e6\u00f8\u00e5")
+
+
+def test_audio_encoder_and_discriminator_train_resume_and_stream(corpus_copy, tmp_path):
+    """The optional parts on: the discriminator's weights and optimizer resume exactly, and
+    the trained generator with its feedback streams as it runs offline."""
+    torch.set_num_threads(1)
+    kw = dict(audio_encoder=16, adversarial_weight=0.5, adversarial_start=3)
+    acoustic.train(corpus_copy, tmp_path / "a", dsp.DEFAULT, **train_kw(**kw))
+    acoustic.train(corpus_copy, tmp_path / "b", dsp.DEFAULT, **train_kw(steps=6, **kw))
+    acoustic.train(corpus_copy, tmp_path / "b", dsp.DEFAULT, **train_kw(resume=True, **kw))
+    la = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert "disc" not in la[0] and {"disc", "adv", "feature_match"} <= set(la[1])
+    for key in ("total", "disc", "adv"):
+        np.testing.assert_allclose([x.get(key, 0) for x in lb], [x.get(key, 0) for x in la],
+                                   rtol=1e-4)  # fmt: skip
+    v = Voice.load(tmp_path / "b" / "acoustic.safetensors", dsp.DEFAULT)
+    assert v.model.generator.audio_encoder is not None
+    x = v.frame_inputs("the quick brown fox")
+    with torch.no_grad():
+        ref = v.model.generator(x)
+        for chunk in (1, 3, 8, 32):
+            assert (stream_all(v.model.generator, x, chunk) - ref).abs().max() <= 1e-4
+
+
+def test_a_cuda_run_without_cuda_is_refused_with_advice(corpus_copy, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(runtime.DeviceError, match='use "auto" or "cpu"'):
+        acoustic.train(corpus_copy, tmp_path / "r", dsp.DEFAULT, **train_kw(device="cuda"))
+
+
+def test_two_processes_train_with_ddp_over_gloo(corpus_copy, tmp_path):
+    """``torchrun`` with two CPU processes: both take part (DDP over gloo), their weights
+    agree at the end, and rank 0 alone writes the run."""
+    run = tmp_path / "ddp"
+    overrides = ["acoustic.steps=4", "acoustic.batch_size=2", "acoustic.hidden=32",
+                 "acoustic.save_every=2", "acoustic.held_out=0.2"]  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           "2", "-m", "daemon.cli", "train", "acoustic", "--data", str(corpus_copy), "--run-dir",
+           str(run)] + [a for o in overrides for a in ("--set", o)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["step"] == 4 and metrics["device"] == "cpu"
+    assert len((run / "log.jsonl").read_text().splitlines()) == 0  # log_every 50 > 4 steps
+    v = Voice.load(run / "acoustic.safetensors", dsp.DEFAULT)
+    assert v.mel("one two").shape[0] == 80

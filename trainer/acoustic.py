@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -23,8 +24,9 @@ from tqdm import tqdm
 import dsp
 from model import checkpoint
 from model.acoustic import AcousticModel
+from model.discriminators import MelDiscriminator, d_loss, feature_matching, g_adv_loss
 from model.frontend import Frontend
-from trainer import corpus, dataset, features
+from trainer import corpus, dataset, features, runtime
 
 
 @dataclass
@@ -126,9 +128,10 @@ def make_batch(items: list[Item], stats: Stats):
     return tokens, durs, mel, ctrl, frame_mask, tok_mask, prosody
 
 
-def losses(model: AcousticModel, batch) -> dict[str, torch.Tensor]:
+def losses(model, batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Teacher-forced losses and the predicted mel ``(B, T, n_mels)``."""
     tokens, durs, mel, ctrl, fmask, tmask, prosody = batch
-    pred, log_dur, pros = model(tokens, durs, ctrl)
+    pred, log_dur, pros = model(tokens, durs, ctrl, mel)
     fm = fmask[..., None].float()
     tm = tmask.float()
     out = {
@@ -137,91 +140,142 @@ def losses(model: AcousticModel, batch) -> dict[str, torch.Tensor]:
         "prosody": (((pros - prosody) ** 2).mean(-1) * tm).sum() / tm.sum(),
     }
     out["total"] = out["mel"] + 0.1 * out["duration"] + 0.1 * out["prosody"]
-    return out
+    return out, pred
 
 
-def _save_train_state(path: Path, opt, sched, step: int, rng: random.Random) -> None:
-    tensors, meta = {}, {"step": step, "sched": sched.state_dict(),
-                         "py_random": rng.getstate()[1], "param_groups": []}  # fmt: skip
-    sd = opt.state_dict()
-    meta["param_groups"] = sd["param_groups"]
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            tensors[f"opt.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+def _save_train_state(path: Path, opts: dict, sched, step: int, rng: random.Random,
+                      disc: torch.nn.Module | None) -> None:  # fmt: skip
+    """Optimizers (``opt.`` the model's, ``opt_d.`` the discriminator's), scheduler, step,
+    random states and the discriminator's weights (``disc.``)."""
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict = {"step": step, "sched": sched.state_dict(), "py_random": rng.getstate()[1]}
+    for prefix, opt in opts.items():
+        sd = opt.state_dict()
+        meta["param_groups" if prefix == "opt" else f"param_groups_{prefix}"] = sd["param_groups"]
+        for pid, st in sd["state"].items():
+            for k, v in st.items():
+                tensors[f"{prefix}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    if disc is not None:
+        tensors.update({f"disc.{k}": v for k, v in disc.state_dict().items()})
     tensors["torch_rng"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["cuda_rng"] = torch.cuda.get_rng_state()
     checkpoint.save(path, tensors, {"kind": "train_state", "meta": meta})
 
 
-def _load_train_state(path: Path, opt, sched, rng: random.Random) -> int:
+def _load_train_state(path: Path, opts: dict, sched, rng: random.Random,
+                      disc: torch.nn.Module | None) -> int:  # fmt: skip
+    """Restore what :func:`_save_train_state` wrote; a discriminator added to a run that had
+    none starts fresh."""
     tensors, header = checkpoint.load(path, kind="train_state")
     meta = header["meta"]
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        if key.startswith("opt."):
-            _, pid, k = key.split(".", 2)
-            state.setdefault(int(pid), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    for prefix, opt in opts.items():
+        groups = meta.get("param_groups" if prefix == "opt" else f"param_groups_{prefix}")
+        if groups is None:
+            continue
+        state: dict[int, dict] = {}
+        for key, v in tensors.items():
+            head, _, rest = key.partition(".")
+            if head == prefix:
+                pid, k = rest.split(".", 1)
+                state.setdefault(int(pid), {})[k] = v.to(_param_device(opt))
+        opt.load_state_dict({"state": state, "param_groups": groups})
+    saved_disc = {k[5:]: v for k, v in tensors.items() if k.startswith("disc.")}
+    if disc is not None and saved_disc:
+        disc.load_state_dict(saved_disc, strict=True)
     sched.load_state_dict(meta["sched"])
     rng.setstate((3, tuple(meta["py_random"]), None))
     torch.set_rng_state(tensors["torch_rng"])
+    if "cuda_rng" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["cuda_rng"])
     return int(meta["step"])
+
+
+def _param_device(opt) -> torch.device:
+    return opt.param_groups[0]["params"][0].device
 
 
 def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size: int = 16,
           lr: float = 1e-3, lr_step: int = 20000, lr_gamma: float = 0.5, seed: int = 0,
-          hidden: int = 384, r: int = 2, token_source: str = "segments",
-          aligner_run: Path | None = None, held_out: float = 0.02, save_every: int = 500,
-          resume: bool = False, progress: bool = True, command: str = "",
+          hidden: int = 384, r: int = 2, audio_encoder: int = 0,
+          adversarial_weight: float = 0.0, adversarial_start: int = 0,
+          token_source: str = "segments", aligner_run: Path | None = None,
+          held_out: float = 0.02, save_every: int = 500, device: str = "auto",
+          amp: bool = True, resume: bool = False, progress: bool = True, command: str = "",
           log_every: int = 50) -> dict:  # fmt: skip
+    rt = runtime.Runtime.start(device, amp)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     run.mkdir(parents=True, exist_ok=True)
-    items, fe = load_items(data, conv, token_source, aligner_run)
+    with rt.main_first():  # one process builds the feature cache, the others read it
+        items, fe = load_items(data, conv, token_source, aligner_run)
     items.sort(key=lambda i: i.id)
     n_val = max(1, round(len(items) * held_out))
     val, tr = items[-n_val:], items[:-n_val]
     stats = Stats.of(tr)
     by_len = sorted(tr, key=lambda i: i.mel.shape[1])
-    model = AcousticModel(len(fe.symbols), conv.n_mels, hidden=hidden, r=r)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, lr_step, lr_gamma)
+    net = AcousticModel(len(fe.symbols), conv.n_mels, hidden=hidden, r=r,
+                        audio_encoder=audio_encoder)  # fmt: skip
+    disc_net = MelDiscriminator(conv.n_mels) if adversarial_weight > 0 else None
+    opts = {"opt": torch.optim.AdamW(net.parameters(), lr=lr)}
+    if disc_net is not None:
+        opts["opt_d"] = torch.optim.AdamW(disc_net.parameters(), lr=lr, betas=(0.5, 0.9))
+    sched = torch.optim.lr_scheduler.StepLR(opts["opt"], lr_step, lr_gamma)
     step = 0
     ckpt, state_path = run / "acoustic.safetensors", run / "train_state.safetensors"
+    net.to(rt.device)
+    if disc_net is not None:
+        disc_net.to(rt.device)
     if resume:
         tensors, _ = checkpoint.load(ckpt, kind="acoustic")
-        model.load_state_dict(tensors, strict=True)
-        step = _load_train_state(state_path, opt, sched, rng)
+        net.load_state_dict(tensors, strict=True)
+        step = _load_train_state(state_path, opts, sched, rng, disc_net)
+    model = rt.wrap(net)
+    disc = rt.wrap(disc_net) if disc_net is not None else None
+    scaler = rt.scaler()
 
     def save(metrics: dict) -> None:
-        header = {"kind": "acoustic", "kwargs": model.kwargs, "convention": conv.to_dict(),
+        header = {"kind": "acoustic", "kwargs": net.kwargs, "convention": conv.to_dict(),
                   "frontend": fe.to_dict(), "stats": stats.__dict__, "tokens": token_source,
                   "provenance": {"command": command, "data": str(data), "step": step},
                   "metrics": metrics}  # fmt: skip
-        checkpoint.save(ckpt, model.state_dict(), header)
-        _save_train_state(state_path, opt, sched, step, rng)
+        checkpoint.save(ckpt, net.state_dict(), header)
+        _save_train_state(state_path, opts, sched, step, rng, disc_net)
 
-    from torch.utils.tensorboard import SummaryWriter
+    tb = None
+    if rt.main:
+        from torch.utils.tensorboard import SummaryWriter
 
-    tb = SummaryWriter(str(run / "tensorboard"))
+        tb = SummaryWriter(str(run / "tensorboard"))
+    vocoder = dsp.DspVocoder(conv, "rtisi")
 
     def validate() -> dict:
-        """Validation losses, TensorBoard scalars and a target-vs-predicted mel PNG."""
-        model.eval()
+        """Validation losses (the mel L1 free-running, as the voice speaks), TensorBoard
+        scalars, PNGs of the mel and the durations, and the first item as audio."""
+        net.eval()
         with torch.no_grad():
-            vb = make_batch(val, stats)
-            vl = losses(model, vb)
-            pred = model(vb[0][:1], vb[1][:1], vb[3][:1])[0][0]
-        model.train()
+            vb = [t.to(rt.device) for t in make_batch(val, stats)]
+            vl, _ = losses(net, vb)
+            enc = net.encoder(vb[0])
+            free = net.generator(net.frame_inputs(enc, vb[1], vb[3]))
+            fm = vb[4][..., None].float()
+            vl["mel_free"] = ((free - vb[2]).abs() * fm).sum() / (fm.sum() * conv.n_mels)
+            log_dur = net.duration(enc)[0, :, 0]
+        net.train()
         for k, v in vl.items():
             tb.add_scalar(f"val/{k}", v.item(), step)
-        n = int(vb[4][0].sum())
-        plot_mels(
-            run / f"val_{step:07d}.png",
-            vb[2][0, :n].numpy(),
-            pred[:n].numpy(),
-            f"{val[0].id}, step {step}",
-        )
-        return {"step": step, "val_mel_l1": vl["mel"].item(),
+        n, k = int(vb[4][0].sum()), int(vb[5][0].sum())
+        target, pred = vb[2][0, :n].cpu().numpy(), free[0, :n].cpu().numpy()
+        name = f"val_{step:07d}"
+        plot_mels(run / f"{name}.png", target, pred, f"{val[0].id}, step {step}")
+        dur_pred = torch.clamp(torch.exp(log_dur[:k]) - 1, min=0).cpu().numpy()
+        plot_durations(run / f"{name}_durations.png", target, val[0].durations, dur_pred,
+                       f"{val[0].id}, step {step}: token boundaries")  # fmt: skip
+        audio = vocoder((pred * stats.mel_std + stats.mel_mean).T.astype(np.float32))
+        sf.write(run / f"{name}.wav", audio, conv.sample_rate)
+        tb.add_audio("val/audio", torch.from_numpy(audio)[None], step, conv.sample_rate)
+        return {"step": step, "val_mel_l1": vl["mel_free"].item(),
+                "val_mel_l1_teacher_forced": vl["mel"].item(),
                 "val_duration_mse": vl["duration"].item()}  # fmt: skip
 
     interrupted = False
@@ -231,46 +285,86 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
         interrupted = True
 
     old = signal.signal(signal.SIGINT, on_sigint)
-    log = (run / "log.jsonl").open("a")
+    log = (run / "log.jsonl").open("a") if rt.main else None
     t0 = time.perf_counter()
     try:
         model.train()
-        bar = tqdm(total=steps, initial=step, desc="acoustic", disable=not progress)
-        while step < steps and not interrupted:
-            # a run of neighbours in length order: little padding, still random batches
-            start = rng.randrange(max(1, len(by_len) - batch_size + 1))
-            chosen = by_len[start : start + batch_size]
-            out = losses(model, make_batch(chosen, stats))
-            if not torch.isfinite(out["total"]):
+        bar = tqdm(total=steps, initial=step, desc="acoustic", disable=not (progress and rt.main))
+        while step < steps and not rt.any(interrupted)[0]:
+            # a run of neighbours in length order: little padding, still random batches;
+            # every process draws all the starts and takes its own
+            top = max(1, len(by_len) - batch_size + 1)
+            starts = [rng.randrange(top) for _ in range(rt.world)]
+            chosen = by_len[starts[rt.rank] : starts[rt.rank] + batch_size]
+            batch = [t.to(rt.device) for t in make_batch(chosen, stats)]
+            with rt.autocast():
+                out, pred = losses(model, batch)
+                adversarial = disc is not None and step >= adversarial_start
+                if adversarial:
+                    m = batch[4][..., None].to(pred.dtype)
+                    real, fake = batch[2] * m, pred * m
+                    d_real_fake = disc(torch.cat([real, fake.detach()]))[0]
+                    out["disc"] = d_loss(*d_real_fake.float().chunk(2))
+                    logits, feats = disc_net(fake)
+                    with torch.no_grad():
+                        real_feats = disc_net(real)[1]
+                    out["adv"] = g_adv_loss(logits.float())
+                    out["feature_match"] = feature_matching(real_feats, feats)
+                    out["total"] = out["total"] + adversarial_weight * (
+                        out["adv"] + out["feature_match"]
+                    )
+            bad = not all(torch.isfinite(v).item() for v in out.values())
+            if rt.any(bad)[0]:
+                where = f"items {[c.id for c in chosen]}" if bad else "another process"
                 raise FloatingPointError(
-                    f"loss is {out['total'].item()} at step {step} (items "
-                    f"{[c.id for c in chosen]}); the last good checkpoint is {ckpt}"
+                    f"loss is {out['total'].item()} at step {step} ({where}); "
+                    f"the last good checkpoint is {ckpt}"
                 )
-            opt.zero_grad()
-            out["total"].backward()
+            opts["opt"].zero_grad()
+            scaler.scale(out["total"]).backward()
+            scaler.unscale_(opts["opt"])
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            scaler.step(opts["opt"])
+            if adversarial:
+                opts["opt_d"].zero_grad()
+                scaler.scale(out["disc"]).backward()
+                scaler.unscale_(opts["opt_d"])
+                torch.nn.utils.clip_grad_norm_(disc.parameters(), 10.0)
+                scaler.step(opts["opt_d"])
+            scaler.update()
             sched.step()
             step += 1
             bar.update(1)
-            if step % log_every == 0:
+            if step % log_every == 0 and rt.main:
                 rec = {"step": step, **{k: round(v.item(), 5) for k, v in out.items()}}
                 for k, v in out.items():
                     tb.add_scalar(f"train/{k}", v.item(), step)
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 bar.set_postfix(mel=f"{rec['mel']:.3f}")
-            if step % save_every == 0:
+            if step % save_every == 0 and rt.main:
                 save(validate())
         bar.close()
-        metrics = {**validate(), "train_seconds_this_run": round(time.perf_counter() - t0, 1)}
-        save(metrics)
-        (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        rt.check_in_step(net)
+        metrics = {}
+        if rt.main:
+            metrics = {
+                **validate(),
+                "train_seconds_this_run": round(time.perf_counter() - t0, 1),
+                "device": str(rt.device),
+                "processes": rt.world,
+                "amp": rt.amp_name,
+            }
+            save(metrics)
+            (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return metrics
     finally:
         signal.signal(signal.SIGINT, old)
-        log.close()
-        tb.close()
+        if log is not None:
+            log.close()
+        if tb is not None:
+            tb.close()
+        rt.close()
 
 
 def plot_mels(path: Path, target: np.ndarray, pred: np.ndarray, title: str) -> None:
@@ -286,6 +380,28 @@ def plot_mels(path: Path, target: np.ndarray, pred: np.ndarray, title: str) -> N
         ax.set_ylabel(name)
     axes[0].set_title(title)
     axes[1].set_xlabel("frame")
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def plot_durations(path: Path, target: np.ndarray, durations: np.ndarray,
+                   predicted: np.ndarray, title: str) -> None:  # fmt: skip
+    """The target mel with the token boundaries used in training (white) and those the
+    duration predictor gives (red, dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 3))
+    ax.imshow(target.T, origin="lower", aspect="auto", interpolation="none", vmin=-3, vmax=3)
+    for x in np.cumsum(durations)[:-1]:
+        ax.axvline(x - 0.5, color="white", lw=0.6)
+    for x in np.cumsum(predicted)[:-1]:
+        ax.axvline(x - 0.5, color="red", lw=0.6, ls="--")
+    ax.set_title(title)
+    ax.set_xlabel("frame")
     fig.tight_layout()
     fig.savefig(path, dpi=70)
     plt.close(fig)

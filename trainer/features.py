@@ -75,7 +75,7 @@ def prepare(
         if target.exists():
             counts["reused"] += 1
         else:
-            tmp = out / f".{row.id}.tmp.npz"
+            tmp = out / f".{row.id}.{os.getpid()}.tmp.npz"  # processes may share a cache
             np.savez(tmp, **compute(y, conv))
             os.replace(tmp, target)
             counts["built"] += 1
