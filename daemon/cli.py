@@ -56,10 +56,30 @@ def _load_config(args: argparse.Namespace):
     return cfg
 
 
-def _dsp_vocoder(cfg, name: str | None):
-    """The DSP vocoder as [dsp_vocoder] configures it; ``name`` overrides its method."""
+class UserError(ValueError):
+    user_error = True
+
+
+VOCODER_HELP = (
+    "rtisi or griffin_lim (the DSP vocoder), or a trained vocoder checkpoint "
+    "(RUNDIR/vocoder.safetensors); default: [dsp_vocoder] method"
+)
+
+
+def _vocoder(cfg, name: str | None):
+    """The DSP vocoder as [dsp_vocoder] configures it (``name`` overrides its method), or the
+    neural vocoder checkpoint at path ``name``."""
     import dsp
 
+    if name is not None and name not in dsp.vocoder.METHODS:
+        if not Path(name).is_file():
+            raise UserError(
+                f"--vocoder {name}: neither a DSP method {list(dsp.vocoder.METHODS)} "
+                "nor a vocoder checkpoint file"
+            )
+        from model.vocoder import NeuralVocoder
+
+        return NeuralVocoder.load(name, cfg.audio)
     d = cfg.dsp_vocoder
     return dsp.DspVocoder(cfg.audio, name or d.method, d.griffin_lim_iters, d.rtisi_lookahead,
                           d.rtisi_iters, d.nnls_iters)  # fmt: skip
@@ -93,7 +113,7 @@ def cmd_vocode(args: argparse.Namespace) -> int:
     conv = cfg.audio
     y = audio_io.read_mono(args.input, conv.sample_rate)
     name = args.vocoder or cfg.dsp_vocoder.method
-    vocoder = _dsp_vocoder(cfg, name)
+    vocoder = _vocoder(cfg, name)
     t0 = time.perf_counter()
     mel = dsp.log_mel(y, conv)
     out = vocoder(mel)
@@ -116,7 +136,7 @@ def cmd_say(args: argparse.Namespace) -> int:
         print("melgand say: give TEXT or --text-file FILE (one of them)", file=sys.stderr)
         return 2
     v = _voice.Voice.load(args.voice, cfg.audio) if args.voice else _voice.packaged(cfg.audio)
-    vocoder = _dsp_vocoder(cfg, args.vocoder)
+    vocoder = _vocoder(cfg, args.vocoder)
 
     def render(text: str) -> np.ndarray:
         return vocoder(v.mel(text)) * 0.95
@@ -215,6 +235,29 @@ def cmd_train_acoustic(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_vocoder(args: argparse.Namespace) -> int:
+    from trainer import vocoder
+
+    cfg = _load_config(args)
+    m = vocoder.train(
+        args.data,
+        args.run,
+        cfg.audio,
+        voice=args.voice,
+        resume=args.resume,
+        command="melgand " + " ".join(sys.argv[1:]),
+        **dataclasses.asdict(cfg.vocoder),
+    )
+    if not m:  # a torchrun process other than rank 0
+        return 0
+    print(
+        f"{args.run}: step {m['step']}, validation PESQ-WB {m['val_pesq_wb']:.2f}, "
+        f"STOI {m['val_stoi']:.3f}, mel L1 {m['val_mel_l1']:.3f}, "
+        f"checkpoint {args.run / 'vocoder.safetensors'}"
+    )
+    return 0
+
+
 def cmd_train_aligner(args: argparse.Namespace) -> int:
     from trainer import align
 
@@ -272,13 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("input", metavar="IN", type=Path, help="input audio file (wav, flac, ogg)")
     v.add_argument("-o", "--output", metavar="OUT.wav", type=Path, required=True)
-    v.add_argument(
-        "--vocoder",
-        metavar="NAME",
-        choices=("rtisi", "griffin_lim"),
-        help="rtisi (streaming DSP) or griffin_lim (32 iterations, batch); "
-        "default: [dsp_vocoder] method",
-    )
+    v.add_argument("--vocoder", metavar="NAME|CHECKPOINT", help=VOCODER_HELP)
     v.set_defaults(func=cmd_vocode)
 
     s = sub.add_parser(
@@ -291,9 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("text", nargs="?", metavar="TEXT")
     s.add_argument("--text-file", type=Path, metavar="FILE")
     s.add_argument("-o", "--output", type=Path, metavar="OUT.wav|OUTDIR")
-    s.add_argument(
-        "--vocoder", choices=("rtisi", "griffin_lim"), help="default: [dsp_vocoder] method"
-    )
+    s.add_argument("--vocoder", metavar="NAME|CHECKPOINT", help=VOCODER_HELP)
     s.add_argument(
         "--voice",
         type=Path,
@@ -384,6 +419,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="aligner run whose durations/ to use (tokens = frontend)",
     )
     ac.set_defaults(func=cmd_train_acoustic)
+    vc = tsub.add_parser(
+        "vocoder",
+        parents=[common],
+        help="train a MelGAN vocoder (mel -> audio)",
+        description="Train a MelGAN vocoder on DIR's audio: the STFT and mel losses first, "
+        "the multi-scale discriminator from [vocoder] adversarial_start. Checkpoints every "
+        "[vocoder] save_every steps, on Ctrl-C and at the end; --resume continues the run. "
+        "Several GPUs: torchrun --standalone --nproc_per_node N -m daemon.cli train vocoder "
+        "--data DIR --run-dir RUNDIR.",
+    )
+    vc.add_argument("--data", type=Path, required=True, metavar="DIR")
+    vc.add_argument("--run", "--run-dir", dest="run", type=Path, required=True, metavar="RUNDIR")
+    vc.add_argument("--resume", action="store_true", help="continue the run in RUNDIR")
+    vc.add_argument(
+        "--voice",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="fine-tune on this acoustic model's own (teacher-forced) mels of DIR",
+    )
+    vc.set_defaults(func=cmd_train_vocoder)
     return p
 
 

@@ -49,26 +49,49 @@ class _TrainConfig:
     lr: float = _opt(lo=1e-6, hi=1.0)
     held_out: float = _opt(lo=0.0, hi=0.5)
     seed: int = _opt(lo=0, hi=2**31 - 1)
+
+
+@dataclass(frozen=True)
+class _TextTrainConfig(_TrainConfig):
     tokens: str = _opt(choices=("frontend", "segments", "chars"))
 
 
 @dataclass(frozen=True)
-class AlignerConfig(_TrainConfig):
-    bin_loss_from: float = _opt(lo=0.0, hi=1.0)
+class _LongTrainConfig(_TrainConfig):
+    """The trainers that run for hours: schedule, checkpoints, device, several processes."""
 
-
-@dataclass(frozen=True)
-class AcousticConfig(_TrainConfig):
     lr_step: int = _opt(lo=1, hi=10_000_000)
     lr_gamma: float = _opt(lo=0.01, hi=1.0)
-    hidden: int = _opt(lo=16, hi=4096)
-    r: int = _opt(lo=1, hi=16)
-    audio_encoder: int = _opt(lo=0, hi=1024)
     adversarial_weight: float = _opt(lo=0.0, hi=100.0)
     adversarial_start: int = _opt(lo=0, hi=10_000_000)
     save_every: int = _opt(lo=1, hi=10_000_000)
     device: str = _opt(choices=("auto", "cpu", "cuda"))
     amp: bool = _opt()
+
+
+@dataclass(frozen=True)
+class AlignerConfig(_TextTrainConfig):
+    bin_loss_from: float = _opt(lo=0.0, hi=1.0)
+
+
+@dataclass(frozen=True)
+class AcousticConfig(_LongTrainConfig, _TextTrainConfig):
+    hidden: int = _opt(lo=16, hi=4096)
+    r: int = _opt(lo=1, hi=16)
+    audio_encoder: int = _opt(lo=0, hi=1024)
+
+
+@dataclass(frozen=True)
+class VocoderConfig(_LongTrainConfig):
+    bands: int = _opt(choices=(1, 2, 4, 8))
+    channels: int = _opt(lo=8, hi=2048)
+    ratios: tuple[int, ...] = _opt()
+    lookahead: int = _opt(lo=0, hi=16)
+    segment_frames: int = _opt(lo=4, hi=1024)
+    context_frames: int = _opt(lo=0, hi=256)
+    feature_match_weight: float = _opt(lo=0.0, hi=100.0)
+    mel_weight: float = _opt(lo=0.0, hi=1000.0)
+    disc_width: int = _opt(lo=1, hi=256)
 
 
 @dataclass(frozen=True)
@@ -82,6 +105,7 @@ class Config:
     dsp_vocoder: DspVocoderConfig
     aligner: AlignerConfig
     acoustic: AcousticConfig
+    vocoder: VocoderConfig
     log: LogConfig
 
 
@@ -119,6 +143,14 @@ def _where(source: str, text: str | None, section: str, key: str | None = None) 
 def _check_value(cls: type, f: dataclasses.Field, value: Any) -> str | None:
     """Why ``value`` is not allowed for field ``f`` (None when it is)."""
     want = typing.get_type_hints(cls)[f.name]
+    if typing.get_origin(want) is tuple:  # tuple[int, ...]: a TOML array of integers
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        ):
+            return f"expected an array of positive integers, got {value!r}"
+        return None
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):
@@ -155,9 +187,12 @@ def _merge(
             why = _check_value(cls, fields[key], value)
             if why:
                 raise ConfigError(f"{_where(source, text, section, key)}: {why}")
-            base.setdefault(section, {})[key] = (
-                float(value) if typing.get_type_hints(cls)[key] is float else value
-            )
+            want = typing.get_type_hints(cls)[key]
+            if want is float:
+                value = float(value)
+            elif typing.get_origin(want) is tuple:
+                value = tuple(value)
+            base.setdefault(section, {})[key] = value
 
 
 def parse_override(spec: str) -> tuple[str, str, Any]:

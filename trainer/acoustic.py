@@ -26,7 +26,7 @@ from model import checkpoint
 from model.acoustic import AcousticModel
 from model.discriminators import MelDiscriminator, d_loss, feature_matching, g_adv_loss
 from model.frontend import Frontend
-from trainer import corpus, dataset, features, runtime
+from trainer import corpus, dataset, features, runtime, train_state
 
 
 @dataclass
@@ -143,58 +143,6 @@ def losses(model, batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     return out, pred
 
 
-def _save_train_state(path: Path, opts: dict, sched, step: int, rng: random.Random,
-                      disc: torch.nn.Module | None) -> None:  # fmt: skip
-    """Optimizers (``opt.`` the model's, ``opt_d.`` the discriminator's), scheduler, step,
-    random states and the discriminator's weights (``disc.``)."""
-    tensors: dict[str, torch.Tensor] = {}
-    meta: dict = {"step": step, "sched": sched.state_dict(), "py_random": rng.getstate()[1]}
-    for prefix, opt in opts.items():
-        sd = opt.state_dict()
-        meta["param_groups" if prefix == "opt" else f"param_groups_{prefix}"] = sd["param_groups"]
-        for pid, st in sd["state"].items():
-            for k, v in st.items():
-                tensors[f"{prefix}.{pid}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    if disc is not None:
-        tensors.update({f"disc.{k}": v for k, v in disc.state_dict().items()})
-    tensors["torch_rng"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        tensors["cuda_rng"] = torch.cuda.get_rng_state()
-    checkpoint.save(path, tensors, {"kind": "train_state", "meta": meta})
-
-
-def _load_train_state(path: Path, opts: dict, sched, rng: random.Random,
-                      disc: torch.nn.Module | None) -> int:  # fmt: skip
-    """Restore what :func:`_save_train_state` wrote; a discriminator added to a run that had
-    none starts fresh."""
-    tensors, header = checkpoint.load(path, kind="train_state")
-    meta = header["meta"]
-    for prefix, opt in opts.items():
-        groups = meta.get("param_groups" if prefix == "opt" else f"param_groups_{prefix}")
-        if groups is None:
-            continue
-        state: dict[int, dict] = {}
-        for key, v in tensors.items():
-            head, _, rest = key.partition(".")
-            if head == prefix:
-                pid, k = rest.split(".", 1)
-                state.setdefault(int(pid), {})[k] = v.to(_param_device(opt))
-        opt.load_state_dict({"state": state, "param_groups": groups})
-    saved_disc = {k[5:]: v for k, v in tensors.items() if k.startswith("disc.")}
-    if disc is not None and saved_disc:
-        disc.load_state_dict(saved_disc, strict=True)
-    sched.load_state_dict(meta["sched"])
-    rng.setstate((3, tuple(meta["py_random"]), None))
-    torch.set_rng_state(tensors["torch_rng"])
-    if "cuda_rng" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["cuda_rng"])
-    return int(meta["step"])
-
-
-def _param_device(opt) -> torch.device:
-    return opt.param_groups[0]["params"][0].device
-
-
 def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size: int = 16,
           lr: float = 1e-3, lr_step: int = 20000, lr_gamma: float = 0.5, seed: int = 0,
           hidden: int = 384, r: int = 2, audio_encoder: int = 0,
@@ -229,7 +177,7 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
     if resume:
         tensors, _ = checkpoint.load(ckpt, kind="acoustic")
         net.load_state_dict(tensors, strict=True)
-        step = _load_train_state(state_path, opts, sched, rng, disc_net)
+        step = train_state.load(state_path, rng, opts, {"sched": sched}, {"disc": disc_net})
     model = rt.wrap(net)
     disc = rt.wrap(disc_net) if disc_net is not None else None
     scaler = rt.scaler()
@@ -240,7 +188,7 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
                   "provenance": {"command": command, "data": str(data), "step": step},
                   "metrics": metrics}  # fmt: skip
         checkpoint.save(ckpt, net.state_dict(), header)
-        _save_train_state(state_path, opts, sched, step, rng, disc_net)
+        train_state.save(state_path, step, rng, opts, {"sched": sched}, {"disc": disc_net})
 
     tb = None
     if rt.main:

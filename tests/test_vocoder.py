@@ -1,0 +1,179 @@
+"""The MelGAN vocoders: PQMF, exact streaming, losses, the trainer and `melgand vocode`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import dsp
+from daemon import cli
+from dsp import pqmf
+from model import checkpoint
+from model.discriminators import MultiScale
+from model.losses import LogMel, MultiResolutionSTFTLoss
+from model.pqmf import PQMF
+from model.vocoder import MelGAN, NeuralVocoder
+from trainer import vocoder
+
+
+def test_pqmf_reconstructs_and_torch_matches_numpy():
+    x = np.random.default_rng(0).standard_normal(8192)
+    bands = pqmf.analysis(x)
+    assert bands.shape == (4, 2048)
+    y = pqmf.synthesis(bands)
+    err = y[100:-100] - x[100:-100]
+    assert 10 * np.log10(np.mean(x[100:-100] ** 2) / np.mean(err**2)) > 55  # dB
+    p = PQMF()
+    tb = p.analysis(torch.tensor(x, dtype=torch.float32)[None])[0]
+    np.testing.assert_allclose(tb.numpy(), bands, atol=1e-5)
+    ts = p.synthesis(tb[None])[0].numpy()
+    np.testing.assert_allclose(ts, y, atol=1e-5)
+    # the causal synthesis is the centered one, taps / 2 samples late, and streams
+    causal = p.synthesis_causal(tb[None])[0].numpy()
+    np.testing.assert_allclose(causal[31:], ts[:-31], atol=1e-5)
+    outs, cache = [], p.init_cache(1)
+    for i in range(0, 2048, 77):
+        o, cache = p.stream(tb[None, :, i : i + 77], cache)
+        outs.append(o)
+    np.testing.assert_allclose(torch.cat(outs, -1)[0].numpy(), causal, atol=1e-6)
+
+
+def test_paper_melgan_has_the_papers_size():
+    n = sum(p.numel() for p in MelGAN(channels=512, ratios=(8, 8, 2, 2), bands=1).parameters())
+    assert 4.2e6 < n < 4.4e6
+    with pytest.raises(ValueError, match="must multiply to hop 256"):
+        MelGAN(ratios=(4, 4), bands=4)
+
+
+def stream_all(net, mel, chunk):
+    outs, st = [], None
+    for i in range(0, mel.shape[-1], chunk):
+        y, st = net.stream(mel[..., i : i + chunk], st)
+        outs.append(y)
+    outs.append(net.flush(st))
+    return torch.cat(outs, -1)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(bands=1, ratios=(8, 8, 4), channels=32, lookahead=2),
+        dict(bands=4, ratios=(4, 4, 4), channels=32, lookahead=1),
+        dict(bands=4, ratios=(4, 4, 4), channels=16, lookahead=0),
+    ],
+)
+def test_streaming_equals_offline_for_every_chunk_size(kw):
+    torch.manual_seed(0)
+    net = MelGAN(**kw).eval()
+    assert net.delay == kw["lookahead"] * 256
+    mel = torch.randn(2, 80, 37) - 4
+    with torch.no_grad():
+        ref = net(mel)
+        assert ref.shape == (2, 37 * 256)
+        for chunk in range(1, 33):
+            got = stream_all(net, mel, chunk)
+            assert got.shape == ref.shape, chunk
+            assert (got - ref).abs().max() <= 1e-4, chunk
+        # the first `delay` samples come from the flush, not the first chunk
+        first, _ = net.stream(mel[..., :1])
+        assert first.shape[-1] == 256 - net.delay if net.delay < 256 else first.shape[-1] == 0
+
+
+def test_losses_and_discriminator_shapes():
+    x = torch.tensor(np.random.default_rng(1).standard_normal((2, 8192)), dtype=torch.float32)
+    loss = MultiResolutionSTFTLoss()
+    sc, mag = loss(x, x)
+    assert sc.item() == pytest.approx(0, abs=1e-6) and mag.item() == pytest.approx(0, abs=1e-6)
+    sc, mag = loss(0.5 * x, x)
+    assert sc.item() == pytest.approx(0.5, abs=1e-3) and mag.item() == pytest.approx(0.693, 1e-3)
+    lm = LogMel(dsp.DEFAULT)(x[:1])[0].numpy()
+    np.testing.assert_allclose(lm, dsp.log_mel(x[0].numpy()), atol=1e-4)
+    judged = MultiScale(width=4)(x)
+    assert [lg.shape for lg, _ in judged] == [(2, 32), (2, 16), (2, 8)]
+
+
+def kw(**over):
+    return (
+        dict(
+            steps=6,
+            batch_size=2,
+            channels=32,
+            segment_frames=16,
+            context_frames=4,
+            adversarial_start=3,
+            feature_match_weight=1.0,
+            disc_width=4,
+            save_every=3,
+            held_out=0.2,
+            progress=False,
+            log_every=1,
+            val_items=1,
+        )
+        | over
+    )
+
+
+def test_vocoder_training_resumes_exactly_and_streams(corpus_copy, tmp_path):
+    torch.set_num_threads(1)
+    vocoder.train(corpus_copy, tmp_path / "a", dsp.DEFAULT, **kw())
+    vocoder.train(corpus_copy, tmp_path / "b", dsp.DEFAULT, **kw(steps=4))
+    vocoder.train(corpus_copy, tmp_path / "b", dsp.DEFAULT, **kw(resume=True))
+    la = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lb] == list(range(1, 7))
+    assert "disc" not in la[2] and {"disc", "adv", "feature_match"} <= set(la[3])
+    for key in ("total", "sc", "mel", "disc"):
+        np.testing.assert_allclose([x.get(key, 0) for x in lb], [x.get(key, 0) for x in la],
+                                   rtol=1e-4)  # fmt: skip
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert {"val_pesq_wb", "val_stoi", "val_mel_l1"} <= set(metrics)
+    assert 1.0 <= metrics["val_pesq_wb"] <= 4.7 and -1 <= metrics["val_stoi"] <= 1
+    assert (tmp_path / "b" / "val_0000006.wav").is_file()
+    assert (tmp_path / "b" / "val_0000006.png").is_file()
+    # trained weights, weight norm baked in: streaming still equals offline
+    v = NeuralVocoder.load(tmp_path / "b" / "vocoder.safetensors", dsp.DEFAULT)
+    mel = dsp.log_mel(sf.read(next((corpus_copy / "wavs").glob("*.wav")))[0][:20000])
+    ref = v(mel)
+    for chunk in (1, 2, 5, 32):
+        outs, st = [], None
+        for i in range(0, mel.shape[1], chunk):
+            y, st = v.stream(mel[:, i : i + chunk], st)
+            outs.append(y)
+        outs.append(v.flush(st))
+        assert np.abs(np.concatenate(outs) - ref).max() <= 1e-4
+
+
+def test_nan_stops_the_vocoder_run_and_keeps_the_checkpoint(corpus_copy, tmp_path):
+    run = tmp_path / "run"
+    vocoder.train(corpus_copy, run, dsp.DEFAULT, **kw(steps=3))
+    before = (run / "vocoder.safetensors").read_bytes()
+    cache = next((corpus_copy / ".melgand").glob("features-*"))
+    for f in cache.glob("*.npz"):
+        with np.load(f) as z:
+            arrays = dict(z)
+        arrays["mel"][:] = np.nan
+        np.savez(f, **arrays)
+    with pytest.raises(FloatingPointError, match=r"loss is nan at step 3 \(items \['s3_"):
+        vocoder.train(corpus_copy, run, dsp.DEFAULT, **kw(resume=True))
+    assert (run / "vocoder.safetensors").read_bytes() == before
+
+
+def test_vocode_cli_with_a_checkpoint_and_a_refused_convention(corpus_copy, tmp_path, capsys):
+    run = tmp_path / "run"
+    vocoder.train(corpus_copy, run, dsp.DEFAULT, **kw(steps=1, adversarial_start=10))
+    wav = next((corpus_copy / "wavs").glob("*.wav"))
+    out = tmp_path / "out.wav"
+    ckpt = str(run / "vocoder.safetensors")
+    assert cli.main(["vocode", str(wav), "-o", str(out), "--vocoder", ckpt]) == 0
+    y, sr = sf.read(out)
+    assert sr == 22050 and len(y) == len(sf.read(wav)[0]) // 256 * 256
+    tensors, header = checkpoint.load(ckpt)
+    header["convention"]["n_mels"] = 64
+    checkpoint.save(tmp_path / "other.safetensors", tensors, header)
+    code = cli.main(["vocode", str(wav), "-o", str(out), "--vocoder",
+                     str(tmp_path / "other.safetensors")])  # fmt: skip
+    assert code == 2 and "n_mels" in capsys.readouterr().err

@@ -1,0 +1,279 @@
+"""Training a MelGAN vocoder: `melgand train vocoder --data DIR --run RUNDIR [--resume]`.
+
+Random aligned clips (log-mel frames and their audio) from the feature cache; the generator
+first learns on the multi-resolution STFT loss and the mel L1 alone, then from
+``adversarial_start`` the multi-scale discriminator joins (least-squares GAN, optional
+feature matching). ``--voice CKPT`` fine-tunes on that acoustic model's own (teacher-forced)
+mels instead of the analysed ones. The habits are the acoustic trainer's: config, seed,
+device auto + AMP, DDP under torchrun, progress bar, TensorBoard, atomic checkpoints,
+exact resume, NaN handling; each validation writes audio, a mel PNG, and PESQ-WB / STOI.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import dsp
+from model import checkpoint
+from model.discriminators import MultiScale, d_loss, feature_matching, g_adv_loss
+from model.losses import LogMel, MultiResolutionSTFTLoss
+from model.vocoder import SILENCE, MelGAN
+from trainer import dataset, features, runtime, train_state
+from trainer.acoustic import plot_mels
+
+
+@dataclass
+class Clip:
+    id: str
+    mel: np.ndarray  # (n_mels, T) float32
+    audio: np.ndarray  # (T * hop,) float32
+
+
+def load_clips(data: Path, conv: dsp.Convention, voice: Path | None = None) -> list[Clip]:
+    """Every good item's log-mel (analysed, or ``voice``'s teacher-forced prediction) and
+    audio at the convention's rate, cut to whole frames."""
+    prepared = features.prepare(data, conv, progress=False)
+    gta = _voice_mels(data, conv, voice) if voice is not None else {}
+    clips = []
+    for row in prepared.report.good:
+        mel = gta.get(row.id)
+        if voice is not None and mel is None:
+            continue
+        if mel is None:
+            mel = features.load(prepared.cache, row.id)["mel"]
+        y = dataset.load_audio(data, row, conv.sample_rate, dataset.Report())
+        t = min(mel.shape[1], len(y) // conv.hop_length)
+        clips.append(Clip(row.id, mel[:, :t].astype(np.float32), y[: t * conv.hop_length]))
+    return sorted(clips, key=lambda c: c.id)
+
+
+def _voice_mels(data: Path, conv: dsp.Convention, voice: Path) -> dict[str, np.ndarray]:
+    from model.voice import Voice
+    from trainer import acoustic
+
+    v = Voice.load(voice, conv)
+    items, _ = acoustic.load_items(data, conv, v.header.get("tokens", "segments"))
+    stats = acoustic.Stats(**v.stats)
+    out = {}
+    with torch.no_grad():
+        for it in items:
+            tokens, durs, mel, ctrl, *_ = acoustic.make_batch([it], stats)
+            pred = v.model(tokens, durs, ctrl, mel)[0][0]
+            out[it.id] = (pred * stats.mel_std + stats.mel_mean).T.numpy()
+    return out
+
+
+def make_batch(clips: list[Clip], rng: random.Random, frames: int, context: int,
+               hop: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Mel ``(B, n_mels, context + frames)`` and audio ``(B, frames * hop)``: the ``context``
+    frames before each clip warm the causal network up; the loss ignores their output."""
+    mels, audios = [], []
+    for c in clips:
+        t = c.mel.shape[1]
+        start = rng.randrange(max(1, t - frames + 1))
+        m = c.mel[:, max(0, start - context) : start + frames]
+        m = np.pad(m, ((0, 0), (context - min(start, context), 0)), constant_values=SILENCE)
+        a = c.audio[start * hop : (start + frames) * hop]
+        if m.shape[1] < context + frames:  # a clip shorter than the segment: silence after it
+            m = np.pad(m, ((0, 0), (0, context + frames - m.shape[1])), constant_values=SILENCE)
+            a = np.pad(a, (0, frames * hop - len(a)))
+        mels.append(m)
+        audios.append(a)
+    return torch.from_numpy(np.stack(mels)), torch.from_numpy(np.stack(audios))
+
+
+def quality(ref: np.ndarray, out: np.ndarray, sr: int) -> dict[str, float]:
+    """PESQ-WB and STOI of ``out`` against ``ref`` (both at ``sr``; PESQ at 16 kHz)."""
+    from pesq import pesq
+    from pystoi import stoi
+
+    n = min(len(ref), len(out))
+    r16, o16 = (soxr.resample(x[:n], sr, 16000) for x in (ref, out))
+    return {
+        "pesq_wb": float(pesq(16000, r16, o16, "wb")),
+        "stoi": float(stoi(ref[:n], out[:n], sr)),
+    }
+
+
+def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size: int = 16,
+          segment_frames: int = 32, context_frames: int = 8, lr: float = 2e-4,
+          lr_step: int = 100000, lr_gamma: float = 0.5, seed: int = 0, bands: int = 4,
+          channels: int = 256, ratios: tuple[int, ...] = (4, 4, 4), lookahead: int = 1,
+          adversarial_start: int = 20000, adversarial_weight: float = 2.5,
+          feature_match_weight: float = 0.0, mel_weight: float = 1.0, disc_width: int = 16,
+          voice: Path | None = None, held_out: float = 0.02, save_every: int = 1000,
+          device: str = "auto", amp: bool = True, resume: bool = False, progress: bool = True,
+          command: str = "", log_every: int = 50, val_items: int = 4) -> dict:  # fmt: skip
+    rt = runtime.Runtime.start(device, amp)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    run.mkdir(parents=True, exist_ok=True)
+    with rt.main_first():
+        clips = load_clips(data, conv, voice)
+    n_val = max(1, round(len(clips) * held_out))
+    val, tr = clips[-n_val:][:val_items], clips[:-n_val]
+    net = MelGAN(conv.n_mels, conv.hop_length, channels, tuple(ratios), bands=bands,
+                 lookahead=lookahead)  # fmt: skip
+    disc_net = MultiScale(width=disc_width)
+    opts = {"opt": torch.optim.Adam(net.parameters(), lr, betas=(0.5, 0.9)),
+            "opt_d": torch.optim.Adam(disc_net.parameters(), lr, betas=(0.5, 0.9))}  # fmt: skip
+    scheds = {name: torch.optim.lr_scheduler.StepLR(o, lr_step, lr_gamma)
+              for name, o in (("sched", opts["opt"]), ("sched_d", opts["opt_d"]))}  # fmt: skip
+    net.to(rt.device)
+    disc_net.to(rt.device)
+    ckpt, state_path = run / "vocoder.safetensors", run / "train_state.safetensors"
+    step = 0
+    if resume:
+        tensors, _ = checkpoint.load(ckpt, kind="vocoder")
+        net.load_state_dict(tensors, strict=True)
+        step = train_state.load(state_path, rng, opts, scheds, {"disc": disc_net})
+    model, disc = rt.wrap(net), rt.wrap(disc_net)
+    stft_loss = MultiResolutionSTFTLoss().to(rt.device)
+    log_mel = LogMel(conv).to(rt.device)
+    scaler = rt.scaler()
+    hop, ctx = conv.hop_length, context_frames
+
+    def save(metrics: dict) -> None:
+        header = {"kind": "vocoder", "kwargs": net.kwargs, "convention": conv.to_dict(),
+                  "provenance": {"command": command, "data": str(data), "step": step,
+                                 "voice": str(voice) if voice else None},
+                  "metrics": metrics}  # fmt: skip
+        checkpoint.save(ckpt, net.state_dict(), header)
+        train_state.save(state_path, step, rng, opts, scheds, {"disc": disc_net})
+
+    tb = None
+    if rt.main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb = SummaryWriter(str(run / "tensorboard"))
+
+    def validate() -> dict:
+        """Whole held-out items: audio, a mel PNG, mel L1, PESQ-WB and STOI."""
+        net.eval()
+        scores: dict[str, list[float]] = {"mel_l1": [], "pesq_wb": [], "stoi": []}
+        for i, c in enumerate(val):
+            with torch.no_grad():
+                y = net(torch.from_numpy(c.mel)[None].to(rt.device))[0].float()
+                m = log_mel(y[None])[0].cpu().numpy()
+            y = y.cpu().numpy()
+            scores["mel_l1"].append(float(np.abs(m - c.mel[:, : m.shape[1]]).mean()))
+            for k, v in quality(c.audio, y, conv.sample_rate).items():
+                scores[k].append(v)
+            if i == 0:
+                name = run / f"val_{step:07d}"
+                sf.write(f"{name}.wav", y, conv.sample_rate)
+                plot_mels(Path(f"{name}.png"), c.mel.T / 3 + 2, m.T / 3 + 2,
+                          f"{c.id}, step {step}")  # fmt: skip
+                tb.add_audio("val/audio", torch.from_numpy(y)[None], step, conv.sample_rate)
+        net.train()
+        out = {f"val_{k}": float(np.mean(v)) for k, v in scores.items()}
+        for k, v in out.items():
+            tb.add_scalar(k.replace("val_", "val/"), v, step)
+        return {"step": step, **out}
+
+    interrupted = False
+
+    def on_sigint(signum, frame):
+        nonlocal interrupted
+        interrupted = True
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    log = (run / "log.jsonl").open("a") if rt.main else None
+    t0 = time.perf_counter()
+    try:
+        model.train()
+        bar = tqdm(total=steps, initial=step, desc="vocoder", disable=not (progress and rt.main))
+        while step < steps and not rt.any(interrupted)[0]:
+            picks = [rng.randrange(len(tr)) for _ in range(batch_size * rt.world)]
+            chosen = [tr[i] for i in picks[rt.rank * batch_size : (rt.rank + 1) * batch_size]]
+            # every process draws the same salt, then cuts its own clips
+            clip_rng = random.Random(rng.getrandbits(32) * 1009 + rt.rank)
+            batch = make_batch(chosen, clip_rng, segment_frames, ctx, hop)
+            mel, audio = (t.to(rt.device) for t in batch)
+            adversarial = step >= adversarial_start
+            out: dict[str, torch.Tensor] = {}
+            with rt.autocast():
+                y = model(mel)[:, ctx * hop :].float()
+                out["sc"], out["mag"] = stft_loss(y, audio)
+                out["mel"] = F.l1_loss(log_mel(y), log_mel(audio))
+                total = out["sc"] + out["mag"] + mel_weight * out["mel"]
+                if adversarial:
+                    judged = disc(torch.cat([audio, y.detach()]))
+                    d_losses = [d_loss(*lg.float().chunk(2)) for lg, _ in judged]
+                    out["disc"] = sum(d_losses) / len(d_losses)
+                    fake = disc_net(y)
+                    out["adv"] = sum(g_adv_loss(lg.float()) for lg, _ in fake) / len(fake)
+                    total = total + adversarial_weight * out["adv"]
+                    if feature_match_weight > 0:
+                        with torch.no_grad():
+                            real = disc_net(audio)
+                        out["feature_match"] = sum(
+                            feature_matching(r[1], f[1]) for r, f in zip(real, fake, strict=True)
+                        ) / len(fake)
+                        total = total + feature_match_weight * out["feature_match"]
+                out["total"] = total
+            bad = not all(torch.isfinite(v).item() for v in out.values())
+            if rt.any(bad)[0]:
+                where = f"items {[c.id for c in chosen]}" if bad else "another process"
+                raise FloatingPointError(
+                    f"loss is {out['total'].item()} at step {step} ({where}); "
+                    f"the last good checkpoint is {ckpt}"
+                )
+            opts["opt"].zero_grad()
+            scaler.scale(out["total"]).backward()
+            scaler.unscale_(opts["opt"])
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            scaler.step(opts["opt"])
+            if adversarial:
+                opts["opt_d"].zero_grad()
+                scaler.scale(out["disc"]).backward()
+                scaler.unscale_(opts["opt_d"])
+                torch.nn.utils.clip_grad_norm_(disc.parameters(), 10.0)
+                scaler.step(opts["opt_d"])
+                scheds["sched_d"].step()
+            scaler.update()
+            scheds["sched"].step()
+            step += 1
+            bar.update(1)
+            if step % log_every == 0 and rt.main:
+                rec = {"step": step, **{k: round(v.item(), 5) for k, v in out.items()}}
+                for k, v in out.items():
+                    tb.add_scalar(f"train/{k}", v.item(), step)
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                bar.set_postfix(mel=f"{rec['mel']:.3f}")
+            if step % save_every == 0 and rt.main:
+                save(validate())
+        bar.close()
+        rt.check_in_step(net)
+        metrics = {}
+        if rt.main:
+            metrics = {
+                **validate(),
+                "train_seconds_this_run": round(time.perf_counter() - t0, 1),
+                "device": str(rt.device),
+                "processes": rt.world,
+                "amp": rt.amp_name,
+            }
+            save(metrics)
+            (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return metrics
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if log is not None:
+            log.close()
+        if tb is not None:
+            tb.close()
+        rt.close()
