@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 mode="${1:-run}"; shift || true
 
 APT_PACKAGES=(python3-venv libportaudio2 libsndfile1 pulseaudio pulseaudio-utils
-              festival festvox-us-slt-hts)
+              festival festvox-us-slt-hts mosquitto mosquitto-clients)
 VENV=.venv
 TORCH="torch==2.13.0"   # the CPU build; a bare "torch" pulls a multi-GB CUDA build
 

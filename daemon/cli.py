@@ -127,6 +127,22 @@ def cmd_vocode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from daemon.serve import Daemon
+    from daemon.sink import SinkError
+
+    cfg = _load_config(args)
+    try:
+        d = Daemon(cfg, sink=args.sink, osc=args.osc, mqtt=args.mqtt, version=_version())
+        return asyncio.run(d.run())
+    except OSError as e:  # the OSC port taken, say
+        raise UserError(f"cannot serve: {e}") from None
+    except (SinkError, ValueError) as e:
+        raise UserError(str(e)) from None
+
+
 def cmd_say(args: argparse.Namespace) -> int:
     from daemon import audio_io
     from model import voice as _voice
@@ -317,6 +333,19 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-o", "--output", metavar="OUT.wav", type=Path, required=True)
     v.add_argument("--vocoder", metavar="NAME|CHECKPOINT", help=VOCODER_HELP)
     v.set_defaults(func=cmd_vocode)
+
+    sv = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the live voice: OSC and MQTT in, audio out",
+        description="Run the daemon: OSC over UDP ([osc] host:port), MQTT when [mqtt] url "
+        "or --mqtt names a broker, audio to the sink. Stop with Ctrl-C or SIGTERM.",
+    )
+    sv.add_argument("--sink", metavar="auto|null|wav:PATH|sounddevice[:DEVICE]",
+                    help="default: [daemon] sink")  # fmt: skip
+    sv.add_argument("--osc", metavar="HOST:PORT", help="default: [osc] host and port")
+    sv.add_argument("--mqtt", metavar="URL|off", help="mqtt://HOST[:PORT]; default: [mqtt] url")
+    sv.set_defaults(func=cmd_serve)
 
     s = sub.add_parser(
         "say",

@@ -95,6 +95,37 @@ class VocoderConfig(_LongTrainConfig):
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    greeting: str = _opt()
+    sink: str = _opt()
+    voice: str = _opt()
+    vocoder: str = _opt()
+    max_voices: int = _opt(lo=1, hi=64)
+    latency_ms: float = _opt(lo=0.0, hi=2000.0)
+    buffer_ms: float = _opt(lo=1.0, hi=1000.0)
+    chunk_frames: int = _opt(lo=1, hi=32)
+    threads: int = _opt(lo=0, hi=256)
+
+
+@dataclass(frozen=True)
+class OscConfig:
+    host: str = _opt()
+    port: int = _opt(lo=0, hi=65535)
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    url: str = _opt()
+    node: str = _opt()
+    username: str = _opt()
+    password: str = _opt()
+    ca_file: str = _opt()
+    pool: bool = _opt()
+    keepalive: int = _opt(lo=5, hi=3600)
+    stats_interval: float = _opt(lo=0.1, hi=3600.0)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = _opt(choices=("debug", "info", "warning", "error"))
 
@@ -106,6 +137,9 @@ class Config:
     aligner: AlignerConfig
     acoustic: AcousticConfig
     vocoder: VocoderConfig
+    daemon: DaemonConfig
+    osc: OscConfig
+    mqtt: MqttConfig
     log: LogConfig
 
 

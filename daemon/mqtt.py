@@ -1,0 +1,160 @@
+"""MQTT through aiomqtt 2.x: jobs in, status, events and stats out.
+
+Topics under ``melgand/<node>``: ``say`` and ``sing`` (QoS 1, acknowledged only once the job
+is queued: paho's manual acks), ``control``; out: ``status`` (retained ``online``, with an
+``offline`` Will), ``event`` (audio-start, audio-stop, done, error) and ``stats`` (periodic).
+With ``pool`` (MQTT 5) the daemon also takes jobs from ``$share/melgand/melgand/pool/say``.
+Lost connections are retried with exponential backoff and the subscriptions renewed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import aiomqtt
+
+from daemon import protocol as P
+from daemon.scheduler import Job
+
+log = logging.getLogger("melgand.mqtt")
+
+
+@dataclass
+class Target:
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> Target:
+        u = urlparse(url if "://" in url else f"mqtt://{url}")
+        if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+            raise ValueError(f"MQTT URL {url!r}: use mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+        tls = u.scheme == "mqtts"
+        return cls(u.hostname, u.port or (8883 if tls else 1883), tls)
+
+
+class MqttLink:
+    def __init__(self, daemon, url: str, cfg):
+        self.daemon, self.cfg = daemon, cfg
+        self.target = Target.parse(url)
+        self.prefix = f"melgand/{cfg.node}"
+        self.client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self._pending: list[tuple[str, bytes]] = []
+
+    def _client(self) -> aiomqtt.Client:
+        tls_context = None
+        if self.target.tls:
+            tls_context = ssl.create_default_context(cafile=self.cfg.ca_file or None)
+        c = aiomqtt.Client(
+            self.target.host,
+            self.target.port,
+            username=self.cfg.username or None,
+            password=self.cfg.password or None,
+            identifier=f"melgand-{self.cfg.node}",
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=aiomqtt.Will(f"{self.prefix}/status", b"offline", qos=1, retain=True),
+            keepalive=self.cfg.keepalive,
+            tls_context=tls_context,
+        )
+        c._client.manual_ack_set(True)
+        return c
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                async with self._client() as client:
+                    self.client = client
+                    self.connects += 1
+                    backoff = 0.5
+                    await client.publish(f"{self.prefix}/status", b"online", qos=1, retain=True)
+                    for t in ("say", "sing", "control"):
+                        await client.subscribe(f"{self.prefix}/{t}", qos=1)
+                    if self.cfg.pool:
+                        await client.subscribe("$share/melgand/melgand/pool/say", qos=1)
+                    log.info("MQTT connected to %s:%d", self.target.host, self.target.port)
+                    self.connected.set()
+                    stats = asyncio.create_task(self._stats(client))
+                    try:
+                        async for msg in client.messages:
+                            self._handle(client, msg)
+                    finally:
+                        stats.cancel()
+            except aiomqtt.MqttError as e:
+                self.connected.clear()
+                self.client = None
+                log.warning("MQTT: %s; retrying in %.1f s", e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def _handle(self, client: aiomqtt.Client, msg) -> None:
+        topic = str(msg.topic)
+        kind = topic.rsplit("/", 1)[-1]
+        payload = bytes(msg.payload or b"")
+        jid = None
+        try:
+            if kind == "say":
+                cmd, at = P.mqtt_say(payload)
+                jid = cmd.id
+                self.daemon.scheduler.submit(Job(cmd, None, "mqtt", at=at))
+            elif kind == "sing":
+                cmd = P.mqtt_sing(payload)
+                jid = cmd.id
+                self.daemon.scheduler.submit(Job(cmd, None, "mqtt"))
+            elif kind == "control":
+                self.daemon.scheduler.submit(Job(P.mqtt_control(payload), None, "mqtt"))
+        except P.ProtocolError as e:
+            self.publish_event({"type": "error", "id": jid, "topic": topic, "reason": str(e)})
+        finally:
+            if msg.qos > 0:
+                client._client.ack(msg.mid, msg.qos)
+
+    def publish_event(self, event: dict) -> None:
+        data = json.dumps({**event, "time": time.time()}).encode()
+        if self.client is not None:
+            asyncio.get_running_loop().create_task(self._publish(f"{self.prefix}/event", data))
+
+    async def _publish(self, topic: str, data: bytes, qos: int = 1) -> None:
+        try:
+            if self.client is not None:
+                await self.client.publish(topic, data, qos=qos)
+        except aiomqtt.MqttError as e:
+            log.warning("MQTT publish to %s failed: %s", topic, e)
+
+    async def _stats(self, client: aiomqtt.Client) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.stats_interval)
+            s = self.daemon.scheduler.status()
+            await self._publish(f"{self.prefix}/stats", json.dumps(s).encode(), qos=0)
+
+    async def close(self) -> None:
+        """Say ``offline`` (retained) before a clean exit; the Will covers unclean ones."""
+        if self.client is not None:
+            try:
+                await self.client.publish(f"{self.prefix}/status", b"offline", qos=1, retain=True)
+            except aiomqtt.MqttError:
+                pass
+
+    # scheduler events, on the loop
+    def event(self, kind: str, job: Job, **kw) -> None:
+        jid = getattr(job.cmd, "id", None)
+        if job.source != "mqtt" or not isinstance(job.cmd, P.Say | P.Sing):
+            return
+        if kind == "go":
+            self.publish_event({"type": "audio-start", "id": jid})
+        elif kind == "end":
+            self.publish_event({"type": "audio-stop", "id": jid})
+            self.publish_event({"type": "done", "id": jid})
+        elif kind == "fail":
+            self.publish_event({"type": "error", "id": jid, "reason": kw["reason"]})
+        elif kind == "late":
+            self.publish_event({"type": "late", "id": jid, "seconds": kw["seconds"]})

@@ -1,0 +1,296 @@
+"""OSC datagrams and MQTT payloads -> typed commands; replies back to OSC.
+
+Parsing never raises anything but :class:`ProtocolError`, whose message is the reason a
+``/fail`` reply or an MQTT error event carries. Bundles keep their timetag (unix seconds,
+``None`` for "immediately"), so that the scheduler places them on the audio clock; nested
+bundles take their own timetags.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pythonosc import osc_bundle, osc_message
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.parsing import osc_types
+
+
+class ProtocolError(ValueError):
+    pass
+
+
+@dataclass
+class Say:
+    text: str
+    id: int | None = None
+    voice: str | None = None
+
+
+@dataclass
+class NoteOn:
+    pitch: float  # MIDI number (float: microtones)
+    velocity: float  # 1..127
+    id: int | None = None
+
+
+@dataclass
+class NoteOff:
+    pitch: float | None
+    id: int | None = None
+
+
+@dataclass
+class Lyric:
+    text: str
+    id: int | None = None
+
+
+@dataclass
+class NoteParam:
+    id: int
+    name: str  # "pitch" (semitones offset) or "volume"
+    value: float
+
+
+@dataclass
+class Sing:
+    notes: list[dict]
+    id: int | None = None
+
+
+@dataclass
+class Param:
+    name: str
+    value: float
+
+
+@dataclass
+class Simple:
+    """Commands without arguments: allnotesoff, allsoundoff, status, version."""
+
+    name: str
+
+
+@dataclass
+class Sync:
+    id: int
+
+
+@dataclass
+class Notify:
+    on: bool
+
+
+@dataclass
+class SwitchVoice:
+    name: str
+
+
+@dataclass
+class Packet:
+    """One OSC message with its bundle's time (unix seconds; None: immediately)."""
+
+    address: str
+    args: list[Any]
+    at: float | None = None
+    command: Any = field(default=None)
+
+
+PARAMS = {"volume": (0.0, 4.0), "vibrato_depth": (0.0, 2.0), "vibrato_rate": (0.0, 20.0),
+          "speed": (0.25, 4.0)}  # fmt: skip
+
+
+def midi_of_hz(f: float) -> float:
+    return 69.0 + 12.0 * math.log2(f / 440.0)
+
+
+def parse_datagram(dgram: bytes) -> list[Packet]:
+    """Messages of a datagram, bundle times kept; an unparsable datagram raises."""
+    try:
+        if osc_bundle.OscBundle.dgram_is_bundle(dgram):
+            return _bundle(osc_bundle.OscBundle(dgram))
+        if osc_message.OscMessage.dgram_is_message(dgram):
+            m = osc_message.OscMessage(dgram)
+            return [Packet(m.address, list(m.params))]
+    except (osc_bundle.ParseError, osc_message.ParseError, ValueError, IndexError) as e:
+        raise ProtocolError(f"not an OSC packet ({e})") from None
+    raise ProtocolError("not an OSC packet (neither a message nor a bundle)")
+
+
+def _bundle(b: osc_bundle.OscBundle) -> list[Packet]:
+    at = None if b.timestamp == osc_types.IMMEDIATELY else float(b.timestamp)
+    out = []
+    for c in b:
+        if isinstance(c, osc_message.OscMessage):
+            out.append(Packet(c.address, list(c.params), at))
+        else:
+            out.extend(_bundle(c))
+    return out
+
+
+def _num(args: list, i: int, what: str, lo: float | None = None, hi: float | None = None):
+    if i >= len(args) or isinstance(args[i], bool) or not isinstance(args[i], int | float):
+        raise ProtocolError(f"argument {i + 1} ({what}) must be a number")
+    v = float(args[i])
+    if not math.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise ProtocolError(f"argument {i + 1} ({what}) = {args[i]} is outside {lo}..{hi}")
+    return v
+
+
+def _opt_id(args: list, i: int) -> int | None:
+    if len(args) <= i:
+        return None
+    if isinstance(args[i], bool) or not isinstance(args[i], int):
+        raise ProtocolError(f"argument {i + 1} (id) must be an integer")
+    return int(args[i])
+
+
+def _text(args: list, what: str) -> str:
+    if not args or not isinstance(args[0], str) or not args[0].strip():
+        raise ProtocolError(f"argument 1 ({what}) must be a non-empty string")
+    if len(args[0]) > 2000:
+        raise ProtocolError(f"{what} is {len(args[0])} characters; the limit is 2000")
+    return args[0]
+
+
+_VKB = re.compile(r"^/vkb_midi/(\d+)/note/(\d+)$")
+
+
+def command(address: str, args: list) -> Any:
+    """The typed command for an OSC message; a :class:`ProtocolError` says what is wrong."""
+    a = args
+    if address == "/say":
+        return Say(_text(a, "text"), _opt_id(a, 1))
+    if address in ("/mnote", "/fnote"):
+        pitch = _pitch(address, a)
+        vel = _num(a, 1, "velocity", 0, 127)
+        return NoteOff(pitch, _opt_id(a, 2)) if vel == 0 else NoteOn(pitch, vel, _opt_id(a, 2))
+    if address in ("/mnote/rel", "/fnote/rel"):
+        pitch = _pitch(address, a)
+        k = 2 if len(a) > 1 and isinstance(a[1], float) else 1  # optional release velocity
+        return NoteOff(pitch, _opt_id(a, k))
+    if address == "/lyric":
+        return Lyric(_text(a, "lyric"), _opt_id(a, 1))
+    if address in ("/ne/pitch", "/ne/volume"):
+        nid = _opt_id(a, 0)
+        if nid is None:
+            raise ProtocolError("argument 1 (note id) is missing")
+        lo, hi = (-48, 48) if address == "/ne/pitch" else (0, 4)
+        return NoteParam(nid, address[4:], _num(a, 1, address[4:], lo, hi))
+    if address in ("/allnotesoff", "/allsoundoff", "/status", "/version"):
+        return Simple(address[1:])
+    if address.startswith("/param/"):
+        name = address[7:]
+        if name not in PARAMS:
+            raise ProtocolError(f"unknown parameter {name!r}; known: {sorted(PARAMS)}")
+        return Param(name, _num(a, 0, name, *PARAMS[name]))
+    if address == "/voice":
+        return SwitchVoice(_text(a, "voice"))
+    if address == "/sync":
+        sid = _opt_id(a, 0)
+        if sid is None:
+            raise ProtocolError("argument 1 (sync id) is missing")
+        return Sync(sid)
+    if address == "/notify":
+        return Notify(bool(_num(a, 0, "on", 0, 1)))
+    m = _VKB.match(address)
+    if m:
+        pitch = float(m.group(2))
+        if pitch > 127:
+            raise ProtocolError(f"note {m.group(2)} is outside 0..127")
+        vel = _num(a, 0, "velocity", 0, 127)
+        vel = vel * 127 if 0 < vel <= 1 and isinstance(a[0], float) else vel
+        return NoteOff(pitch) if vel == 0 else NoteOn(pitch, vel)
+    raise ProtocolError(f"unknown address {address}")
+
+
+def _pitch(address: str, a: list) -> float:
+    if address.startswith("/f"):
+        return midi_of_hz(_num(a, 0, "frequency", 8.0, 13000.0))
+    return _num(a, 0, "pitch", 0, 127)
+
+
+def reply(address: str, *args: Any) -> bytes:
+    b = OscMessageBuilder(address)
+    for v in args:
+        if isinstance(v, bool):
+            b.add_arg(int(v), "i")
+        elif isinstance(v, int):
+            b.add_arg(v, "i" if -(2**31) <= v < 2**31 else "h")
+        elif isinstance(v, float):
+            b.add_arg(v, "f")
+        else:
+            b.add_arg(str(v), "s")
+    return b.build().dgram
+
+
+# MQTT payloads ------------------------------------------------------------------------
+
+
+def mqtt_say(payload: bytes) -> tuple[Say, float | None]:
+    """Plain UTF-8 text, or JSON ``{"text", "id", "voice", "at"}``: (command, unix time)."""
+    try:
+        s = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("say payload is not UTF-8 text") from None
+    if s.lstrip().startswith("{"):
+        d = _json(s, "say")
+        text = d.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ProtocolError('say JSON needs a non-empty "text" string')
+        at = d.get("at")
+        if at is not None and not isinstance(at, int | float):
+            raise ProtocolError('"at" must be a unix time in seconds')
+        jid = d.get("id")
+        if jid is not None and not isinstance(jid, int):
+            raise ProtocolError('"id" must be an integer')
+        return Say(_text([text], "text"), jid, d.get("voice")), at
+    return Say(_text([s], "text")), None
+
+
+def mqtt_sing(payload: bytes) -> Sing:
+    d = _json(payload, "sing")
+    notes = d.get("notes")
+    if not isinstance(notes, list) or not notes:
+        raise ProtocolError('sing JSON needs a non-empty "notes" list')
+    scale = 60.0 / float(d.get("bpm", 60)) if d.get("unit") == "beat" else 1.0
+    out = []
+    for i, n in enumerate(notes):
+        try:
+            pitch, start, dur = float(n["pitch"]), float(n["start"]), float(n["dur"])
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolError(f'note {i} needs numbers "pitch", "start" and "dur"') from None
+        if not (0 <= pitch <= 127 and start >= 0 and 0 < dur <= 60):
+            raise ProtocolError(f"note {i}: pitch 0..127, start >= 0, dur 0..60 s")
+        out.append({"pitch": pitch, "start": start * scale, "dur": dur * scale,
+                    "lyric": str(n.get("lyric", "la")),
+                    "velocity": float(n.get("velocity", 100))})  # fmt: skip
+    return Sing(out, d.get("id") if isinstance(d.get("id"), int) else None)
+
+
+def mqtt_control(payload: bytes) -> Any:
+    d = _json(payload, "control")
+    if "cmd" in d:
+        if d["cmd"] not in ("allnotesoff", "allsoundoff"):
+            raise ProtocolError(f'unknown cmd {d["cmd"]!r}; use "allnotesoff" or "allsoundoff"')
+        return Simple(d["cmd"])
+    if "param" in d:
+        name = d["param"]
+        if name not in PARAMS:
+            raise ProtocolError(f"unknown parameter {name!r}; known: {sorted(PARAMS)}")
+        return Param(name, _num([d.get("value")], 0, name, *PARAMS[name]))
+    raise ProtocolError('control JSON needs "cmd" or "param" and "value"')
+
+
+def _json(payload: bytes | str, what: str) -> dict:
+    try:
+        d = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ProtocolError(f"{what} payload is not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise ProtocolError(f"{what} payload must be a JSON object")
+    return d

@@ -1,0 +1,296 @@
+"""The audio clock, the job queue and the voices: a worker thread that renders ahead.
+
+Commands arrive from the event loop (``submit``, thread-safe) with their arrival time and,
+for OSC bundles and MQTT ``at``, a wanted unix time. Each becomes an event at a sample
+position on the sink's clock: a timed one at its time, an immediate one at its arrival plus
+``latency_ms``, so that a steady stream of commands sounds at the same spacing; one whose
+position has already been rendered runs at once and is counted late. The worker renders
+blocks until it is ``buffer_ms`` ahead of what the sink has played: events inside a block
+start voices at their exact sample; voices render themselves (model + vocoder, streaming)
+and are summed, scaled by the volume and limited.
+
+Speech jobs queue and speak one after another; notes are polyphonic up to ``max_voices``.
+Stealing: a new voice beyond the limit takes the place of the oldest released note, else of
+the oldest note, else of the speech (which fades over one block).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from daemon import protocol as P
+from daemon.synth import Note, Renderer, Speech
+from dsp.dynamics import limit
+
+log = logging.getLogger("melgand.scheduler")
+
+
+@dataclass
+class Job:
+    """A command and where its replies go (``ctx`` is the transport's, opaque here)."""
+
+    cmd: Any
+    ctx: Any = None
+    source: str = "osc"
+    arrival: float = 0.0  # monotonic
+    at: float | None = None  # unix time wanted, None: immediately
+    pos: int = 0  # sample position on the audio clock
+    sound: Any = None  # the voice, made before the job reaches the worker
+    lyric: str = "la"
+
+
+@dataclass
+class Active:
+    job: Job
+    sound: Any  # a synth voice
+    offset: int  # first sample within the next block
+    born: int = field(default_factory=itertools.count().__next__)
+    fading: bool = False
+
+
+class Scheduler:
+    def __init__(self, renderer: Renderer, sink, *, max_voices: int = 8,
+                 latency_ms: float = 30.0, buffer_ms: float = 25.0, block: int = 256,
+                 on_event=None):  # fmt: skip
+        self.r, self.sink = renderer, sink
+        self.rate = renderer.rate
+        self.max_voices, self.block = max_voices, block
+        self.latency = int(latency_ms * self.rate / 1000)
+        self.ahead = int(buffer_ms * self.rate / 1000)
+        self.on_event = on_event or (lambda kind, job, **kw: None)
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.events: list = []  # heap of (pos, seq, job)
+        self.seq = itertools.count()
+        self.pos = 0
+        self.voices: list[Active] = []
+        self.speech_queue: deque[Job] = deque()
+        self.syncs: list[Job] = []
+        self.lyrics: dict[int | None, str] = {}
+        self.params = {"volume": 1.0, "vibrato_depth": 0.0, "vibrato_rate": 5.5, "speed": 1.0}
+        self.gain = 1.0
+        self.late = 0
+        self.loads: deque[float] = deque(maxlen=400)
+        self.peak_load = 0.0
+        self.first_sample: dict[int, float] = {}  # job serial -> monotonic time handed over
+        self.prep = ThreadPoolExecutor(1, thread_name_prefix="melgand-prep")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.started_at = 0.0
+
+    # --- from the event loop -------------------------------------------------------------
+    def submit(self, job: Job) -> None:
+        """Queue a command; voices are made (text encoded, first samples rendered) on the
+        preparation thread, so that the render worker only renders."""
+        job.arrival = job.arrival or time.monotonic()
+        cmd = job.cmd
+        if isinstance(cmd, P.Lyric):
+            self.lyrics[cmd.id] = cmd.text
+            return
+        if isinstance(cmd, P.NoteOn):
+            job.lyric = self.lyrics.pop(cmd.id, None) or self.lyrics.pop(None, None) or "la"
+        if isinstance(cmd, P.Say | P.NoteOn | P.Sing):
+            self.prep.submit(self._prepare, job)
+        else:
+            self.inbox.put(job)
+
+    def _prepare(self, job: Job) -> None:
+        try:
+            cmd = job.cmd
+            if isinstance(cmd, P.Say):
+                job.sound = Speech(self.r, cmd.text, self.params["speed"])
+            elif isinstance(cmd, P.NoteOn):
+                job.sound = Note(self.r, cmd.pitch, cmd.velocity, job.lyric, self.params)
+            else:
+                job.sound = [Note(self.r, n["pitch"], n["velocity"], n["lyric"], self.params)
+                             for n in cmd.notes]  # fmt: skip
+            for snd in job.sound if isinstance(job.sound, list) else [job.sound]:
+                snd.prefill(self.block)
+        except ValueError as e:  # text the voice cannot say
+            self.on_event("fail", job, reason=str(e))
+            return
+        self.inbox.put(job)
+
+    def start(self) -> None:
+        self.sink.start()
+        self.started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="melgand-render", daemon=True)
+        self._thread.start()
+
+    def stop(self, fade_ms: float = 50.0) -> None:
+        """Fade out what sounds, render it, and stop the worker (the sink stays open)."""
+        self._fade_ms = fade_ms
+        self.prep.shutdown(wait=True, cancel_futures=True)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def status(self) -> dict:
+        elapsed = max(time.monotonic() - self.started_at, 1e-9)
+        return {
+            "active_voices": len(self.voices),
+            "queued_jobs": len(self.speech_queue) + len(self.events) + self.inbox.qsize(),
+            "underruns": int(getattr(self.sink, "underruns", 0)),
+            "avg_load": 100.0 * (float(np.mean(self.loads)) if self.loads else 0.0),
+            "peak_load": 100.0 * self.peak_load,
+            "nominal_rate": float(self.rate),
+            "actual_rate": self.sink.played() / elapsed,
+            "late": self.late,
+        }
+
+    # --- the worker ----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._drain()
+                if self.pos < self.sink.played() + self.ahead:
+                    self._render_block()
+                else:
+                    time.sleep(0.001)
+            self._fade_out()
+        except Exception:  # a bug: say so loudly, keep the process up for a clean stop
+            log.exception("the render worker failed")
+            raise
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                job = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if job.at is not None:
+                mono = job.at - time.time() + time.monotonic()
+                pos = round(self.sink.position_at(mono))
+            else:
+                pos = round(self.sink.position_at(job.arrival)) + self.latency
+            if pos < self.pos:
+                self.late += 1
+                self.on_event("late", job, seconds=(self.pos - pos) / self.rate)
+                pos = self.pos
+            job.pos = pos
+            heapq.heappush(self.events, (pos, next(self.seq), job))
+
+    def _render_block(self) -> None:
+        t0 = time.perf_counter()
+        n = self.block
+        end = self.pos + n
+        while self.events and self.events[0][0] < end:
+            _, _, job = heapq.heappop(self.events)
+            self._apply(job, job.pos - self.pos)
+        mix = np.zeros(n, np.float32)
+        ended = []
+        for v in self.voices:
+            k = n - v.offset
+            y = v.sound.render(k)
+            if v.fading:
+                y = y * np.linspace(1.0, 0.0, len(y), dtype=np.float32)
+            mix[v.offset : v.offset + len(y)] += y
+            if v.job.cmd.__class__ is not P.Simple and len(y) and id(v) not in self.first_sample:
+                self.first_sample[id(v)] = time.monotonic()
+            v.offset = 0
+            if v.fading or v.sound.done or len(y) < k:
+                ended.append((v, v.offset + len(y)))
+        for v, at in ended:
+            self.voices.remove(v)
+            self.on_event("end", v.job, voice=v)
+            if isinstance(v.sound, Speech) and self.speech_queue:
+                nxt = self.speech_queue.popleft()
+                self._add(Active(nxt, nxt.sound, at))
+        out, self.gain = limit(mix * self.params["volume"], self.gain, rate=self.rate)
+        self.sink.write(out)
+        self.pos = end
+        load = (time.perf_counter() - t0) / (n / self.rate)
+        self.loads.append(load)
+        self.peak_load = max(self.peak_load * 0.999, load)
+        if self.syncs and not self.voices and not self.speech_queue and not self.events:
+            for job in self.syncs:
+                self.on_event("synced", job)
+            self.syncs.clear()
+
+    def _apply(self, job: Job, offset: int) -> None:
+        cmd = job.cmd
+        if isinstance(cmd, P.Say):
+            if any(isinstance(v.sound, Speech) for v in self.voices):
+                self.speech_queue.append(job)
+            else:
+                self._add(Active(job, job.sound, offset))
+        elif isinstance(cmd, P.NoteOn):
+            self._add(Active(job, job.sound, offset))
+        elif isinstance(cmd, P.NoteOff):
+            for v in self._notes(cmd.id, cmd.pitch):
+                v.sound.release()
+        elif isinstance(cmd, P.NoteParam):
+            for v in self._notes(cmd.id, None):
+                if cmd.name == "pitch":
+                    v.sound.bend = cmd.value
+                else:
+                    v.sound.gain = cmd.value
+        elif isinstance(cmd, P.Param):
+            self.params[cmd.name] = cmd.value
+        elif isinstance(cmd, P.Simple) and cmd.name == "allnotesoff":
+            for v in self.voices:
+                v.sound.release()
+        elif isinstance(cmd, P.Simple) and cmd.name == "allsoundoff":
+            for v in self.voices:
+                v.fading = True
+            self.speech_queue.clear()
+        elif isinstance(cmd, P.Sing):
+            t0 = job.pos
+            for i, (n, snd) in enumerate(zip(cmd.notes, job.sound, strict=True)):
+                nid = -(10**6) - i  # private ids for the score's notes
+                start = t0 + int(n["start"] * self.rate)
+                stop = start + int(n["dur"] * self.rate)
+                on = Job(P.NoteOn(n["pitch"], n["velocity"], nid), pos=start, sound=snd)
+                for at, j in ((start, on), (stop, Job(P.NoteOff(None, nid), pos=stop))):
+                    heapq.heappush(self.events, (at, next(self.seq), j))
+            end = t0 + max(int((n["start"] + n["dur"]) * self.rate) for n in cmd.notes)
+            heapq.heappush(self.events, (end, next(self.seq), Job(_ScoreEnd(job), pos=end)))
+        elif isinstance(cmd, _ScoreEnd):
+            self.on_event("end", cmd.job, voice=None)
+        elif isinstance(cmd, P.Sync):
+            self.syncs.append(job)
+
+    def _add(self, a: Active) -> None:
+        sounding = [v for v in self.voices if not v.fading]
+        if len(sounding) >= self.max_voices:
+            notes = [v for v in sounding if isinstance(v.sound, Note)]
+            released = [v for v in notes if v.sound.released]
+            victim = min(released or notes or sounding, key=lambda v: v.born)
+            victim.fading = True
+            log.debug("voice limit %d: stealing %s", self.max_voices, victim.job.cmd)
+        self.voices.append(a)
+        self.on_event("go", a.job, voice=a)
+
+    def _notes(self, nid: int | None, pitch: float | None) -> list[Active]:
+        out = []
+        for v in self.voices:
+            if not isinstance(v.sound, Note) or v.sound.released:
+                continue
+            c = v.job.cmd
+            if (nid is not None and c.id == nid) or (nid is None and pitch is not None
+                                                      and abs(c.pitch - pitch) < 0.5):  # fmt: skip
+                out.append(v)
+        return out
+
+    def _fade_out(self) -> None:
+        for v in self.voices:
+            v.fading = True
+        blocks = max(1, int(getattr(self, "_fade_ms", 50) * self.rate / 1000 / self.block))
+        for _ in range(blocks):
+            self._render_block()
+        self.voices.clear()
+
+
+@dataclass
+class _ScoreEnd:
+    job: Job

@@ -1,0 +1,132 @@
+"""`melgand serve`: one asyncio process wiring OSC and MQTT to the scheduler and the sink.
+
+Start: load the voice and vocoder, open the sink (saying which and why), bind OSC, connect
+MQTT (unless off), speak the greeting. Stop (SIGINT / SIGTERM): take no more work, fade out,
+close the sink (a wav file is then complete), publish ``offline``, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+import torch
+
+from daemon import protocol as P
+from daemon.osc import OscServer
+from daemon.scheduler import Job, Scheduler
+from daemon.sink import open_sink
+from daemon.synth import Note, Renderer, Speech
+
+log = logging.getLogger("melgand")
+
+
+class Daemon:
+    def __init__(self, cfg, *, sink: str | None = None, osc: str | None = None,
+                 mqtt: str | None = None, version: str = "", ready=None):  # fmt: skip
+        self.cfg, self.version = cfg, version
+        self.sink_spec = sink or cfg.daemon.sink
+        self.osc_spec = osc
+        self.mqtt_url = cfg.mqtt.url if mqtt is None else ("" if mqtt == "off" else mqtt)
+        self.ready = ready  # called with the daemon once it listens (tests, benches)
+        self.stopping = asyncio.Event()
+        self.osc: OscServer | None = None
+        self.mqtt = None
+        self.osc_addr: tuple[str, int] | None = None
+
+    def _voice(self, name: str):
+        from model import voice as _voice
+
+        if not name or name == "default":
+            return _voice.packaged(self.cfg.audio)
+        if not Path(name).is_file():
+            raise ValueError(f"no voice {name!r}: give an acoustic checkpoint or 'default'")
+        return _voice.Voice.load(name, self.cfg.audio)
+
+    def _vocoder(self):
+        from daemon.cli import _vocoder
+
+        return _vocoder(self.cfg, self.cfg.daemon.vocoder or None)
+
+    def switch_voice(self, name: str) -> None:
+        """Switch for new jobs; what sounds finishes with the old one."""
+        self.renderer = Renderer(self._voice(name), self.renderer.vocoder,
+                                 self.cfg.daemon.chunk_frames)  # fmt: skip
+        self.scheduler.r = self.renderer
+
+    def _event(self, kind: str, job: Job, **kw) -> None:
+        """From the render worker: hand over to the loop (gone once the daemon has stopped)."""
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._dispatch, kind, job, kw)
+
+    def _dispatch(self, kind: str, job: Job, kw: dict) -> None:
+        if job.source == "osc" and job.ctx is not None and self.osc is not None:
+            self.osc.event(kind, job, **kw)
+        if self.mqtt is not None:
+            self.mqtt.event(kind, job, **kw)
+        if kind == "late":
+            log.info("late by %.1f ms: %s", 1000 * kw["seconds"], type(job.cmd).__name__)
+
+    async def run(self) -> int:
+        d = self.cfg.daemon
+        self.loop = asyncio.get_running_loop()
+        if d.threads:
+            torch.set_num_threads(d.threads)
+        self.renderer = Renderer(self._voice(d.voice), self._vocoder(), d.chunk_frames)
+        await self.loop.run_in_executor(None, warm_up, self.renderer)
+        sink, why = open_sink(self.sink_spec, self.renderer.rate)
+        log.info("sink: %s (%s)", sink.name, why)
+        self.scheduler = Scheduler(self.renderer, sink, max_voices=d.max_voices,
+                                   latency_ms=d.latency_ms, buffer_ms=d.buffer_ms,
+                                   on_event=self._event)  # fmt: skip
+        host, port = self.cfg.osc.host, self.cfg.osc.port
+        if self.osc_spec:
+            host, _, p = self.osc_spec.rpartition(":")
+            port = int(p)
+        transport, self.osc = await self.loop.create_datagram_endpoint(
+            lambda: OscServer(self), local_addr=(host or "127.0.0.1", port)
+        )
+        self.osc_addr = transport.get_extra_info("sockname")[:2]
+        log.info("OSC on udp://%s:%d", *self.osc_addr)
+        mqtt_task = None
+        if self.mqtt_url:
+            from daemon.mqtt import MqttLink
+
+            self.mqtt = MqttLink(self, self.mqtt_url, self.cfg.mqtt)
+            mqtt_task = asyncio.create_task(self.mqtt.run())
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self.loop.add_signal_handler(sig, self.stopping.set)
+        self.scheduler.start()
+        if d.greeting:
+            self.scheduler.submit(Job(P.Say(d.greeting), None, "greeting"))
+        if self.ready is not None:
+            self.ready(self)
+        await self.stopping.wait()
+        log.info("stopping: fading out")
+        transport.close()  # no more work
+        await self.loop.run_in_executor(None, self.scheduler.stop)
+        sink.close()
+        if self.mqtt is not None:
+            await self.mqtt.close()
+            mqtt_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await mqtt_task
+        log.info("stopped")
+        return 0
+
+    def stop(self) -> None:
+        """Thread-safe stop (tests)."""
+        self.loop.call_soon_threadsafe(self.stopping.set)
+
+
+def warm_up(r: Renderer) -> None:
+    """Run every path once (JIT compiles, thread pools, caches) before the clock starts."""
+    Speech(r, "ready").render(r.rate)
+    n = Note(r, 60, 100, "la")
+    n.render(r.rate // 10)
+    n.release()
+    n.render(r.rate)

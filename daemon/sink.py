@@ -1,0 +1,158 @@
+"""Where the mixed audio goes, and the audio clock that paces everything.
+
+Every sink takes blocks from the scheduler's worker (``write``) and tells how many samples
+have been played (``played``), which is the audio clock; ``position_at(t)`` maps a monotonic
+time to a sample position on it. ``wav:PATH`` and ``null`` play at real-time pace on the
+monotonic clock (the wav holds the whole timeline, silence included); ``sounddevice`` is a
+PortAudio callback stream fed from a ring buffer, counting underflows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+log = logging.getLogger("melgand.sink")
+
+
+class SinkError(RuntimeError):
+    user_error = True
+
+
+class _Clocked:
+    """Real-time pace on the monotonic clock."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self.t0: float | None = None
+        self.written = 0
+        self.underruns = 0
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+
+    def played(self) -> int:
+        return int((time.monotonic() - self.t0) * self.rate) if self.t0 is not None else 0
+
+    def position_at(self, t: float) -> float:
+        return (t - self.t0) * self.rate
+
+    def write(self, block: np.ndarray) -> None:
+        if self.written + len(block) < self.played():  # the worker fell behind the clock
+            self.underruns += 1
+        self.written += len(block)
+
+    def close(self) -> None:
+        pass
+
+
+class NullSink(_Clocked):
+    name = "null"
+
+
+class WavSink(_Clocked):
+    def __init__(self, rate: int, path: Path):
+        super().__init__(rate)
+        self.path = Path(path)
+        self.name = f"wav:{self.path}"
+        if not self.path.parent.exists():
+            raise SinkError(f"{self.path}: the folder {self.path.parent} does not exist")
+        self._file = sf.SoundFile(str(self.path), "w", rate, 1, "PCM_16")
+
+    def write(self, block: np.ndarray) -> None:
+        super().write(block)
+        self._file.write(block)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class DeviceSink:
+    """A PortAudio output stream whose callback reads a ring buffer."""
+
+    def __init__(self, rate: int, device: int | str | None = None, capacity: int = 1 << 16):
+        import sounddevice as sd
+
+        self.rate = rate
+        self.ring = np.zeros(capacity, np.float32)
+        self.read = self.wrote = 0  # total samples
+        self.underruns = 0
+        self._lock = threading.Lock()
+        self._last = (time.monotonic(), 0)  # (monotonic time, samples played) at a callback
+        try:
+            self.stream = sd.OutputStream(rate, channels=1, dtype="float32", device=device,
+                                          callback=self._callback, latency="low")  # fmt: skip
+        except (sd.PortAudioError, ValueError) as e:
+            raise SinkError(f"cannot open audio output {device!r}: {e}") from None
+        info = sd.query_devices(self.stream.device)
+        self.name = f"sounddevice:{info['name']}"
+
+    def _callback(self, out, frames, t, status) -> None:
+        with self._lock:
+            n = min(frames, self.wrote - self.read)
+            idx = (self.read + np.arange(n)) % len(self.ring)
+            out[:n, 0] = self.ring[idx]
+            out[n:, 0] = 0
+            if n < frames and self.wrote > 0:
+                self.underruns += 1
+            self.read += frames
+            self.wrote = max(self.wrote, self.read)
+            self._last = (time.monotonic(), self.read)
+
+    def start(self) -> None:
+        self.stream.start()
+
+    def played(self) -> int:
+        with self._lock:
+            t, n = self._last
+        return n + int((time.monotonic() - t) * self.rate)
+
+    def position_at(self, t: float) -> float:
+        with self._lock:
+            t_last, n = self._last
+        return n + (t - t_last) * self.rate
+
+    def write(self, block: np.ndarray) -> None:
+        with self._lock:
+            idx = (self.wrote + np.arange(len(block))) % len(self.ring)
+            self.ring[idx] = block
+            self.wrote += len(block)
+
+    @property
+    def written(self) -> int:
+        return self.wrote
+
+    def close(self) -> None:
+        self.stream.stop()
+        self.stream.close()
+
+
+def open_sink(spec: str, rate: int):
+    """``auto``, ``null``, ``wav:PATH`` or ``sounddevice[:DEVICE]``; returns (sink, why)."""
+    if spec == "null":
+        return NullSink(rate), "asked for"
+    if spec.startswith("wav:"):
+        return WavSink(rate, Path(spec[4:])), "asked for"
+    if spec == "sounddevice" or spec.startswith("sounddevice:"):
+        dev = spec.partition(":")[2] or None
+        if dev is not None and dev.isdigit():
+            dev = int(dev)
+        return DeviceSink(rate, dev), "asked for"
+    if spec == "auto":
+        from daemon import devices
+
+        outputs, problem = devices.outputs()
+        default = next((d for d in outputs if d.is_default), None)
+        if default is not None:
+            try:
+                return DeviceSink(rate, default.index), f"the default output ({default.hostapi})"
+            except SinkError as e:
+                problem = str(e)
+        why = problem or "no audio output device"
+        return WavSink(rate, Path("melgand-out.wav")), f"{why}; writing the timeline instead"
+    raise SinkError(f"unknown sink {spec!r}: use auto, null, wav:PATH or sounddevice[:DEVICE]")

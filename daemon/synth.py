@@ -1,0 +1,159 @@
+"""Sounding voices: speech and sung notes, each a stream of samples made chunk by chunk.
+
+A voice's ``render(n)`` returns up to ``n`` samples (fewer once it has ended), running the
+acoustic model's generator and the vocoder in streaming mode, a chunk of mel frames at a
+time, with their states kept in the voice. A note sustains its vowel until ``release()``;
+its pitch follows the note (plus bends and vibrato) through the generator's f0 control.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from model.acoustic import upsample
+from model.frontend import lyric_phones
+from model.g2p import is_vowel
+from model.voice import Voice
+
+
+class Renderer:
+    """What the voices share: the acoustic model, its statistics and the vocoder."""
+
+    def __init__(self, voice: Voice, vocoder, chunk_frames: int = 2):
+        self.voice, self.vocoder, self.chunk = voice, vocoder, chunk_frames
+        s = voice.stats
+        self.mel_mean, self.mel_std = s["mel_mean"], s["mel_std"]
+        self.f0_mean, self.f0_std = s["f0_mean"], s["f0_std"]
+        self.rate, self.hop = voice.conv.sample_rate, voice.conv.hop_length
+
+
+class _Streaming:
+    """Frames in, samples out: the generator and vocoder states and a sample buffer."""
+
+    def __init__(self, r: Renderer, gain: float = 1.0):
+        self.r, self.gain = r, gain
+        self.gen_state = self.voc_state = None
+        self.buf = np.zeros(0, np.float32)
+        self.ended = False
+        self.released = False
+
+    def _frames(self) -> torch.Tensor | None:
+        """The next chunk of generator inputs ``(k, D)``; None when there are no more."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def _more(self) -> None:
+        gen, r = self.r.voice.model.generator, self.r
+        x = self._frames()
+        if x is not None:
+            y, self.gen_state = gen.stream(x[None], self.gen_state)
+        else:
+            y = gen.flush(self.gen_state) if self.gen_state is not None else None
+        parts = []
+        if y is not None and y.shape[1]:
+            mel = (y[0] * r.mel_std + r.mel_mean).T.numpy()
+            out, self.voc_state = r.vocoder.stream(mel, self.voc_state)
+            parts.append(out)
+        if x is None:
+            if self.voc_state is not None:
+                parts.append(r.vocoder.flush(self.voc_state))
+            self.ended = True
+        if parts:
+            self.buf = np.concatenate([self.buf, *parts]).astype(np.float32)
+
+    def prefill(self, n: int) -> None:
+        """Make the first ``n`` samples now (off the render thread)."""
+        while len(self.buf) < n and not self.ended:
+            self._more()
+
+    def render(self, n: int) -> np.ndarray:
+        while len(self.buf) < n and not self.ended:
+            self._more()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out * self.gain
+
+    @property
+    def done(self) -> bool:
+        return self.ended and len(self.buf) == 0
+
+    def release(self) -> None:
+        self.released = True
+
+
+class Speech(_Streaming):
+    def __init__(self, r: Renderer, text: str, speed: float = 1.0, gain: float = 1.0):
+        super().__init__(r, gain)
+        self.inputs = r.voice.frame_inputs(text, speed)[0]
+        self.i = 0
+
+    def _frames(self):
+        if self.i >= len(self.inputs) or self.released:
+            return None
+        x = self.inputs[self.i : self.i + self.r.chunk]
+        self.i += len(x)
+        return x
+
+
+class Note(_Streaming):
+    """A sung syllable: the consonants before the vowel, the vowel held until release, the
+    rest after it. ``pitch`` in MIDI numbers; ``params`` (shared, live) gives vibrato."""
+
+    def __init__(self, r: Renderer, pitch: float, velocity: float, lyric: str = "la",
+                 params: dict | None = None):  # fmt: skip
+        super().__init__(r, gain=(velocity / 127.0) ** 1.5)
+        self.pitch, self.bend, self.params = pitch, 0.0, params if params is not None else {}
+        phones = [p for syl in lyric_phones([lyric]) for p in syl] or ["l", "aa"]
+        fe, model = r.voice.frontend, r.voice.model
+        with torch.no_grad():
+            tokens = torch.tensor([fe.encode_units(phones)])
+            enc = model.encoder(tokens)
+            dur = torch.clamp(torch.round(torch.exp(model.duration(enc)[0, :, 0]) - 1), min=1)
+            dur = dur.long()
+            prosody = model.prosody(enc)[0]
+            up = upsample(enc, dur[None], int(dur.sum()))[0]
+        idx = torch.repeat_interleave(torch.arange(len(phones)), dur)
+        self.up, self.ctrl = up, prosody[idx].clone()
+        vowels = [i for i, p in enumerate(phones) if is_vowel(p)] or [len(phones) // 2]
+        v = vowels[0]
+        start = int(dur[:v].sum())
+        self.vowel = torch.zeros(len(idx), dtype=torch.bool)
+        self.vowel[start : start + int(dur[v])] = True
+        self.ctrl[self.vowel, 1] = 1.0  # the note's vowel is voiced
+        self.hold = start + int(dur[v]) // 2  # the frame the sustain repeats
+        self.i = 0
+        self.t = 0  # frames made, for vibrato
+
+    def _f0(self) -> float:
+        depth = self.params.get("vibrato_depth", 0.0)
+        rate = self.params.get("vibrato_rate", 5.5)
+        secs = self.t * self.r.hop / self.r.rate
+        midi = self.pitch + self.bend + depth * math.sin(2 * math.pi * rate * secs)
+        hz = 440.0 * 2 ** ((midi - 69) / 12)
+        return (math.log(hz) - self.r.f0_mean) / self.r.f0_std
+
+    def _frames(self):
+        rows = []
+        n = len(self.up)
+        while len(rows) < self.r.chunk:
+            if self.i < self.hold or (self.released and self.i < n):
+                k = self.i
+                self.i += 1
+            elif not self.released:
+                k = self.hold  # sustain
+            else:
+                break
+            c = self.ctrl[k].clone()
+            if c[1] > 0.5:
+                c[0] = self._f0()
+            rows.append((k, c))
+            self.t += 1
+        if not rows:
+            return None
+        model = self.r.voice.model
+        with torch.no_grad():
+            up = self.up[[k for k, _ in rows]]
+            ctrl = torch.stack([c for _, c in rows])
+            return torch.cat([up, model.control_proj(ctrl)], -1)

@@ -1,0 +1,394 @@
+"""`melgand serve` with real parts: UDP OSC clients, a wav timeline checked to the sample,
+a mosquitto broker, a PulseAudio null sink recorded through its monitor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from pythonosc.osc_bundle_builder import OscBundleBuilder
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from daemon import config
+from daemon.serve import Daemon
+from daemon.synth import Note, Speech
+
+RATE = 22050
+
+
+class Running:
+    """A daemon on its own thread and loop, and a UDP client talking to it."""
+
+    def __init__(self, tmp: Path, sink: str = "wav", mqtt: str = "off", **overrides):
+        sets = {"daemon.greeting": "''", "osc.port": "0", **overrides}
+        self.cfg = config.load(None, [config.parse_override(f"{k}={v}") for k, v in sets.items()])
+        self.wav = tmp / "timeline.wav"
+        spec = f"wav:{self.wav}" if sink == "wav" else sink
+        ready = threading.Event()
+        self.d = Daemon(self.cfg, sink=spec, mqtt=mqtt, version="test", ready=lambda d: ready.set())
+        self.rc = None
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+        assert ready.wait(60), "the daemon did not start"
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(20)
+
+    def _run(self):
+        self.rc = asyncio.run(self.d.run())
+
+    def send(self, address, *args, at: float | None = None):
+        b = OscMessageBuilder(address)
+        for a in args:
+            b.add_arg(a)
+        msg = b.build()
+        if at is not None:
+            bb = OscBundleBuilder(at)
+            bb.add_content(msg)
+            msg = bb.build()
+        self.sock.sendto(msg.dgram, self.d.osc_addr)
+
+    def recv(self, address: str | None = None, timeout: float = 30):
+        """The next reply (with ``address``, skipping others)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            data, _ = self.sock.recvfrom(65536)
+            m = OscMessage(data)
+            if address is None or m.address == address:
+                return m.address, m.params
+
+    def stop(self):
+        self.d.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive() and self.rc == 0
+        self.sock.close()
+
+
+@pytest.fixture
+def served(tmp_path):
+    running = []
+
+    def start(**kw):
+        r = Running(tmp_path, **kw)
+        running.append(r)
+        return r
+
+    yield start
+    for r in running:
+        if r.thread.is_alive():
+            r.stop()
+
+
+def locate(timeline: np.ndarray, ref: np.ndarray, near: int, span: int) -> int:
+    """Where ``ref`` starts in ``timeline``, searched within ``near +- span`` samples."""
+    ref = ref[:4096]
+    best, where = -1.0, -1
+    for s in range(max(0, near - span), min(len(timeline) - len(ref), near + span)):
+        seg = timeline[s : s + len(ref)]
+        c = float(np.dot(seg, ref)) / (np.linalg.norm(seg) * np.linalg.norm(ref) + 1e-9)
+        if c > best:
+            best, where = c, s
+    assert best > 0.9, f"the sound was not found (best match {best:.2f})"
+    return where
+
+
+def test_osc_queries_jobs_and_failures(served):
+    r = served()
+    r.send("/version")
+    assert r.recv() == ("/version.reply", ["test"])
+    r.send("/status")
+    addr, args = r.recv()
+    assert addr == "/status.reply" and len(args) == 8 and args[0] == 1 and args[6] == RATE
+    r.send("/notify", 1)
+    assert r.recv() == ("/done", ["/notify"])
+    r.send("/say", "One, two.", 7)
+    assert r.recv("/n_go") == ("/n_go", [7])
+    assert r.recv("/done") == ("/done", ["/say", 7])
+    r.send("/bogus", 1)
+    assert r.recv("/fail") == ("/fail", ["/bogus", "unknown address /bogus"])
+    r.sock.sendto(b"not osc at all", r.d.osc_addr)
+    assert r.recv("/fail")[1][0] == "?"
+    r.send("/voice", "/no/such/voice.safetensors")
+    assert "no voice" in r.recv("/fail")[1][1]
+    r.send("/sync", 42)
+    assert r.recv("/synced") == ("/synced", [42])
+    r.stop()
+
+
+def test_a_timetagged_bundle_sounds_at_its_time_to_the_sample(served):
+    r = served()
+    sink = r.d.scheduler.sink
+    text = "Right on time."
+    at = time.time() + 0.6
+    r.send("/say", text, 1, at=at)
+    r.recv("/done")
+    expected = round((at - time.time() + time.monotonic() - sink.t0) * RATE)
+    r.stop()
+    y, sr = sf.read(r.wav, dtype="float32")
+    ref = Speech(r.d.renderer, text).render(RATE)
+    found = locate(y, ref, expected, RATE // 10)
+    assert abs(found - expected) <= sr // 1000, (found, expected)  # within 1 ms
+    assert np.abs(y[: found - 10]).max() == 0  # silence before it, in the timeline
+
+
+def test_immediate_notes_keep_their_spacing_and_late_bundles_are_reported(served):
+    r = served()
+    r.send("/notify", 1)
+    r.recv("/done")
+    sent = []
+    for i in range(4):
+        sent.append(time.monotonic())
+        r.send("/mnote", 67.0, 100.0, i + 1)
+        time.sleep(0.05)
+        r.send("/mnote/rel", 67.0, i + 1)
+        time.sleep(0.25 - (time.monotonic() - sent[-1]))
+    for _ in range(4):
+        r.recv("/n_end")
+    r.send("/say", "late", 9, at=time.time() - 1.0)
+    _, (late,) = r.recv("/late")
+    assert late > 0.9
+    r.recv("/done")
+    r.send("/status")
+    status = r.recv("/status.reply")[1]
+    sink = r.d.scheduler.sink
+    r.stop()
+    y, _ = sf.read(r.wav, dtype="float32")
+    ref = Note(r.d.renderer, 67.0, 100.0, "la").render(2048)
+    latency = r.cfg.daemon.latency_ms / 1000
+    onsets = [locate(y, ref, round((t - sink.t0 + latency) * RATE), 1500) for t in sent]
+    gaps = np.diff(onsets) / RATE - np.diff(sent)
+    assert np.abs(gaps).max() <= 0.003, gaps  # the arrival spacing, within 3 ms
+    assert status[3] == 0 or status[3] < 5  # underruns, if any, are counted
+
+
+def test_polyphony_is_capped_and_the_limiter_keeps_the_peak(served):
+    r = served()
+    r.send("/param/volume", 4.0)
+    for i in range(6):
+        r.send("/mnote", 55.0 + 2 * i, 127.0, i + 1)
+    time.sleep(0.8)
+    r.send("/status")
+    active = r.recv("/status.reply")[1][1]
+    r.send("/allnotesoff")
+    r.send("/sync", 1)
+    r.recv("/synced")
+    r.stop()
+    y, _ = sf.read(r.wav, dtype="float32")
+    assert active <= 8
+    assert np.abs(y).max() <= 0.99 and np.abs(y).max() > 0.5  # loud, and never clipped
+
+
+def test_voice_stealing_beyond_max_voices(served):
+    r = served(**{"daemon.max_voices": "2"})
+    for i in range(4):
+        r.send("/mnote", 60.0 + i, 100.0, i + 1)
+    time.sleep(0.6)
+    r.send("/status")
+    assert r.recv("/status.reply")[1][1] == 2
+    r.send("/allsoundoff")
+    r.send("/sync", 3)
+    r.recv("/synced")
+    r.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    """`melgand serve ARGS` in its own process, its log in ``log``."""
+    with log.open("w") as f:
+        cmd = [sys.executable, "-m", "daemon.cli", "serve", *args]
+        return subprocess.Popen(cmd, stderr=f, env=env)
+
+
+def test_sigterm_stops_cleanly_with_a_complete_wav(tmp_path):
+    wav = tmp_path / "out.wav"
+    port = free_port()
+    log = tmp_path / "stderr"
+    args = ["--sink", f"wav:{wav}", "--osc", f"127.0.0.1:{port}", "--mqtt", "off"]
+    p = spawn([*args, "--set", "daemon.greeting='Hello.'"], log)
+    deadline = time.monotonic() + 60
+    while not wav.exists() or wav.stat().st_size < 100_000:
+        assert time.monotonic() < deadline and p.poll() is None, log.read_text()
+        time.sleep(0.2)
+    t = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(10) == 0
+    assert time.monotonic() - t < 5
+    y, sr = sf.read(wav)  # a valid file, header complete
+    assert sr == RATE and np.abs(y).max() > 0.05  # the greeting is in it
+    err = log.read_text()
+    assert "sink: wav:" in err and "stopped" in err
+
+
+@pytest.fixture
+def broker(tmp_path):
+    exe = "/usr/sbin/mosquitto"
+    if not os.path.exists(exe):
+        pytest.fail("mosquitto is missing: run `bash setup.sh test`, which installs it")
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+
+    def start():
+        proc = subprocess.Popen(
+            [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return proc
+            time.sleep(0.05)
+        proc.kill()
+        pytest.fail("mosquitto did not start")
+
+    procs = [start()]
+    yield port, procs, start
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+class Listener:
+    """A paho client collecting what the daemon publishes."""
+
+    def __init__(self, port: int, topic: str = "melgand/#"):
+        import paho.mqtt.client as mqtt
+
+        self.msgs: list[tuple[str, bytes, bool]] = []
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.c.on_message = lambda c, u, m: self.msgs.append((m.topic, m.payload, m.retain))
+        self.c.connect("127.0.0.1", port)
+        self.c.subscribe(topic, qos=1)
+        self.c.loop_start()
+
+    def wait(self, pred, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for m in list(self.msgs):
+                if pred(m):
+                    return m
+            time.sleep(0.05)
+        raise AssertionError(f"not published; got {self.msgs[-10:]}")
+
+    def events(self):
+        return [json.loads(p) for t, p, _ in list(self.msgs) if t.endswith("/event")]
+
+    def publish(self, topic, payload):
+        self.c.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def test_mqtt_jobs_events_status_and_reconnect(served, broker):
+    port, procs, start = broker
+    r = served(
+        mqtt=f"mqtt://127.0.0.1:{port}",
+        **{"mqtt.node": "t1", "mqtt.stats_interval": "0.3", "mqtt.pool": "true"},
+    )
+    listen = Listener(port)
+    try:
+        listen.wait(lambda m: m[0] == "melgand/t1/status" and m[1] == b"online")
+        listen.publish("melgand/t1/say", json.dumps({"text": "Lights on.", "id": 5}))
+        listen.wait(lambda m: m[0].endswith("/event") and b'"done"' in m[1] and b'"id": 5' in m[1])
+        kinds = [e["type"] for e in listen.events() if e.get("id") == 5 and e["type"] != "late"]
+        assert kinds[:1] == ["audio-start"] and "audio-stop" in kinds
+        listen.publish("melgand/t1/say", b"{broken")
+        err = listen.wait(lambda m: m[0].endswith("/event") and b'"error"' in m[1])
+        assert "not valid JSON" in json.loads(err[1])["reason"]
+        listen.wait(lambda m: m[0] == "melgand/t1/stats")
+        stats = json.loads([p for t, p, _ in listen.msgs if t.endswith("/stats")][-1])
+        assert {"active_voices", "queued_jobs", "underruns", "avg_load"} <= set(stats)
+        listen.publish("melgand/pool/say", json.dumps({"text": "Pooled.", "id": 6}))
+        listen.wait(lambda m: b'"done"' in m[1] and b'"id": 6' in m[1])
+        # the broker goes away and comes back: the daemon reconnects and serves again
+        procs[0].kill()
+        procs[0].wait()
+        listen.close()
+        procs.append(start())
+        listen = Listener(port)
+        listen.wait(lambda m: m[0] == "melgand/t1/status" and m[1] == b"online", 30)
+        listen.publish("melgand/t1/control", json.dumps({"param": "volume", "value": 0.5}))
+        listen.publish("melgand/t1/say", "Back again.")
+        listen.wait(lambda m: b'"done"' in m[1])
+        r.stop()
+        listen.wait(lambda m: m[0] == "melgand/t1/status" and m[1] == b"offline")
+    finally:
+        listen.close()
+
+
+def test_sounddevice_sink_plays_on_pulseaudio(pulse_null_sink, tmp_path):
+    env = {**pulse_null_sink}
+    rec = tmp_path / "monitor.wav"
+    port = free_port()
+    rec_start = time.monotonic()
+    parec = subprocess.Popen(
+        [
+            "parecord",
+            "--device=melgand_test.monitor",
+            "--channels=1",
+            f"--rate={RATE}",
+            "--file-format=wav",
+            str(rec),
+        ],
+        env=env,
+    )
+    log = tmp_path / "stderr"
+    p = spawn(["--sink", "sounddevice", "--osc", f"127.0.0.1:{port}", "--mqtt", "off"], log, env)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(60)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # ready once it answers
+            sock.sendto(OscMessageBuilder("/version").build().dgram, ("127.0.0.1", port))
+            try:
+                sock.settimeout(0.5)
+                if OscMessage(sock.recvfrom(4096)[0]).address == "/version.reply":
+                    break
+            except TimeoutError:
+                assert time.monotonic() < deadline and p.poll() is None, log.read_text()
+        sock.settimeout(60)
+        time.sleep(2.5)  # let the greeting pass
+        b = OscMessageBuilder("/say")
+        b.add_arg("Testing the sound card.")
+        b.add_arg(1)
+        sent = time.monotonic()
+        sock.sendto(b.build().dgram, ("127.0.0.1", port))
+        while OscMessage(sock.recvfrom(4096)[0]).address != "/done":
+            pass
+        time.sleep(0.5)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(15)
+        parec.send_signal(signal.SIGINT)
+        parec.wait(10)
+        sock.close()
+    assert rc == 0
+    assert "sink: sounddevice:" in log.read_text()
+    y, sr = sf.read(rec, dtype="float32")
+    assert sr == RATE and len(y) > RATE
+    frames = np.abs(y[: len(y) // 1024 * 1024]).reshape(-1, 1024).max(1)
+    assert (frames > 0.05).sum() * 1024 / RATE > 1.0  # more than a second of sound arrived
+    # on time: the sentence starts where it was sent (plus the fixed latency), within the
+    # slack of starting parecord and PulseAudio's buffering
+    expected = sent - rec_start + 0.04
+    after = np.flatnonzero(np.abs(y[int((expected - 0.5) * RATE) :]) > 0.02)
+    onset = (expected - 0.5) + after[0] / RATE
+    assert abs(onset - expected) < 0.25, (onset, expected)
