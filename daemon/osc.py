@@ -1,16 +1,22 @@
-"""OSC over UDP: our own asyncio datagram protocol around python-osc's parser and builder.
+"""OSC over UDP: our own asyncio datagram reader around python-osc's parser and builder.
 
 Handlers never block and never sleep on a timetag: a datagram is parsed, each message turned
 into a command (or a ``/fail`` reply), and the command handed to the scheduler with its
 bundle time. Queries (``/status``, ``/version``) are answered at once; replies go to the
 sender's address. Clients that sent ``/notify 1`` also get ``/n_go``, ``/n_end`` and
 ``/late``.
+
+Arrival times come from the kernel (``SO_TIMESTAMPNS``) where it gives them, so that an
+immediate message is placed by when it arrived, not by when the event loop got to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
+import time
 
 from daemon import protocol as P
 from daemon.scheduler import Job
@@ -18,27 +24,62 @@ from daemon.scheduler import Job
 log = logging.getLogger("melgand.osc")
 
 
-class OscServer(asyncio.DatagramProtocol):
+_STAMP = getattr(socket, "SO_TIMESTAMPNS", None)
+
+
+class OscServer:
     def __init__(self, daemon):
         self.daemon = daemon
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock: socket.socket | None = None
         self.notify: set[tuple] = set()
         self.received = 0
         self.failed = 0
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def open(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> tuple[str, int]:
+        self.loop = loop
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        if _STAMP is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, _STAMP, 1)
+        self.sock.bind((host, port))
+        loop.add_reader(self.sock.fileno(), self._readable)
+        return self.sock.getsockname()[:2]
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+
+    def _readable(self) -> None:
+        while self.sock is not None:
+            try:
+                data, anc, _, addr = self.sock.recvmsg(65536, socket.CMSG_SPACE(16))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # e.g. ICMP port unreachable from an earlier reply
+                log.debug("OSC socket: %s", e)
+                continue
+            arrival = time.monotonic()
+            for level, kind, raw in anc:
+                if level == socket.SOL_SOCKET and kind == _STAMP and len(raw) >= 16:
+                    sec, nsec = struct.unpack("qq", raw[:16])
+                    arrival -= max(0.0, time.time() - (sec + nsec * 1e-9))
+            self.datagram_received(data, addr, arrival)
 
     def send(self, addr, address: str, *args) -> None:
-        if self.transport is not None and not self.transport.is_closing() and addr is not None:
-            self.transport.sendto(P.reply(address, *args), addr)
+        if self.sock is not None and addr is not None:
+            try:
+                self.sock.sendto(P.reply(address, *args), addr)
+            except OSError as e:  # a full buffer or a vanished client must not stop us
+                log.debug("OSC reply to %s failed: %s", addr, e)
 
     def fail(self, addr, address: str, reason: str, jid: int | None = None) -> None:
         self.failed += 1
         log.info("/fail %s from %s: %s", address, addr, reason)
         self.send(addr, "/fail", address, reason, *([jid] if jid is not None else []))
 
-    def datagram_received(self, data: bytes, addr) -> None:
+    def datagram_received(self, data: bytes, addr, arrival: float | None = None) -> None:
         self.received += 1
         try:
             packets = P.parse_datagram(data)
@@ -51,9 +92,9 @@ class OscServer(asyncio.DatagramProtocol):
             except P.ProtocolError as e:
                 self.fail(addr, pk.address, str(e))
                 continue
-            self.handle(cmd, pk, addr)
+            self.handle(cmd, pk, addr, arrival)
 
-    def handle(self, cmd, pk: P.Packet, addr) -> None:
+    def handle(self, cmd, pk: P.Packet, addr, arrival: float | None = None) -> None:
         d = self.daemon
         if isinstance(cmd, P.Simple) and cmd.name == "status":
             s = d.scheduler.status()
@@ -72,7 +113,7 @@ class OscServer(asyncio.DatagramProtocol):
             except ValueError as e:
                 self.fail(addr, pk.address, str(e))
         else:
-            d.scheduler.submit(Job(cmd, (addr, pk.address), "osc", at=pk.at))
+            d.scheduler.submit(Job(cmd, (addr, pk.address), "osc", arrival or 0.0, pk.at))
 
     # scheduler events, on the loop
     def event(self, kind: str, job: Job, **kw) -> None:

@@ -23,14 +23,14 @@ import queue
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from daemon import protocol as P
-from daemon.synth import Note, Renderer, Speech
+from daemon.synth import Note, Renderer, Speech, fill
 from dsp.dynamics import limit
 
 log = logging.getLogger("melgand.scheduler")
@@ -48,6 +48,8 @@ class Job:
     pos: int = 0  # sample position on the audio clock
     sound: Any = None  # the voice, made before the job reaches the worker
     lyric: str = "la"
+    waited: bool = False  # queued behind other speech
+    ready: Any = None  # the future of the voice's preparation
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Active:
     offset: int  # first sample within the next block
     born: int = field(default_factory=itertools.count().__next__)
     fading: bool = False
+    heard: bool = False
 
 
 class Scheduler:
@@ -82,7 +85,7 @@ class Scheduler:
         self.late = 0
         self.loads: deque[float] = deque(maxlen=400)
         self.peak_load = 0.0
-        self.first_sample: dict[int, float] = {}  # job serial -> monotonic time handed over
+        self.latencies: deque[float] = deque(maxlen=1000)  # seconds, received -> first sample
         self.prep = ThreadPoolExecutor(1, thread_name_prefix="melgand-prep")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -100,9 +103,8 @@ class Scheduler:
         if isinstance(cmd, P.NoteOn):
             job.lyric = self.lyrics.pop(cmd.id, None) or self.lyrics.pop(None, None) or "la"
         if isinstance(cmd, P.Say | P.NoteOn | P.Sing):
-            self.prep.submit(self._prepare, job)
-        else:
-            self.inbox.put(job)
+            job.ready = self.prep.submit(self._prepare, job)
+        self.inbox.put(job)  # placed by its arrival now, whenever its voice is ready
 
     def _prepare(self, job: Job) -> None:
         try:
@@ -117,9 +119,8 @@ class Scheduler:
             for snd in job.sound if isinstance(job.sound, list) else [job.sound]:
                 snd.prefill(self.block)
         except ValueError as e:  # text the voice cannot say
+            job.sound = None
             self.on_event("fail", job, reason=str(e))
-            return
-        self.inbox.put(job)
 
     def start(self) -> None:
         self.sink.start()
@@ -137,6 +138,7 @@ class Scheduler:
 
     def status(self) -> dict:
         elapsed = max(time.monotonic() - self.started_at, 1e-9)
+        lat = list(self.latencies)
         return {
             "active_voices": len(self.voices),
             "queued_jobs": len(self.speech_queue) + len(self.events) + self.inbox.qsize(),
@@ -146,6 +148,8 @@ class Scheduler:
             "nominal_rate": float(self.rate),
             "actual_rate": self.sink.played() / elapsed,
             "late": self.late,
+            "latency_p50_ms": 1000 * float(np.percentile(lat, 50)) if lat else 0.0,
+            "latency_p99_ms": 1000 * float(np.percentile(lat, 99)) if lat else 0.0,
         }
 
     # --- the worker ----------------------------------------------------------------------
@@ -188,6 +192,7 @@ class Scheduler:
             _, _, job = heapq.heappop(self.events)
             self._apply(job, job.pos - self.pos)
         mix = np.zeros(n, np.float32)
+        fill([v.sound for v in self.voices if not v.fading], n)  # one batched model step
         ended = []
         for v in self.voices:
             k = n - v.offset
@@ -195,8 +200,10 @@ class Scheduler:
             if v.fading:
                 y = y * np.linspace(1.0, 0.0, len(y), dtype=np.float32)
             mix[v.offset : v.offset + len(y)] += y
-            if v.job.cmd.__class__ is not P.Simple and len(y) and id(v) not in self.first_sample:
-                self.first_sample[id(v)] = time.monotonic()
+            if len(y) and not v.heard:  # control-to-sound: received -> handed to the sink
+                v.heard = True
+                if v.job.arrival and v.job.at is None and not v.job.waited:
+                    self.latencies.append(time.monotonic() - v.job.arrival)
             v.offset = 0
             if v.fading or v.sound.done or len(y) < k:
                 ended.append((v, v.offset + len(y)))
@@ -219,8 +226,16 @@ class Scheduler:
 
     def _apply(self, job: Job, offset: int) -> None:
         cmd = job.cmd
+        if job.ready is not None:
+            try:
+                job.ready.result()  # the render waits (inside its buffer); the onset stays exact
+            except CancelledError:  # stopping
+                return
+            if job.sound is None:
+                return
         if isinstance(cmd, P.Say):
             if any(isinstance(v.sound, Speech) for v in self.voices):
+                job.waited = True
                 self.speech_queue.append(job)
             else:
                 self._add(Active(job, job.sound, offset))

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from pathlib import Path
 
 import torch
@@ -75,6 +76,7 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         if d.threads:
             torch.set_num_threads(d.threads)
+        sys.setswitchinterval(0.0005)  # the loop gets the GIL soon after a datagram lands
         self.renderer = Renderer(self._voice(d.voice), self._vocoder(), d.chunk_frames)
         await self.loop.run_in_executor(None, warm_up, self.renderer)
         sink, why = open_sink(self.sink_spec, self.renderer.rate)
@@ -86,10 +88,8 @@ class Daemon:
         if self.osc_spec:
             host, _, p = self.osc_spec.rpartition(":")
             port = int(p)
-        transport, self.osc = await self.loop.create_datagram_endpoint(
-            lambda: OscServer(self), local_addr=(host or "127.0.0.1", port)
-        )
-        self.osc_addr = transport.get_extra_info("sockname")[:2]
+        self.osc = OscServer(self)
+        self.osc_addr = self.osc.open(self.loop, host or "127.0.0.1", port)
         log.info("OSC on udp://%s:%d", *self.osc_addr)
         mqtt_task = None
         if self.mqtt_url:
@@ -107,7 +107,7 @@ class Daemon:
             self.ready(self)
         await self.stopping.wait()
         log.info("stopping: fading out")
-        transport.close()  # no more work
+        self.osc.close()  # no more work
         await self.loop.run_in_executor(None, self.scheduler.stop)
         sink.close()
         if self.mqtt is not None:

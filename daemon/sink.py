@@ -83,7 +83,8 @@ class DeviceSink:
         self.read = self.wrote = 0  # total samples
         self.underruns = 0
         self._lock = threading.Lock()
-        self._last = (time.monotonic(), 0)  # (monotonic time, samples played) at a callback
+        self._last = (time.monotonic(), 0, 0)  # (monotonic time, samples read, block) at a callback
+        self.device_latency = 0.0  # seconds from a callback to the DAC, as PortAudio reports
         try:
             self.stream = sd.OutputStream(rate, channels=1, dtype="float32", device=device,
                                           callback=self._callback, latency="low")  # fmt: skip
@@ -102,20 +103,23 @@ class DeviceSink:
                 self.underruns += 1
             self.read += frames
             self.wrote = max(self.wrote, self.read)
-            self._last = (time.monotonic(), self.read)
+            self._last = (time.monotonic(), self.read, frames)
+            self.device_latency = max(0.0, t.outputBufferDacTime - t.currentTime)
 
     def start(self) -> None:
         self.stream.start()
 
     def played(self) -> int:
+        """Samples the device has taken, extrapolated by at most one callback's block (a
+        stream that stalls, as PulseAudio's does at start, stops the clock)."""
         with self._lock:
-            t, n = self._last
-        return n + int((time.monotonic() - t) * self.rate)
+            t, n, block = self._last
+        return n + min(int((time.monotonic() - t) * self.rate), block)
 
     def position_at(self, t: float) -> float:
-        with self._lock:
-            t_last, n = self._last
-        return n + (t - t_last) * self.rate
+        """The sample that the DAC plays at monotonic time ``t``."""
+        now = time.monotonic()
+        return self.played() + (t - now - self.device_latency) * self.rate
 
     def write(self, block: np.ndarray) -> None:
         with self._lock:

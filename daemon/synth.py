@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-from model.acoustic import upsample
+from model.acoustic import GeneratorState, upsample
 from model.frontend import lyric_phones
 from model.g2p import is_vowel
 from model.voice import Voice
@@ -28,6 +28,42 @@ class Renderer:
         self.mel_mean, self.mel_std = s["mel_mean"], s["mel_std"]
         self.f0_mean, self.f0_std = s["f0_mean"], s["f0_std"]
         self.rate, self.hop = voice.conv.sample_rate, voice.conv.hop_length
+        self._syllables: dict[str, tuple] = {}
+        self._sentences: dict[tuple[str, float], torch.Tensor] = {}
+
+    def sentence(self, text: str, speed: float) -> torch.Tensor:
+        """Generator inputs ``(T, D)`` for ``text`` (cached: repeated phrases start at once)."""
+        key = (text, speed)
+        if key not in self._sentences:
+            if len(self._sentences) >= 256:
+                self._sentences.pop(next(iter(self._sentences)))
+            self._sentences[key] = self.voice.frame_inputs(text, speed)[0]
+        return self._sentences[key]
+
+    @torch.no_grad()
+    def syllable(self, lyric: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """A lyric's upsampled encoding ``(T, C + 1)``, per-frame controls ``(T, 3)`` (its
+        vowel voiced) and the vowel's middle frame, which a held note repeats (cached)."""
+        if lyric in self._syllables:
+            up, ctrl, hold = self._syllables[lyric]
+            return up, ctrl.clone(), hold
+        phones = [p for syl in lyric_phones([lyric]) for p in syl] or ["l", "aa"]
+        model = self.voice.model
+        tokens = torch.tensor([self.voice.frontend.encode_units(phones)])
+        enc = model.encoder(tokens)
+        dur = torch.clamp(torch.round(torch.exp(model.duration(enc)[0, :, 0]) - 1), min=1)
+        dur = dur.long()
+        up = upsample(enc, dur[None], int(dur.sum()))[0]
+        idx = torch.repeat_interleave(torch.arange(len(phones)), dur)
+        ctrl = model.prosody(enc)[0][idx].clone()
+        v = next((i for i, p in enumerate(phones) if is_vowel(p)), len(phones) // 2)
+        start = int(dur[:v].sum())
+        ctrl[start : start + int(dur[v]), 1] = 1.0  # the note's vowel is voiced
+        hold = start + int(dur[v]) // 2
+        if len(self._syllables) >= 1024:
+            self._syllables.pop(next(iter(self._syllables)))
+        self._syllables[lyric] = (up, ctrl, hold)
+        return up, ctrl.clone(), hold
 
 
 class _Streaming:
@@ -44,20 +80,26 @@ class _Streaming:
         """The next chunk of generator inputs ``(k, D)``; None when there are no more."""
         raise NotImplementedError
 
-    @torch.no_grad()
     def _more(self) -> None:
-        gen, r = self.r.voice.model.generator, self.r
-        x = self._frames()
+        self._step_alone(self._frames())
+
+    @torch.no_grad()
+    def _step_alone(self, x: torch.Tensor | None) -> None:
+        gen = self.r.voice.model.generator
         if x is not None:
             y, self.gen_state = gen.stream(x[None], self.gen_state)
         else:
             y = gen.flush(self.gen_state) if self.gen_state is not None else None
-        parts = []
+        self._vocode(y, final=x is None)
+
+    def _vocode(self, y: torch.Tensor | None, final: bool) -> None:
+        """Generator frames ``(1, k, n_mels)`` (normalized) -> samples in the buffer."""
+        r, parts = self.r, []
         if y is not None and y.shape[1]:
             mel = (y[0] * r.mel_std + r.mel_mean).T.numpy()
             out, self.voc_state = r.vocoder.stream(mel, self.voc_state)
             parts.append(out)
-        if x is None:
+        if final:
             if self.voc_state is not None:
                 parts.append(r.vocoder.flush(self.voc_state))
             self.ended = True
@@ -83,10 +125,44 @@ class _Streaming:
         self.released = True
 
 
+@torch.no_grad()
+def fill(voices: list[_Streaming], n: int) -> None:
+    """Make each voice hold ``n`` samples (or end), running the generator once per chunk
+    for all of them together (one batched GRU step), then each voice's vocoder."""
+    if not voices:
+        return
+    gen = voices[0].r.voice.model.generator
+    while True:
+        need = [v for v in voices if len(v.buf) < n and not v.ended]
+        if not need:
+            return
+        batch = []
+        for v in need:
+            x = v._frames()
+            if x is None or x.shape[0] != v.r.chunk or v.r is not need[0].r:
+                v._step_alone(x)  # the end, a short last chunk, or another voice's model
+            else:
+                batch.append((v, x))
+        if not batch:
+            continue
+        states = [v.gen_state or gen.initial_state(1) for v, _ in batch]
+        st = GeneratorState(
+            torch.cat([s.hidden for s in states], 1),
+            torch.cat([s.pending for s in states], 0),
+            torch.cat([s.history for s in states], 0),
+        )
+        y, st = gen.stream(torch.stack([x for _, x in batch]), st)
+        for i, (v, _) in enumerate(batch):
+            v.gen_state = GeneratorState(
+                st.hidden[:, i : i + 1], st.pending[i : i + 1], st.history[i : i + 1]
+            )
+            v._vocode(y[i : i + 1], final=False)
+
+
 class Speech(_Streaming):
     def __init__(self, r: Renderer, text: str, speed: float = 1.0, gain: float = 1.0):
         super().__init__(r, gain)
-        self.inputs = r.voice.frame_inputs(text, speed)[0]
+        self.inputs = r.sentence(text, speed)
         self.i = 0
 
     def _frames(self):
@@ -105,24 +181,7 @@ class Note(_Streaming):
                  params: dict | None = None):  # fmt: skip
         super().__init__(r, gain=(velocity / 127.0) ** 1.5)
         self.pitch, self.bend, self.params = pitch, 0.0, params if params is not None else {}
-        phones = [p for syl in lyric_phones([lyric]) for p in syl] or ["l", "aa"]
-        fe, model = r.voice.frontend, r.voice.model
-        with torch.no_grad():
-            tokens = torch.tensor([fe.encode_units(phones)])
-            enc = model.encoder(tokens)
-            dur = torch.clamp(torch.round(torch.exp(model.duration(enc)[0, :, 0]) - 1), min=1)
-            dur = dur.long()
-            prosody = model.prosody(enc)[0]
-            up = upsample(enc, dur[None], int(dur.sum()))[0]
-        idx = torch.repeat_interleave(torch.arange(len(phones)), dur)
-        self.up, self.ctrl = up, prosody[idx].clone()
-        vowels = [i for i, p in enumerate(phones) if is_vowel(p)] or [len(phones) // 2]
-        v = vowels[0]
-        start = int(dur[:v].sum())
-        self.vowel = torch.zeros(len(idx), dtype=torch.bool)
-        self.vowel[start : start + int(dur[v])] = True
-        self.ctrl[self.vowel, 1] = 1.0  # the note's vowel is voiced
-        self.hold = start + int(dur[v]) // 2  # the frame the sustain repeats
+        self.up, self.ctrl, self.hold = r.syllable(lyric)
         self.i = 0
         self.t = 0  # frames made, for vibrato
 

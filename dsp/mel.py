@@ -155,9 +155,35 @@ def log_mel(y: np.ndarray, conv: Convention = DEFAULT) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def _nnls_mats(conv: Convention) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _nnls_mats(conv: Convention):
+    """The pseudo-inverse, the transpose and the basis's non-zeros per band (CSR)."""
     b = _basis64(conv.sample_rate, conv.n_fft, conv.n_mels, conv.fmin, conv.fmax)
-    return np.linalg.pinv(b), np.ascontiguousarray(b.T), b.T @ b
+    nz = [np.flatnonzero(row) for row in b]
+    indptr = np.concatenate(([0], np.cumsum([len(z) for z in nz]))).astype(np.int64)
+    indices = np.concatenate(nz).astype(np.int64)
+    data = np.concatenate([b[j, z] for j, z in enumerate(nz)])
+    return np.linalg.pinv(b), np.ascontiguousarray(b.T), (data, indices, indptr)
+
+
+@numba.njit(cache=True, nogil=True)
+def _lee_seung(s, btm, data, indices, indptr, iters):
+    """``s *= (B^T m) / (B^T B s)`` ``iters`` times, B sparse (slaney bands overlap little)."""
+    n_mels, n_frames = indptr.shape[0] - 1, s.shape[1]
+    bs = np.empty(n_mels)
+    den = np.empty(s.shape[0])
+    for t in range(n_frames):
+        for _ in range(iters):
+            for j in range(n_mels):
+                acc = 0.0
+                for k in range(indptr[j], indptr[j + 1]):
+                    acc += data[k] * s[indices[k], t]
+                bs[j] = acc
+            den[:] = 0.0
+            for j in range(n_mels):
+                for k in range(indptr[j], indptr[j + 1]):
+                    den[indices[k]] += data[k] * bs[j]
+            for i in range(s.shape[0]):
+                s[i, t] *= btm[i, t] / max(den[i], 1e-12)
 
 
 def mel_to_magnitude(mel: np.ndarray, conv: Convention = DEFAULT, iters: int = 16) -> np.ndarray:
@@ -168,11 +194,9 @@ def mel_to_magnitude(mel: np.ndarray, conv: Convention = DEFAULT, iters: int = 1
     mel = checks.spectrum(mel, conv.n_mels, "mel", complex_ok=False).astype(np.float64)
     if (mel < 0).any():
         raise ValueError("mel must be non-negative linear amplitudes (np.exp of a log-mel)")
-    pinv, bt, btb = _nnls_mats(conv)
-    s = np.maximum(pinv @ mel, 1e-8)
-    btm = bt @ mel
-    for _ in range(iters):
-        s *= btm / np.maximum(btb @ s, 1e-12)
+    pinv, bt, csr = _nnls_mats(conv)
+    s = np.ascontiguousarray(np.maximum(pinv @ mel, 1e-8))
+    _lee_seung(s, np.ascontiguousarray(bt @ mel), *csr, iters)
     return s.astype(np.float32)
 
 
