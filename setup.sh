@@ -43,10 +43,11 @@ PY="$VENV/bin/python"
 
 case "$mode" in
   run)
-    # Until the daemon lands, the main job is `melgand say` with the packaged default voice:
-    # it speaks on the default output, or writes melgand-out.wav here when there is none.
+    # The main job: the daemon with the packaged default voice. It speaks its greeting on
+    # the default output (or into melgand-out.wav here when there is none), then takes OSC
+    # on udp://127.0.0.1:9000 (and MQTT with --mqtt URL) until Ctrl-C or SIGTERM.
     "$VENV/bin/melgand" devices
-    "$VENV/bin/melgand" say "Hello from melgand. This is the default voice, made frame by frame." "$@"
+    exec "$VENV/bin/melgand" serve "$@"
     ;;
   test)
     "$VENV/bin/ruff" check .

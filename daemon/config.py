@@ -105,6 +105,7 @@ class DaemonConfig:
     buffer_ms: float = _opt(lo=1.0, hi=1000.0)
     chunk_frames: int = _opt(lo=1, hi=32)
     threads: int = _opt(lo=0, hi=256)
+    vocoder_threads: int = _opt(lo=1, hi=64)
 
 
 @dataclass(frozen=True)

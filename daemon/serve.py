@@ -54,8 +54,9 @@ class Daemon:
 
     def switch_voice(self, name: str) -> None:
         """Switch for new jobs; what sounds finishes with the old one."""
-        self.renderer = Renderer(self._voice(name), self.renderer.vocoder,
-                                 self.cfg.daemon.chunk_frames)  # fmt: skip
+        d = self.cfg.daemon
+        self.renderer = Renderer(self._voice(name), self.renderer.vocoder, d.chunk_frames,
+                                 d.vocoder_threads)  # fmt: skip
         self.scheduler.r = self.renderer
 
     def _event(self, kind: str, job: Job, **kw) -> None:
@@ -77,7 +78,8 @@ class Daemon:
         if d.threads:
             torch.set_num_threads(d.threads)
         sys.setswitchinterval(0.0005)  # the loop gets the GIL soon after a datagram lands
-        self.renderer = Renderer(self._voice(d.voice), self._vocoder(), d.chunk_frames)
+        self.renderer = Renderer(self._voice(d.voice), self._vocoder(), d.chunk_frames,
+                                 d.vocoder_threads)  # fmt: skip
         await self.loop.run_in_executor(None, warm_up, self.renderer)
         sink, why = open_sink(self.sink_spec, self.renderer.rate)
         log.info("sink: %s (%s)", sink.name, why)

@@ -9,6 +9,7 @@ its pitch follows the note (plus bends and vibrato) through the generator's f0 c
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -22,8 +23,10 @@ from model.voice import Voice
 class Renderer:
     """What the voices share: the acoustic model, its statistics and the vocoder."""
 
-    def __init__(self, voice: Voice, vocoder, chunk_frames: int = 2):
+    def __init__(self, voice: Voice, vocoder, chunk_frames: int = 2, vocoder_threads: int = 2):
         self.voice, self.vocoder, self.chunk = voice, vocoder, chunk_frames
+        # the voices' vocoder steps run side by side (the DSP kernels release the GIL)
+        self.pool = ThreadPoolExecutor(vocoder_threads, thread_name_prefix="melgand-voc")
         s = voice.stats
         self.mel_mean, self.mel_std = s["mel_mean"], s["mel_std"]
         self.f0_mean, self.f0_std = s["f0_mean"], s["f0_std"]
@@ -156,7 +159,12 @@ def fill(voices: list[_Streaming], n: int) -> None:
             v.gen_state = GeneratorState(
                 st.hidden[:, i : i + 1], st.pending[i : i + 1], st.history[i : i + 1]
             )
-            v._vocode(y[i : i + 1], final=False)
+        if len(batch) == 1:
+            batch[0][0]._vocode(y, final=False)
+        else:
+            pool = batch[0][0].r.pool
+            voices = [v for v, _ in batch]
+            list(pool.map(_Streaming._vocode, voices, y.split(1), [False] * len(voices)))
 
 
 class Speech(_Streaming):

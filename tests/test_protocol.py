@@ -109,3 +109,17 @@ def test_mqtt_payloads():
     assert P.mqtt_control(b'{"param": "volume", "value": 0.5}') == P.Param("volume", 0.5)
     with pytest.raises(P.ProtocolError, match="unknown cmd"):
         P.mqtt_control(b'{"cmd": "reboot"}')
+
+
+def test_limiter_holds_the_ceiling_and_lets_quiet_audio_through():
+    import numpy as np
+
+    from dsp.dynamics import limit
+
+    loud = (np.sin(np.arange(22050) / 7) * 3).astype(np.float32)
+    out, gain = limit(loud)
+    assert np.abs(out).max() <= 0.98 + 1e-6 and gain < 0.5
+    quiet = (np.sin(np.arange(44100) / 7) * 0.3).astype(np.float32)
+    out, gain = limit(quiet, gain)  # the gain recovers within the release time
+    np.testing.assert_allclose(out[-2000:], quiet[-2000:], atol=1e-4)
+    assert gain > 0.999

@@ -1,0 +1,51 @@
+"""The daemon's voices: batched steps equal solo ones, notes hold and release, caches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import dsp
+from daemon.synth import Note, Renderer, Speech, fill
+from model import voice as _voice
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    torch.set_num_threads(1)
+    return Renderer(_voice.packaged(dsp.DEFAULT), dsp.DspVocoder(dsp.DEFAULT, "rtisi"), 2)
+
+
+def test_batched_generator_steps_equal_solo_ones(renderer):
+    together = [Note(renderer, 60 + i, 100, "la") for i in range(3)]
+    alone = [Note(renderer, 60 + i, 100, "la") for i in range(3)]
+    for _ in range(20):
+        fill(together, 256)
+        for v in together + alone:
+            v.render(256)
+    for a, b in zip(together, alone, strict=True):
+        assert (a.gen_state.hidden - b.gen_state.hidden).abs().max() <= 1e-4
+        assert a.t == b.t and a.i == b.i
+
+
+def test_a_note_holds_until_released_then_ends(renderer):
+    n = Note(renderer, 57, 100, "la")
+    held = np.concatenate([n.render(256) for _ in range(200)])  # 2.3 s
+    assert not n.done and np.abs(held[-5000:]).max() > 0.01  # still sounding
+    n.release()
+    tail = [n.render(256) for _ in range(200)]
+    assert n.done and sum(len(t) for t in tail) < 200 * 256
+    # the held vowel's pitch follows the note: YIN on the sustain
+    f0, voiced = dsp.yin(held[22050:], dsp.DEFAULT, fmin=80, fmax=600)
+    midi = 69 + 12 * np.log2(np.median(f0[voiced]) / 440)
+    assert abs(midi - 57) < 1.0, midi
+
+
+def test_speech_ends_and_phrases_are_cached(renderer):
+    s = Speech(renderer, "Good morning.")
+    out = np.concatenate([s.render(256) for _ in range(400)])
+    assert s.done and 0.4 * 22050 < len(out) < 3 * 22050
+    assert renderer.sentence("Good morning.", 1.0) is renderer.sentence("Good morning.", 1.0)
+    up, ctrl, hold = renderer.syllable("la")
+    assert 0 <= hold < len(up) and ctrl[hold, 1] == 1.0
