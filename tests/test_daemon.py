@@ -364,7 +364,8 @@ def test_sounddevice_sink_plays_on_pulseaudio(pulse_null_sink, tmp_path):
         env=env,
     )
     log = tmp_path / "stderr"
-    p = spawn(["--sink", "sounddevice", "--osc", f"127.0.0.1:{port}", "--mqtt", "off"], log, env)
+    args = ["--sink", "sounddevice", "--osc", f"127.0.0.1:{port}", "--mqtt", "off"]
+    p = spawn([*args, "--set", "daemon.greeting=''"], log, env)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     dest = ("127.0.0.1", port)
     try:
@@ -378,7 +379,7 @@ def test_sounddevice_sink_plays_on_pulseaudio(pulse_null_sink, tmp_path):
             except TimeoutError:
                 assert time.monotonic() < deadline and p.poll() is None, log.read_text()
         sock.settimeout(60)
-        time.sleep(2.5)  # let the greeting pass
+        time.sleep(0.5)
         t1 = time.monotonic()
         sock.sendto(osc("/say", "Testing.", 1), dest)
         sock.sendto(osc("/say", "Testing.", 2, at=time.time() + 1.5), dest)
@@ -399,6 +400,37 @@ def test_sounddevice_sink_plays_on_pulseaudio(pulse_null_sink, tmp_path):
     assert sr == RATE and len(y) > 2 * RATE
     loud = np.flatnonzero(np.abs(y) > 0.02)
     starts = loud[np.concatenate(([True], np.diff(loud) > RATE // 4))]  # after 250 ms of quiet
-    assert len(starts) >= 3, starts / RATE  # the greeting, then the two phrases
+    assert len(starts) == 2, starts / RATE  # the two phrases
     gap = (starts[-1] - starts[-2]) / RATE
     assert abs(gap - (t2 - (t1 + 0.04))) < 0.03, gap
+
+
+def test_the_will_says_offline_when_the_daemon_dies(broker, tmp_path):
+    """Killed without a goodbye, the daemon's Will (retained) tells subscribers it is gone."""
+    port, _, _ = broker
+    log = tmp_path / "stderr"
+    args = [
+        "--sink",
+        "null",
+        "--osc",
+        "127.0.0.1:0",
+        "--mqtt",
+        f"mqtt://127.0.0.1:{port}",
+        "--set",
+        "mqtt.node=w",
+        "--set",
+        "mqtt.keepalive=5",
+        "--set",
+        "daemon.greeting=''",
+    ]
+    p = spawn(args, log)
+    listen = Listener(port)
+    try:
+        listen.wait(lambda m: m[0] == "melgand/w/status" and m[1] == b"online", 60)
+        p.kill()
+        p.wait()
+        listen.wait(lambda m: m[0] == "melgand/w/status" and m[1] == b"offline", 20)
+    finally:
+        listen.close()
+        if p.poll() is None:
+            p.kill()
