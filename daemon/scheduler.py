@@ -86,7 +86,7 @@ class Scheduler:
         self.loads: deque[float] = deque(maxlen=400)
         self.peak_load = 0.0
         self.latencies: deque[float] = deque(maxlen=1000)  # seconds, received -> first sample
-        self.prep = ThreadPoolExecutor(1, thread_name_prefix="melgand-prep")
+        self.prep = ThreadPoolExecutor(2, thread_name_prefix="melgand-prep")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started_at = 0.0
@@ -117,7 +117,7 @@ class Scheduler:
                 job.sound = [Note(self.r, n["pitch"], n["velocity"], n["lyric"], self.params)
                              for n in cmd.notes]  # fmt: skip
             for snd in job.sound if isinstance(job.sound, list) else [job.sound]:
-                snd.prefill(self.block)
+                snd.prefill(self.block)  # the first samples, here rather than in the render
         except ValueError as e:  # text the voice cannot say
             job.sound = None
             self.on_event("fail", job, reason=str(e))

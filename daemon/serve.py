@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -81,6 +82,8 @@ class Daemon:
         self.renderer = Renderer(self._voice(d.voice), self._vocoder(), d.chunk_frames,
                                  d.vocoder_threads)  # fmt: skip
         await self.loop.run_in_executor(None, warm_up, self.renderer)
+        gc.collect()
+        gc.freeze()  # what exists now (model, caches) is never scanned again: shorter pauses
         sink, why = open_sink(self.sink_spec, self.renderer.rate)
         log.info("sink: %s (%s)", sink.name, why)
         self.scheduler = Scheduler(self.renderer, sink, max_voices=d.max_voices,
