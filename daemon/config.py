@@ -106,6 +106,7 @@ class DaemonConfig:
     chunk_frames: int = _opt(lo=1, hi=32)
     threads: int = _opt(lo=0, hi=256)
     vocoder_threads: int = _opt(lo=1, hi=64)
+    device: str = _opt(choices=("auto", "cpu", "cuda"))
 
 
 @dataclass(frozen=True)

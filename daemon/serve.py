@@ -48,6 +48,12 @@ class Daemon:
             raise ValueError(f"no voice {name!r}: give an acoustic checkpoint or 'default'")
         return _voice.Voice.load(name, self.cfg.audio)
 
+    @staticmethod
+    def _device(name: str) -> torch.device:
+        if name == "cuda" and not torch.cuda.is_available():
+            raise ValueError('[daemon] device = "cuda" but torch sees no CUDA device; use "auto"')
+        return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
+
     def _vocoder(self):
         from daemon.cli import _vocoder
 
@@ -56,8 +62,8 @@ class Daemon:
     def switch_voice(self, name: str) -> None:
         """Switch for new jobs; what sounds finishes with the old one."""
         d = self.cfg.daemon
-        self.renderer = Renderer(self._voice(name), self.renderer.vocoder, d.chunk_frames,
-                                 d.vocoder_threads)  # fmt: skip
+        self.renderer = Renderer(self._voice(name).to(self.device), self.renderer.vocoder,
+                                 d.chunk_frames, d.vocoder_threads)  # fmt: skip
         self.scheduler.r = self.renderer
 
     def _event(self, kind: str, job: Job, **kw) -> None:
@@ -79,8 +85,13 @@ class Daemon:
         if d.threads:
             torch.set_num_threads(d.threads)
         sys.setswitchinterval(0.0005)  # the loop gets the GIL soon after a datagram lands
-        self.renderer = Renderer(self._voice(d.voice), self._vocoder(), d.chunk_frames,
+        self.device = self._device(d.device)
+        vocoder = self._vocoder()
+        if hasattr(vocoder, "to"):  # a neural vocoder
+            vocoder.to(self.device)
+        self.renderer = Renderer(self._voice(d.voice).to(self.device), vocoder, d.chunk_frames,
                                  d.vocoder_threads)  # fmt: skip
+        log.info("models on %s", self.device)
         await self.loop.run_in_executor(None, warm_up, self.renderer)
         gc.collect()
         gc.freeze()  # what exists now (model, caches) is never scanned again: shorter pauses

@@ -52,12 +52,13 @@ class Renderer:
             return up, ctrl.clone(), hold
         phones = [p for syl in lyric_phones([lyric]) for p in syl] or ["l", "aa"]
         model = self.voice.model
-        tokens = torch.tensor([self.voice.frontend.encode_units(phones)])
+        dev = self.voice.device
+        tokens = torch.tensor([self.voice.frontend.encode_units(phones)], device=dev)
         enc = model.encoder(tokens)
         dur = torch.clamp(torch.round(torch.exp(model.duration(enc)[0, :, 0]) - 1), min=1)
         dur = dur.long()
         up = upsample(enc, dur[None], int(dur.sum()))[0]
-        idx = torch.repeat_interleave(torch.arange(len(phones)), dur)
+        idx = torch.repeat_interleave(torch.arange(len(phones), device=dev), dur)
         ctrl = model.prosody(enc)[0][idx].clone()
         v = next((i for i, p in enumerate(phones) if is_vowel(p)), len(phones) // 2)
         start = int(dur[:v].sum())
@@ -99,7 +100,7 @@ class _Streaming:
         """Generator frames ``(1, k, n_mels)`` (normalized) -> samples in the buffer."""
         r, parts = self.r, []
         if y is not None and y.shape[1]:
-            mel = (y[0] * r.mel_std + r.mel_mean).T.numpy()
+            mel = (y[0] * r.mel_std + r.mel_mean).T.cpu().numpy()
             out, self.voc_state = r.vocoder.stream(mel, self.voc_state)
             parts.append(out)
         if final:
@@ -148,7 +149,8 @@ def fill(voices: list[_Streaming], n: int) -> None:
                 batch.append((v, x))
         if not batch:
             continue
-        states = [v.gen_state or gen.initial_state(1) for v, _ in batch]
+        dev = batch[0][1].device
+        states = [v.gen_state or gen.initial_state(1, dev) for v, _ in batch]
         st = GeneratorState(
             torch.cat([s.hidden for s in states], 1),
             torch.cat([s.pending for s in states], 0),

@@ -205,13 +205,21 @@ class NeuralVocoder:
 
     @torch.no_grad()
     def __call__(self, log_mel) -> np.ndarray:
-        return self.net(torch.from_numpy(np.asarray(log_mel, np.float32))[None])[0].numpy()
+        return self.net(self._in(log_mel))[0].cpu().numpy()
+
+    def _in(self, log_mel) -> torch.Tensor:
+        dev = next(self.net.parameters()).device
+        return torch.from_numpy(np.asarray(log_mel, np.float32))[None].to(dev)
+
+    def to(self, device) -> NeuralVocoder:
+        self.net.to(device)
+        return self
 
     @torch.no_grad()
     def stream(self, log_mel, state: dict | None = None) -> tuple[np.ndarray, dict]:
-        y, state = self.net.stream(torch.from_numpy(np.asarray(log_mel, np.float32))[None], state)
-        return y[0].numpy(), state
+        y, state = self.net.stream(self._in(log_mel), state)
+        return y[0].cpu().numpy(), state
 
     @torch.no_grad()
     def flush(self, state: dict) -> np.ndarray:
-        return self.net.flush(state)[0].numpy()
+        return self.net.flush(state)[0].cpu().numpy()

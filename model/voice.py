@@ -31,6 +31,14 @@ class Voice:
         self.conv = conv
         self.header = header
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device) -> Voice:
+        self.model.to(device)
+        return self
+
     @classmethod
     def load(cls, path: Path | str, conv: dsp.Convention | None = None) -> Voice:
         tensors, header = checkpoint.load(path, kind="acoustic")
@@ -48,12 +56,12 @@ class Voice:
     def frame_inputs(self, text: str, speed: float = 1.0) -> torch.Tensor:
         """The generator's inputs ``(1, T, D)`` for ``text``: predicted durations and
         per-token prosody, upsampled to frames."""
-        tokens = torch.tensor([self.frontend.encode(text)])
+        tokens = torch.tensor([self.frontend.encode(text)], device=self.device)
         enc = self.model.encoder(tokens)
         log_dur = self.model.duration(enc)[0, :, 0]
         dur = torch.clamp(torch.round((torch.exp(log_dur) - 1) / speed), min=1).long()
         prosody = self.model.prosody(enc)[0]  # (N, 3) normalized per-token controls
-        idx = torch.repeat_interleave(torch.arange(len(dur)), dur)
+        idx = torch.repeat_interleave(torch.arange(len(dur), device=self.device), dur)
         controls = prosody[idx][None]
         return self.model.frame_inputs(enc, dur[None], controls)
 
@@ -62,7 +70,7 @@ class Voice:
         """``(n_mels, frames)`` log-mel for ``text`` under the voice's convention."""
         y = self.model.generator(self.frame_inputs(text, speed))[0]  # (T, n_mels), normalized
         mel = y * self.stats["mel_std"] + self.stats["mel_mean"]
-        return mel.T.numpy().astype(np.float32)
+        return mel.T.cpu().numpy().astype(np.float32)
 
 
 def packaged(conv: dsp.Convention | None = None) -> Voice:
