@@ -4,6 +4,7 @@ a mosquitto broker, a PulseAudio null sink recorded through its monitor."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import signal
@@ -28,12 +29,25 @@ from daemon.synth import Note, Speech
 RATE = 22050
 
 
+def _value(v):
+    """Override values as --set would read them (TOML), paths as strings."""
+    if isinstance(v, Path):
+        return str(v)
+    return config.parse_override(f"x.y={v}")[2]
+
+
 class Running:
     """A daemon on its own thread and loop, and a UDP client talking to it."""
 
     def __init__(self, tmp: Path, sink: str = "wav", mqtt: str = "off", **overrides):
         sets = {"daemon.greeting": "''", "osc.port": "0", **overrides}
-        self.cfg = config.load(None, [config.parse_override(f"{k}={v}") for k, v in sets.items()])
+        self.cfg = config.load(
+            None,
+            [
+                (*k.split("."), str(v) if isinstance(v, Path) else v)
+                for k, v in ((k, _value(v)) for k, v in sets.items())
+            ],
+        )
         self.wav = tmp / "timeline.wav"
         spec = f"wav:{self.wav}" if sink == "wav" else sink
         ready = threading.Event()
@@ -434,3 +448,99 @@ def test_the_will_says_offline_when_the_daemon_dies(broker, tmp_path):
         listen.close()
         if p.poll() is None:
             p.kill()
+
+
+def test_mqtt_with_a_password_over_tls(tmp_path):
+    """A broker that wants a login and speaks only TLS: `mqtts://` with [mqtt] ca_file,
+    username and password gets in; a wrong password is refused and retried, not fatal."""
+    exe = "/usr/sbin/mosquitto"
+    if not os.path.exists(exe):
+        pytest.fail("mosquitto is missing: run `bash setup.sh test`, which installs it")
+    d = tmp_path
+    subj = ["-subj", "/CN=melgand test CA"]
+    ossl = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+    subprocess.run(
+        [*ossl, "-keyout", d / "ca.key", "-out", d / "ca.pem", *subj],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            d / "server.key",
+            "-out",
+            d / "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    subprocess.run(
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            d / "server.csr",
+            "-CA",
+            d / "ca.pem",
+            "-CAkey",
+            d / "ca.key",
+            "-CAcreateserial",
+            "-out",
+            d / "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            d / "ext.cnf",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", d / "passwd", "melgand", "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    (d / "m.conf").write_text(
+        f"user {getpass.getuser()}\n"  # stay who we are: the files are private to the test
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {d / 'passwd'}\n"
+        f"cafile {d / 'ca.pem'}\ncertfile {d / 'server.pem'}\nkeyfile {d / 'server.key'}\n"
+    )
+    broker = subprocess.Popen(
+        [exe, "-c", str(d / "m.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the TLS broker did not start")
+        common = {"mqtt.node": "tls", "mqtt.username": "melgand", "mqtt.ca_file": d / "ca.pem"}
+        bad = Running(
+            tmp_path, mqtt=f"mqtts://127.0.0.1:{port}", **{**common, "mqtt.password": "wrong"}
+        )
+        time.sleep(1.5)
+        assert bad.d.mqtt.connects == 0 and bad.thread.is_alive()  # refused, still serving
+        bad.stop()
+        r = Running(
+            tmp_path, mqtt=f"mqtts://127.0.0.1:{port}", **{**common, "mqtt.password": "s3cret"}
+        )
+        deadline = time.monotonic() + 20
+        while r.d.mqtt.connects == 0:
+            assert time.monotonic() < deadline, "no TLS connection with the password"
+            time.sleep(0.05)
+        r.stop()
+    finally:
+        broker.kill()
+        broker.wait()
