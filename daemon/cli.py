@@ -81,8 +81,14 @@ def _vocoder(cfg, name: str | None):
 
         return NeuralVocoder.load(name, cfg.audio)
     d = cfg.dsp_vocoder
-    return dsp.DspVocoder(cfg.audio, name or d.method, d.griffin_lim_iters, d.rtisi_lookahead,
-                          d.rtisi_iters, d.nnls_iters)  # fmt: skip
+    return dsp.DspVocoder(
+        cfg.audio,
+        name or d.method,
+        d.griffin_lim_iters,
+        d.rtisi_lookahead,
+        d.rtisi_iters,
+        d.nnls_iters,
+    )
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -141,6 +147,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UserError(f"cannot serve: {e}") from None
     except (SinkError, ValueError) as e:
         raise UserError(str(e)) from None
+
+
+def cmd_sing(args: argparse.Namespace) -> int:
+    from daemon import audio_io, score
+    from daemon.synth import Renderer
+    from model import voice as _voice
+
+    cfg = _load_config(args)
+    sing = score.load(args.score)
+    v = _voice.Voice.load(args.voice, cfg.audio) if args.voice else _voice.packaged(cfg.audio)
+    r = Renderer.configured(v, _vocoder(cfg, args.vocoder), cfg.daemon)
+    t0 = time.perf_counter()
+    y = score.render(r, sing, cfg.daemon.max_voices)
+    secs = y.size / cfg.audio.sample_rate
+    took = time.perf_counter() - t0
+    if args.output:
+        audio_io.write(args.output, y, cfg.audio.sample_rate)
+        print(f"{args.output}: {len(sing.notes)} notes, {secs:.2f} s in {took:.1f} s")
+    else:
+        print(audio_io.play(y, cfg.audio.sample_rate))
+    return 0
 
 
 def cmd_say(args: argparse.Namespace) -> int:
@@ -334,6 +361,25 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--vocoder", metavar="NAME|CHECKPOINT", help=VOCODER_HELP)
     v.set_defaults(func=cmd_vocode)
 
+    sg = sub.add_parser(
+        "sing",
+        parents=[common],
+        help="sing a score (JSON, MIDI or KAR with lyrics)",
+        description="Sing SCORE: the score JSON of DESIGN.md, or a MIDI / KAR file whose lyric "
+        "events give the syllables (notes without one sing 'la'), through the daemon's own "
+        "scheduler and voices. To OUT.wav, or on the default output.",
+    )
+    sg.add_argument("score", type=Path, metavar="SCORE")
+    sg.add_argument("-o", "--output", type=Path, metavar="OUT.wav")
+    sg.add_argument("--vocoder", metavar="NAME|CHECKPOINT", help=VOCODER_HELP)
+    sg.add_argument(
+        "--voice",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="an acoustic checkpoint (default: the packaged voice)",
+    )
+    sg.set_defaults(func=cmd_sing)
+
     sv = sub.add_parser(
         "serve",
         parents=[common],
@@ -341,8 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the daemon: OSC over UDP ([osc] host:port), MQTT when [mqtt] url "
         "or --mqtt names a broker, audio to the sink. Stop with Ctrl-C or SIGTERM.",
     )
-    sv.add_argument("--sink", metavar="auto|null|wav:PATH|sounddevice[:DEVICE]",
-                    help="default: [daemon] sink")  # fmt: skip
+    sv.add_argument(
+        "--sink", metavar="auto|null|wav:PATH|sounddevice[:DEVICE]", help="default: [daemon] sink"
+    )
     sv.add_argument("--osc", metavar="HOST:PORT", help="default: [osc] host and port")
     sv.add_argument("--mqtt", metavar="URL|off", help="mqtt://HOST[:PORT]; default: [mqtt] url")
     sv.set_defaults(func=cmd_serve)

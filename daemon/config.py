@@ -107,6 +107,7 @@ class DaemonConfig:
     threads: int = _opt(lo=0, hi=256)
     vocoder_threads: int = _opt(lo=1, hi=64)
     device: str = _opt(choices=("auto", "cpu", "cuda"))
+    native_range: tuple[int, ...] = _opt()
 
 
 @dataclass(frozen=True)

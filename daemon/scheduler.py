@@ -32,6 +32,8 @@ import numpy as np
 from daemon import protocol as P
 from daemon.synth import Note, Renderer, Speech, fill
 from dsp.dynamics import limit
+from model.frontend import lyric_phones
+from model.g2p import is_vowel
 
 log = logging.getLogger("melgand.scheduler")
 
@@ -113,9 +115,10 @@ class Scheduler:
                 job.sound = Speech(self.r, cmd.text, self.params["speed"])
             elif isinstance(cmd, P.NoteOn):
                 job.sound = Note(self.r, cmd.pitch, cmd.velocity, job.lyric, self.params)
-            else:
-                job.sound = [Note(self.r, n["pitch"], n["velocity"], n["lyric"], self.params)
-                             for n in cmd.notes]  # fmt: skip
+            else:  # a score: words split over notes ("hel-", "lo"), melismas ("_")
+                phones = score_phones(cmd.notes)
+                job.sound = [Note(self.r, n["pitch"], n["velocity"], ph, self.params)
+                             for n, ph in zip(cmd.notes, phones, strict=True)]  # fmt: skip
             for snd in job.sound if isinstance(job.sound, list) else [job.sound]:
                 snd.prefill(self.block)  # the first samples, here rather than in the render
         except ValueError as e:  # text the voice cannot say
@@ -260,11 +263,17 @@ class Scheduler:
                 v.fading = True
             self.speech_queue.clear()
         elif isinstance(cmd, P.Sing):
-            t0 = job.pos
+            t0, rate = job.pos, self.rate
+            beats = [t0 + int(n["start"] * rate) for n in cmd.notes]
             for i, (n, snd) in enumerate(zip(cmd.notes, job.sound, strict=True)):
                 nid = -(10**6) - i  # private ids for the score's notes
-                start = t0 + int(n["start"] * self.rate)
-                stop = start + int(n["dur"] * self.rate)
+                beat, end = beats[i], beats[i] + int(n["dur"] * rate)
+                start = max(self.pos, beat - snd.lead)  # the vowel on the beat
+                # the vowel gives way in time for the coda, and for the onset of a note that
+                # follows at once, to be sung inside this note's time
+                nxt = [b - s.lead for b, s in zip(beats, job.sound, strict=True)
+                       if end - rate // 20 <= b <= end + rate // 20]  # fmt: skip
+                stop = max(beat + rate // 20, min([end, *nxt]) - snd.tail)
                 on = Job(P.NoteOn(n["pitch"], n["velocity"], nid), pos=start, sound=snd)
                 for at, j in ((start, on), (stop, Job(P.NoteOff(None, nid), pos=stop))):
                     heapq.heappush(self.events, (at, next(self.seq), j))
@@ -297,6 +306,26 @@ class Scheduler:
                 out.append(v)
         return out
 
+    def render_offline(self, job: Job, preroll: float = 0.5, limit_s: float = 600.0):
+        """Render one job (a score, a phrase) as fast as the CPU goes, through the same
+        events, voices and mixer as live; the job's time 0 is ``preroll`` seconds in."""
+        self._prepare(job)
+        if job.sound is None:
+            raise ValueError(f"cannot render {job.cmd}")
+        finished = []
+        hook = self.on_event
+        self.on_event = lambda kind, j, **kw: (finished.append(j) if kind == "end" else None,
+                                               hook(kind, j, **kw))  # fmt: skip
+        job.pos = int(preroll * self.rate)
+        heapq.heappush(self.events, (job.pos, next(self.seq), job))
+        while not (any(j is job for j in finished) and not self.voices):
+            self._render_block()
+            if self.pos > limit_s * self.rate:
+                raise RuntimeError(f"{job.cmd} did not end within {limit_s} s")
+        for _ in range(int(0.3 * self.rate / self.block)):  # the tails of the last notes
+            self._render_block()
+        self.on_event = hook
+
     def _fade_out(self) -> None:
         for v in self.voices:
             v.fading = True
@@ -304,6 +333,16 @@ class Scheduler:
         for _ in range(blocks):
             self._render_block()
         self.voices.clear()
+
+
+def score_phones(notes: list[dict]) -> list[tuple[str, ...]]:
+    """Each note's phones; a melisma (an empty syllable) holds the previous note's vowel."""
+    out, last = [], ("aa",)
+    for ph in lyric_phones([n["lyric"] for n in notes]):
+        vowels = [p for p in ph if is_vowel(p)]
+        out.append(tuple(ph) if ph else last)
+        last = (vowels[-1],) if vowels else last
+    return out
 
 
 @dataclass

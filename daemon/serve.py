@@ -62,8 +62,8 @@ class Daemon:
     def switch_voice(self, name: str) -> None:
         """Switch for new jobs; what sounds finishes with the old one."""
         d = self.cfg.daemon
-        self.renderer = Renderer(self._voice(name).to(self.device), self.renderer.vocoder,
-                                 d.chunk_frames, d.vocoder_threads)  # fmt: skip
+        voice = self._voice(name).to(self.device)
+        self.renderer = Renderer.configured(voice, self.renderer.vocoder, d)
         self.scheduler.r = self.renderer
 
     def _event(self, kind: str, job: Job, **kw) -> None:
@@ -89,8 +89,7 @@ class Daemon:
         vocoder = self._vocoder()
         if hasattr(vocoder, "to"):  # a neural vocoder
             vocoder.to(self.device)
-        self.renderer = Renderer(self._voice(d.voice).to(self.device), vocoder, d.chunk_frames,
-                                 d.vocoder_threads)  # fmt: skip
+        self.renderer = Renderer.configured(self._voice(d.voice).to(self.device), vocoder, d)
         log.info("models on %s", self.device)
         await self.loop.run_in_executor(None, warm_up, self.renderer)
         gc.collect()

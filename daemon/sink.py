@@ -72,6 +72,34 @@ class WavSink(_Clocked):
         self._file.close()
 
 
+class OfflineSink:
+    """No clock: the worker renders as fast as it can (``melgand sing -o``, tests)."""
+
+    name = "offline"
+
+    def __init__(self, rate: int):
+        self.rate, self.blocks, self.written, self.underruns, self.t0 = rate, [], 0, 0, 0.0
+
+    def start(self) -> None:
+        pass
+
+    def played(self) -> int:
+        return self.written
+
+    def position_at(self, t: float) -> float:
+        return self.written
+
+    def write(self, block: np.ndarray) -> None:
+        self.blocks.append(np.array(block, np.float32))
+        self.written += len(block)
+
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.blocks) if self.blocks else np.zeros(0, np.float32)
+
+    def close(self) -> None:
+        pass
+
+
 class DeviceSink:
     """A PortAudio output stream whose callback reads a ring buffer."""
 

@@ -9,11 +9,13 @@ its pitch follows the note (plus bends and vibrato) through the generator's f0 c
 from __future__ import annotations
 
 import math
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
+from dsp.mel import warp
 from model.acoustic import GeneratorState, upsample
 from model.frontend import lyric_phones
 from model.g2p import is_vowel
@@ -23,8 +25,11 @@ from model.voice import Voice
 class Renderer:
     """What the voices share: the acoustic model, its statistics and the vocoder."""
 
-    def __init__(self, voice: Voice, vocoder, chunk_frames: int = 2, vocoder_threads: int = 2):
+    def __init__(self, voice: Voice, vocoder, chunk_frames: int = 2, vocoder_threads: int = 2,
+                 native_range: tuple[float, float] = (50.0, 56.0)):  # fmt: skip
         self.voice, self.vocoder, self.chunk = voice, vocoder, chunk_frames
+        self.native_range = native_range  # MIDI notes the model sings in tune by itself
+
         # the voices' vocoder steps run side by side (the DSP kernels release the GIL)
         self.pool = ThreadPoolExecutor(vocoder_threads, thread_name_prefix="melgand-voc")
         s = voice.stats
@@ -33,6 +38,12 @@ class Renderer:
         self.rate, self.hop = voice.conv.sample_rate, voice.conv.hop_length
         self._syllables: dict[str, tuple] = {}
         self._sentences: dict[tuple[str, float], torch.Tensor] = {}
+
+    @classmethod
+    def configured(cls, voice: Voice, vocoder, d) -> Renderer:
+        """As the ``[daemon]`` section ``d`` of the config says."""
+        lo, hi = d.native_range[0], d.native_range[-1]
+        return cls(voice, vocoder, d.chunk_frames, d.vocoder_threads, (lo, hi))
 
     def sentence(self, text: str, speed: float) -> torch.Tensor:
         """Generator inputs ``(T, D)`` for ``text`` (cached: repeated phrases start at once)."""
@@ -44,12 +55,34 @@ class Renderer:
         return self._sentences[key]
 
     @torch.no_grad()
-    def syllable(self, lyric: str) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """A lyric's upsampled encoding ``(T, C + 1)``, per-frame controls ``(T, 3)`` (its
-        vowel voiced) and the vowel's middle frame, which a held note repeats (cached)."""
-        if lyric in self._syllables:
-            up, ctrl, hold = self._syllables[lyric]
-            return up, ctrl.clone(), hold
+    def syllable(self, lyric: str | tuple[str, ...]) -> tuple:
+        """A syllable (text, or its phones) -> its upsampled encoding ``(T, C + 1)``, per-frame
+        controls ``(T, 3)`` (the vowel voiced), the vowel's first frame (what comes before it
+        is the onset, sung ahead of the beat when the future is known), its middle frame,
+        which a held note repeats, and the frame after it (the coda, sung at note-off). Cached."""
+        key = lyric
+        if key in self._syllables:
+            up, ctrl, onset, hold, end = self._syllables[key]
+            return up, ctrl.clone(), onset, hold, end
+        phones = list(lyric) if isinstance(lyric, tuple) else [
+            p for syl in lyric_phones([lyric]) for p in syl]  # fmt: skip
+        phones = phones or ["l", "aa"]
+        model, dev = self.voice.model, self.voice.device
+        tokens = torch.tensor([self.voice.frontend.encode_units(phones)], device=dev)
+        enc = model.encoder(tokens)
+        dur = torch.clamp(torch.round(torch.exp(model.duration(enc)[0, :, 0]) - 1), min=1)
+        dur = dur.long()
+        up = upsample(enc, dur[None], int(dur.sum()))[0]
+        idx = torch.repeat_interleave(torch.arange(len(phones), device=dev), dur)
+        ctrl = model.prosody(enc)[0][idx].clone()
+        v = next((i for i, p in enumerate(phones) if is_vowel(p)), len(phones) // 2)
+        onset = int(dur[:v].sum())
+        ctrl[onset : onset + int(dur[v]), 1] = 1.0  # the note's vowel is voiced
+        hold, end = onset + int(dur[v]) // 2, onset + int(dur[v])
+        if len(self._syllables) >= 1024:
+            self._syllables.pop(next(iter(self._syllables)))
+        self._syllables[key] = (up, ctrl, onset, hold, end)
+        return up, ctrl.clone(), onset, hold, end
         phones = [p for syl in lyric_phones([lyric]) for p in syl] or ["l", "aa"]
         model = self.voice.model
         dev = self.voice.device
@@ -100,7 +133,7 @@ class _Streaming:
         """Generator frames ``(1, k, n_mels)`` (normalized) -> samples in the buffer."""
         r, parts = self.r, []
         if y is not None and y.shape[1]:
-            mel = (y[0] * r.mel_std + r.mel_mean).T.cpu().numpy()
+            mel = self._shape((y[0] * r.mel_std + r.mel_mean).T.cpu().numpy())
             out, self.voc_state = r.vocoder.stream(mel, self.voc_state)
             parts.append(out)
         if final:
@@ -109,6 +142,10 @@ class _Streaming:
             self.ended = True
         if parts:
             self.buf = np.concatenate([self.buf, *parts]).astype(np.float32)
+
+    def _shape(self, log_mel: np.ndarray) -> np.ndarray:
+        """A last change to the log-mel before the vocoder (notes move their pitch here)."""
+        return log_mel
 
     def prefill(self, n: int) -> None:
         """Make the first ``n`` samples now (off the render thread)."""
@@ -187,26 +224,39 @@ class Note(_Streaming):
     """A sung syllable: the consonants before the vowel, the vowel held until release, the
     rest after it. ``pitch`` in MIDI numbers; ``params`` (shared, live) gives vibrato."""
 
-    def __init__(self, r: Renderer, pitch: float, velocity: float, lyric: str = "la",
-                 params: dict | None = None):  # fmt: skip
+    def __init__(self, r: Renderer, pitch: float, velocity: float,
+                 lyric: str | tuple[str, ...] = "la", params: dict | None = None):  # fmt: skip
         super().__init__(r, gain=(velocity / 127.0) ** 1.5)
         self.pitch, self.bend, self.params = pitch, 0.0, params if params is not None else {}
-        self.up, self.ctrl, self.hold = r.syllable(lyric)
+        self.up, self.ctrl, onset, self.hold, self.coda = r.syllable(lyric)
+        self.lead = onset * r.hop  # samples of consonants before the vowel
+        self.tail = (len(self.up) - self.coda) * r.hop  # and after it
         self.i = 0
         self.t = 0  # frames made, for vibrato
+        self.factors: deque[float] = deque()  # frequency warp of each frame fed, in order
 
-    def _f0(self) -> float:
+    def _f0(self) -> tuple[float, float]:
+        """(normalized f0 for the generator, frequency warp): the generator sings inside the
+        voice's native range, the warp takes the harmonics the rest of the way."""
         depth = self.params.get("vibrato_depth", 0.0)
         rate = self.params.get("vibrato_rate", 5.5)
         secs = self.t * self.r.hop / self.r.rate
         midi = self.pitch + self.bend + depth * math.sin(2 * math.pi * rate * secs)
-        hz = 440.0 * 2 ** ((midi - 69) / 12)
-        return (math.log(hz) - self.r.f0_mean) / self.r.f0_std
+        lo, hi = self.r.native_range
+        sung = min(max(midi, lo), hi)
+        hz = 440.0 * 2 ** ((sung - 69) / 12)
+        return (math.log(hz) - self.r.f0_mean) / self.r.f0_std, 2 ** ((midi - sung) / 12)
+
+    def _shape(self, log_mel: np.ndarray) -> np.ndarray:
+        k = np.array([self.factors.popleft() if self.factors else 1.0 for _ in log_mel.T])
+        return log_mel if (k == 1.0).all() else warp(log_mel, k, self.r.voice.conv)
 
     def _frames(self):
         rows = []
         n = len(self.up)
         while len(rows) < self.r.chunk:
+            if self.released and self.hold <= self.i < self.coda:
+                self.i = self.coda  # note-off: the vowel stops, the coda is sung
             if self.i < self.hold or (self.released and self.i < n):
                 k = self.i
                 self.i += 1
@@ -215,8 +265,8 @@ class Note(_Streaming):
             else:
                 break
             c = self.ctrl[k].clone()
-            if c[1] > 0.5:
-                c[0] = self._f0()
+            c[0], factor = self._f0()  # every frame at the note's pitch, voiced or not
+            self.factors.append(factor)
             rows.append((k, c))
             self.t += 1
         if not rows:

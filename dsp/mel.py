@@ -200,6 +200,20 @@ def mel_to_magnitude(mel: np.ndarray, conv: Convention = DEFAULT, iters: int = 1
     return s.astype(np.float32)
 
 
+def warp(log_mel: np.ndarray, factors: np.ndarray, conv: Convention = DEFAULT) -> np.ndarray:
+    """Scale the frequency axis of each frame of a log-mel ``(n_mels, k)`` by ``factors[k]``
+    (a harmonic at f moves to f * factor): each band takes the (interpolated) value at its
+    centre frequency divided by the factor. Used to sing beyond a voice's trained pitch
+    range: harmonics land exactly on the new pitch (the formants move with them)."""
+    log_mel = np.asarray(log_mel, np.float32)
+    lo, hi = hz_to_mel(conv.fmin), hz_to_mel(conv.fmax)
+    centres = mel_to_hz(np.linspace(lo, hi, conv.n_mels + 2))[1:-1]
+    out = np.empty_like(log_mel)
+    for t, k in enumerate(np.asarray(factors, np.float64)):
+        out[:, t] = log_mel[:, t] if k == 1.0 else np.interp(centres / k, centres, log_mel[:, t])
+    return out
+
+
 def _dct_ortho(n: int, k: int) -> np.ndarray:
     """First ``k`` rows of the orthonormal DCT-II matrix of size ``n`` (scipy's norm='ortho')."""
     i = np.arange(n)

@@ -47,5 +47,5 @@ def test_speech_ends_and_phrases_are_cached(renderer):
     out = np.concatenate([s.render(256) for _ in range(400)])
     assert s.done and 0.4 * 22050 < len(out) < 3 * 22050
     assert renderer.sentence("Good morning.", 1.0) is renderer.sentence("Good morning.", 1.0)
-    up, ctrl, hold = renderer.syllable("la")
-    assert 0 <= hold < len(up) and ctrl[hold, 1] == 1.0
+    up, ctrl, onset, hold, coda = renderer.syllable("la")
+    assert 0 < onset <= hold < coda <= len(up) and ctrl[hold, 1] == 1.0  # "l", then "aa"

@@ -1,0 +1,93 @@
+"""`melgand sing`: scores in JSON and MIDI/KAR, sung in tune and on the beat."""
+
+from __future__ import annotations
+
+import json
+
+import librosa
+import mido
+import numpy as np
+import pytest
+import soundfile as sf
+
+import dsp
+from daemon import cli, score
+from daemon import protocol as P
+from daemon.scheduler import score_phones
+
+
+def write_kar(path, notes, tempo=500000):
+    """A one-track MIDI file with lyric events before each note (as KAR files carry them)."""
+    mid = mido.MidiFile(ticks_per_beat=480)
+    tr = mido.MidiTrack()
+    mid.tracks.append(tr)
+    tr.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
+    tr.append(mido.MetaMessage("text", text="@Tmelgand test", time=0))
+    for pitch, beats, lyric in notes:
+        tr.append(mido.MetaMessage("lyrics", text=lyric, time=0))
+        tr.append(mido.Message("note_on", note=pitch, velocity=100, time=0))
+        tr.append(mido.Message("note_off", note=pitch, velocity=0, time=int(beats * 480)))
+    mid.save(path)
+
+
+def test_midi_scores_carry_notes_lyrics_and_tempo(tmp_path):
+    path = tmp_path / "song.kar"
+    write_kar(path, [(60, 1, "hel-"), (64, 0.5, "lo"), (67, 1, "world")], tempo=600000)
+    sing = score.load(path)
+    assert [n["pitch"] for n in sing.notes] == [60, 64, 67]
+    assert [n["lyric"] for n in sing.notes] == ["hel-", "lo", "world"]
+    assert [round(n["start"], 3) for n in sing.notes] == [0.0, 0.6, 0.9]  # 0.6 s a beat
+    assert sing.notes[1]["dur"] == pytest.approx(0.3)
+    assert score_phones(sing.notes)[:2] == [("hh", "ax"), ("l", "ow")]  # the word split
+    assert score_phones([{"lyric": "la"}, {"lyric": "_"}]) == [("l", "aa"), ("aa",)]
+
+
+def test_bad_scores_are_refused_by_name(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"notes": [{"pitch": 60}]}')
+    with pytest.raises(score.ScoreError, match=r"bad.json: note 0 needs numbers"):
+        score.load(bad)
+    junk = tmp_path / "junk.mid"
+    junk.write_bytes(b"not midi")
+    with pytest.raises(score.ScoreError, match="not a readable MIDI file"):
+        score.load(junk)
+    with pytest.raises(score.ScoreError, match="no such score file"):
+        score.load(tmp_path / "missing.json")
+
+
+def test_sing_cli_sings_in_tune_and_on_the_beat(tmp_path):
+    notes = [
+        {"pitch": 55, "start": 0.0, "dur": 0.6, "lyric": "la"},
+        {"pitch": 62, "start": 0.6, "dur": 0.6, "lyric": "lo"},
+        {"pitch": 69, "start": 1.2, "dur": 0.8, "lyric": "mi"},
+    ]
+    src = tmp_path / "s.json"
+    src.write_text(json.dumps({"notes": notes}))
+    out = tmp_path / "s.wav"
+    assert cli.main(["sing", str(src), "-o", str(out)]) == 0
+    y, sr = sf.read(out, dtype="float32")
+    assert len(y) / sr > 2.0
+    f0, voiced = dsp.yin(y, dsp.DEFAULT, fmin=80, fmax=800)
+    t = (np.arange(len(f0)) + 0.5) * 256 / sr
+    fine = librosa.yin(y, fmin=80, fmax=800, sr=sr, frame_length=1024, hop_length=64)
+    tf = np.arange(len(fine)) * 64 / sr
+    onsets = []
+    for n in notes:
+        hz = 440 * 2 ** ((n["pitch"] - 69) / 12)
+        start = 0.5 + n["start"]  # the pre-roll
+        mid = (t > start + 0.2 * n["dur"]) & (t < start + 0.8 * n["dur"]) & voiced
+        assert mid.sum() > 5, n
+        cents = 1200 * np.log2(np.median(f0[mid]) / hz)
+        assert abs(cents) < 50, (n, cents)
+        near = np.flatnonzero(
+            (tf > start - 0.1) & (tf < start + 0.15) & (np.abs(12 * np.log2(fine / hz)) < 1)
+        )
+        assert len(near), n
+        onsets.append(tf[near[0]] - start)
+    # the vowel lands on the beat (its consonants sung before it)
+    assert np.median(np.abs(onsets)) < 0.03, onsets
+
+
+def test_a_score_over_mqtt_is_the_same_command():
+    sing = P.mqtt_sing(json.dumps({"notes": [{"pitch": 60, "start": 0, "dur": 1}]}).encode())
+    assert sing.notes[0]["lyric"] == "la" and sing.notes[0]["velocity"] == 100
