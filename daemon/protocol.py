@@ -101,7 +101,7 @@ class Packet:
 
 
 PARAMS = {"volume": (0.0, 4.0), "vibrato_depth": (0.0, 2.0), "vibrato_rate": (0.0, 20.0),
-          "speed": (0.25, 4.0)}  # fmt: skip
+          "speed": (0.25, 4.0), "legato": (0.0, 1.0), "portamento": (0.0, 2.0)}  # fmt: skip
 
 
 def midi_of_hz(f: float) -> float:

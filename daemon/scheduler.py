@@ -62,6 +62,8 @@ class Active:
     born: int = field(default_factory=itertools.count().__next__)
     fading: bool = False
     heard: bool = False
+    key: tuple = ()  # (note id, pitch) that a note-off must name; legato moves it
+    joined: list = field(default_factory=list)  # jobs sung legato by this voice
 
 
 class Scheduler:
@@ -212,7 +214,8 @@ class Scheduler:
                 ended.append((v, v.offset + len(y)))
         for v, at in ended:
             self.voices.remove(v)
-            self.on_event("end", v.job, voice=v)
+            for j in [v.job, *v.joined]:
+                self.on_event("end", j, voice=v)
             if isinstance(v.sound, Speech) and self.speech_queue:
                 nxt = self.speech_queue.popleft()
                 self._add(Active(nxt, nxt.sound, at))
@@ -243,7 +246,15 @@ class Scheduler:
             else:
                 self._add(Active(job, job.sound, offset))
         elif isinstance(cmd, P.NoteOn):
-            self._add(Active(job, job.sound, offset))
+            held = [v for v in self._notes(None, None, held=True)]
+            if self.params["legato"] >= 0.5 and held:  # one voice glides to the new note
+                v = held[-1]
+                v.sound.glide_to(cmd.pitch, self.params["portamento"])
+                v.key = (cmd.id, cmd.pitch)
+                v.joined.append(job)
+                self.on_event("go", job, voice=v)
+            else:
+                self._add(Active(job, job.sound, offset, key=(cmd.id, cmd.pitch)))
         elif isinstance(cmd, P.NoteOff):
             for v in self._notes(cmd.id, cmd.pitch):
                 v.sound.release()
@@ -295,14 +306,18 @@ class Scheduler:
         self.voices.append(a)
         self.on_event("go", a.job, voice=a)
 
-    def _notes(self, nid: int | None, pitch: float | None) -> list[Active]:
+    def _notes(self, nid: int | None, pitch: float | None, held: bool = False) -> list[Active]:
+        """Held notes named by id (or, without one, by pitch); ``held``: all of them."""
         out = []
         for v in self.voices:
-            if not isinstance(v.sound, Note) or v.sound.released:
+            if not isinstance(v.sound, Note) or v.sound.released or v.fading:
                 continue
-            c = v.job.cmd
-            if (nid is not None and c.id == nid) or (nid is None and pitch is not None
-                                                      and abs(c.pitch - pitch) < 0.5):  # fmt: skip
+            k_id, k_pitch = v.key
+            if (
+                held
+                or (nid is not None and k_id == nid)
+                or (nid is None and pitch is not None and abs(k_pitch - pitch) < 0.5)
+            ):
                 out.append(v)
         return out
 

@@ -228,6 +228,7 @@ class Note(_Streaming):
                  lyric: str | tuple[str, ...] = "la", params: dict | None = None):  # fmt: skip
         super().__init__(r, gain=(velocity / 127.0) ** 1.5)
         self.pitch, self.bend, self.params = pitch, 0.0, params if params is not None else {}
+        self.target, self.glide = pitch, None
         self.up, self.ctrl, onset, self.hold, self.coda = r.syllable(lyric)
         self.lead = onset * r.hop  # samples of consonants before the vowel
         self.tail = (len(self.up) - self.coda) * r.hop  # and after it
@@ -241,11 +242,22 @@ class Note(_Streaming):
         depth = self.params.get("vibrato_depth", 0.0)
         rate = self.params.get("vibrato_rate", 5.5)
         secs = self.t * self.r.hop / self.r.rate
+        if self.glide is not None:  # portamento: from the old pitch to the new, linearly
+            start, frames = self.glide
+            self.pitch = start + (self.target - start) * min(1.0, (self.t - frames[0]) / frames[1])
+            if self.t - frames[0] >= frames[1]:
+                self.glide = None
         midi = self.pitch + self.bend + depth * math.sin(2 * math.pi * rate * secs)
         lo, hi = self.r.native_range
         sung = min(max(midi, lo), hi)
         hz = 440.0 * 2 ** ((sung - 69) / 12)
         return (math.log(hz) - self.r.f0_mean) / self.r.f0_std, 2 ** ((midi - sung) / 12)
+
+    def glide_to(self, pitch: float, seconds: float) -> None:
+        """Legato: the held vowel moves to ``pitch`` over ``seconds`` (0: at once)."""
+        frames = max(1, round(seconds * self.r.rate / self.r.hop))
+        self.target = pitch
+        self.glide = (self.pitch, (self.t, frames))
 
     def _shape(self, log_mel: np.ndarray) -> np.ndarray:
         k = np.array([self.factors.popleft() if self.factors else 1.0 for _ in log_mel.T])

@@ -544,3 +544,22 @@ def test_mqtt_with_a_password_over_tls(tmp_path):
     finally:
         broker.kill()
         broker.wait()
+
+
+def test_legato_glides_one_voice_to_the_next_note(served):
+    r = served()
+    r.send("/param/legato", 1.0)
+    r.send("/param/portamento", 0.05)
+    r.send("/mnote", 60.0, 100.0, 1)
+    r.send("/mnote", 67.0, 100.0, 2)
+    time.sleep(0.4)
+    r.send("/status")
+    assert r.recv("/status.reply")[1][1] == 1  # one voice sings both
+    r.send("/mnote/rel", 60.0, 1)  # the superseded note: nothing happens
+    time.sleep(0.2)
+    r.send("/status")
+    assert r.recv("/status.reply")[1][1] == 1
+    r.send("/mnote/rel", 67.0, 2)
+    done = {tuple(r.recv("/done")[1]) for _ in range(2)}
+    assert done == {("/mnote", 1), ("/mnote", 2)}
+    r.stop()

@@ -49,3 +49,13 @@ def test_speech_ends_and_phrases_are_cached(renderer):
     assert renderer.sentence("Good morning.", 1.0) is renderer.sentence("Good morning.", 1.0)
     up, ctrl, onset, hold, coda = renderer.syllable("la")
     assert 0 < onset <= hold < coda <= len(up) and ctrl[hold, 1] == 1.0  # "l", then "aa"
+
+
+def test_a_glide_moves_the_held_pitch(renderer):
+    n = Note(renderer, 55, 100, "la")
+    first = np.concatenate([n.render(256) for _ in range(60)])
+    n.glide_to(62, 0.1)
+    second = np.concatenate([n.render(256) for _ in range(80)])
+    f1, v1 = dsp.yin(first[11025:], dsp.DEFAULT, fmin=80, fmax=600)
+    f2, v2 = dsp.yin(second[11025:], dsp.DEFAULT, fmin=80, fmax=600)
+    assert abs(12 * np.log2(np.median(f1[v1]) / np.median(f2[v2])) + 7) < 0.5  # 7 semitones up
