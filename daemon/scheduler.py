@@ -67,9 +67,17 @@ class Active:
 
 
 class Scheduler:
-    def __init__(self, renderer: Renderer, sink, *, max_voices: int = 8,
-                 latency_ms: float = 30.0, buffer_ms: float = 25.0, block: int = 256,
-                 on_event=None):  # fmt: skip
+    def __init__(
+        self,
+        renderer: Renderer,
+        sink,
+        *,
+        max_voices: int = 8,
+        latency_ms: float = 30.0,
+        buffer_ms: float = 25.0,
+        block: int = 256,
+        on_event=None,
+    ):
         self.r, self.sink = renderer, sink
         self.rate = renderer.rate
         self.max_voices, self.block = max_voices, block
@@ -84,7 +92,8 @@ class Scheduler:
         self.speech_queue: deque[Job] = deque()
         self.syncs: list[Job] = []
         self.lyrics: dict[int | None, str] = {}
-        self.params = {"volume": 1.0, "vibrato_depth": 0.0, "vibrato_rate": 5.5, "speed": 1.0}
+        self.params = {"volume": 1.0, "vibrato_depth": 0.0, "vibrato_rate": 5.5, "speed": 1.0,
+                       "legato": 0.0, "portamento": 0.05}  # fmt: skip
         self.gain = 1.0
         self.late = 0
         self.loads: deque[float] = deque(maxlen=400)
@@ -119,8 +128,10 @@ class Scheduler:
                 job.sound = Note(self.r, cmd.pitch, cmd.velocity, job.lyric, self.params)
             else:  # a score: words split over notes ("hel-", "lo"), melismas ("_")
                 phones = score_phones(cmd.notes)
-                job.sound = [Note(self.r, n["pitch"], n["velocity"], ph, self.params)
-                             for n, ph in zip(cmd.notes, phones, strict=True)]  # fmt: skip
+                job.sound = [
+                    Note(self.r, n["pitch"], n["velocity"], ph, self.params)
+                    for n, ph in zip(cmd.notes, phones, strict=True)
+                ]
             for snd in job.sound if isinstance(job.sound, list) else [job.sound]:
                 snd.prefill(self.block)  # the first samples, here rather than in the render
         except ValueError as e:  # text the voice cannot say
@@ -262,6 +273,8 @@ class Scheduler:
             for v in self._notes(cmd.id, None):
                 if cmd.name == "pitch":
                     v.sound.bend = cmd.value
+                elif cmd.name == "glide":
+                    v.sound.glide_to(cmd.value, 0.06)
                 else:
                     v.sound.gain = cmd.value
         elif isinstance(cmd, P.Param):
@@ -276,18 +289,38 @@ class Scheduler:
         elif isinstance(cmd, P.Sing):
             t0, rate = job.pos, self.rate
             beats = [t0 + int(n["start"] * rate) for n in cmd.notes]
+            ends = [b + int(n["dur"] * rate) for b, n in zip(beats, cmd.notes, strict=True)]
+            head = 0
             for i, (n, snd) in enumerate(zip(cmd.notes, job.sound, strict=True)):
                 nid = -(10**6) - i  # private ids for the score's notes
-                beat, end = beats[i], beats[i] + int(n["dur"] * rate)
-                start = max(self.pos, beat - snd.lead)  # the vowel on the beat
-                # the vowel gives way in time for the coda, and for the onset of a note that
-                # follows at once, to be sung inside this note's time
-                nxt = [b - s.lead for b, s in zip(beats, job.sound, strict=True)
-                       if end - rate // 20 <= b <= end + rate // 20]  # fmt: skip
-                stop = max(beat + rate // 20, min([end, *nxt]) - snd.tail)
-                on = Job(P.NoteOn(n["pitch"], n["velocity"], nid), pos=start, sound=snd)
-                for at, j in ((start, on), (stop, Job(P.NoteOff(None, nid), pos=stop))):
-                    heapq.heappush(self.events, (at, next(self.seq), j))
+                melisma = (
+                    i > 0
+                    and n["lyric"].strip() in MELISMA
+                    and abs(beats[i] - ends[i - 1]) <= rate // 20
+                )
+                if melisma:  # legato: the held vowel glides on to this note
+                    glide = Job(P.NoteParam(-(10**6) - head, "glide", n["pitch"]), pos=beats[i])
+                    heapq.heappush(self.events, (beats[i], next(self.seq), glide))
+                else:
+                    head = i
+                    start = max(self.pos, beats[i] - snd.lead)  # the vowel on the beat
+                    on = Job(P.NoteOn(n["pitch"], n["velocity"], nid), pos=start, sound=snd)
+                    heapq.heappush(self.events, (start, next(self.seq), on))
+                last = i + 1 == len(cmd.notes) or not (
+                    cmd.notes[i + 1]["lyric"].strip() in MELISMA
+                    and abs(beats[i + 1] - ends[i]) <= rate // 20
+                )
+                if last:  # the group's end: the vowel gives way in time for the coda, and
+                    # for the onset of a note that follows at once, inside the note's time
+                    nxt = [
+                        b - s.lead
+                        for b, s in zip(beats, job.sound, strict=True)
+                        if ends[i] - rate // 20 <= b <= ends[i] + rate // 20
+                    ]
+                    tail = job.sound[head].tail
+                    stop = max(beats[i] + rate // 20, min([ends[i], *nxt]) - tail)
+                    off = Job(P.NoteOff(None, -(10**6) - head), pos=stop)
+                    heapq.heappush(self.events, (stop, next(self.seq), off))
             end = t0 + max(int((n["start"] + n["dur"]) * self.rate) for n in cmd.notes)
             heapq.heappush(self.events, (end, next(self.seq), Job(_ScoreEnd(job), pos=end)))
         elif isinstance(cmd, _ScoreEnd):
@@ -329,8 +362,10 @@ class Scheduler:
             raise ValueError(f"cannot render {job.cmd}")
         finished = []
         hook = self.on_event
-        self.on_event = lambda kind, j, **kw: (finished.append(j) if kind == "end" else None,
-                                               hook(kind, j, **kw))  # fmt: skip
+        self.on_event = lambda kind, j, **kw: (
+            finished.append(j) if kind == "end" else None,
+            hook(kind, j, **kw),
+        )
         job.pos = int(preroll * self.rate)
         heapq.heappush(self.events, (job.pos, next(self.seq), job))
         while not (any(j is job for j in finished) and not self.voices):
@@ -348,6 +383,9 @@ class Scheduler:
         for _ in range(blocks):
             self._render_block()
         self.voices.clear()
+
+
+MELISMA = ("_", "+", "~")  # a syllable that holds the previous vowel
 
 
 def score_phones(notes: list[dict]) -> list[tuple[str, ...]]:

@@ -68,39 +68,29 @@ class Renderer:
             p for syl in lyric_phones([lyric]) for p in syl]  # fmt: skip
         phones = phones or ["l", "aa"]
         model, dev = self.voice.model, self.voice.device
-        tokens = torch.tensor([self.voice.frontend.encode_units(phones)], device=dev)
-        enc = model.encoder(tokens)
-        dur = torch.clamp(torch.round(torch.exp(model.duration(enc)[0, :, 0]) - 1), min=1)
-        dur = dur.long()
+        # a bare vowel is encoded between pauses (as in every training sentence), else the
+        # model all but whispers it; syllables with consonants sing best as they are
+        pad = 1 if all(is_vowel(p) for p in phones) else 0
+        units = ["pau"] * pad + phones + ["pau"] * pad
+        tokens = torch.tensor([self.voice.frontend.encode_units(units)], device=dev)
+        enc_all = model.encoder(tokens)
+        keep = slice(pad, len(units) - pad)
+        enc = enc_all[:, keep]
+        dur = torch.round(torch.exp(model.duration(enc_all)[0, keep, 0]) - 1)
+        dur = torch.clamp(dur, min=1).long()
         up = upsample(enc, dur[None], int(dur.sum()))[0]
         idx = torch.repeat_interleave(torch.arange(len(phones), device=dev), dur)
-        ctrl = model.prosody(enc)[0][idx].clone()
+        ctrl = model.prosody(enc_all)[0, keep][idx].clone()
         v = next((i for i, p in enumerate(phones) if is_vowel(p)), len(phones) // 2)
         onset = int(dur[:v].sum())
-        ctrl[onset : onset + int(dur[v]), 1] = 1.0  # the note's vowel is voiced
+        vowel = slice(onset, onset + int(dur[v]))
+        ctrl[vowel, 1] = 1.0  # the note's vowel is voiced, and at least at average loudness
+        ctrl[vowel, 2] = torch.clamp(ctrl[vowel, 2], min=0.0)
         hold, end = onset + int(dur[v]) // 2, onset + int(dur[v])
         if len(self._syllables) >= 1024:
             self._syllables.pop(next(iter(self._syllables)))
         self._syllables[key] = (up, ctrl, onset, hold, end)
         return up, ctrl.clone(), onset, hold, end
-        phones = [p for syl in lyric_phones([lyric]) for p in syl] or ["l", "aa"]
-        model = self.voice.model
-        dev = self.voice.device
-        tokens = torch.tensor([self.voice.frontend.encode_units(phones)], device=dev)
-        enc = model.encoder(tokens)
-        dur = torch.clamp(torch.round(torch.exp(model.duration(enc)[0, :, 0]) - 1), min=1)
-        dur = dur.long()
-        up = upsample(enc, dur[None], int(dur.sum()))[0]
-        idx = torch.repeat_interleave(torch.arange(len(phones), device=dev), dur)
-        ctrl = model.prosody(enc)[0][idx].clone()
-        v = next((i for i, p in enumerate(phones) if is_vowel(p)), len(phones) // 2)
-        start = int(dur[:v].sum())
-        ctrl[start : start + int(dur[v]), 1] = 1.0  # the note's vowel is voiced
-        hold = start + int(dur[v]) // 2
-        if len(self._syllables) >= 1024:
-            self._syllables.pop(next(iter(self._syllables)))
-        self._syllables[lyric] = (up, ctrl, hold)
-        return up, ctrl.clone(), hold
 
 
 class _Streaming:

@@ -91,3 +91,25 @@ def test_sing_cli_sings_in_tune_and_on_the_beat(tmp_path):
 def test_a_score_over_mqtt_is_the_same_command():
     sing = P.mqtt_sing(json.dumps({"notes": [{"pitch": 60, "start": 0, "dur": 1}]}).encode())
     assert sing.notes[0]["lyric"] == "la" and sing.notes[0]["velocity"] == 100
+
+
+def test_a_melisma_is_one_voice_gliding_without_a_gap(tmp_path):
+    notes = [
+        {"pitch": 57, "start": 0.0, "dur": 0.4, "lyric": "ah"},
+        {"pitch": 60, "start": 0.4, "dur": 0.4, "lyric": "_"},
+        {"pitch": 64, "start": 0.8, "dur": 0.6, "lyric": "_"},
+    ]
+    src = tmp_path / "m.json"
+    src.write_text(json.dumps({"notes": notes}))
+    out = tmp_path / "m.wav"
+    assert cli.main(["sing", str(src), "-o", str(out)]) == 0
+    y, sr = sf.read(out, dtype="float32")
+    rms = librosa.feature.rms(y=y, hop_length=256)[0]
+    t = np.arange(len(rms)) * 256 / sr
+    held = (t > 0.6) & (t < 1.8)
+    assert rms[held].min() > 0.2 * np.median(rms[held])  # no gap between the notes
+    f0 = librosa.yin(y, fmin=80, fmax=800, sr=sr, frame_length=1024, hop_length=256)
+    for n in notes:
+        m = (t > 0.5 + n["start"] + 0.25 * n["dur"]) & (t < 0.5 + n["start"] + 0.75 * n["dur"])
+        hz = 440 * 2 ** ((n["pitch"] - 69) / 12)
+        assert abs(1200 * np.log2(np.median(f0[m]) / hz)) < 50, n
