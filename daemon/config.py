@@ -99,6 +99,9 @@ class DaemonConfig:
     greeting: str = _opt()
     sink: str = _opt()
     voice: str = _opt()
+    voices_dir: str = _opt()
+    max_text: int = _opt(lo=1, hi=100_000)
+    max_queue: int = _opt(lo=1, hi=100_000)
     vocoder: str = _opt()
     max_voices: int = _opt(lo=1, hi=64)
     latency_ms: float = _opt(lo=0.0, hi=2000.0)
@@ -114,6 +117,8 @@ class DaemonConfig:
 class OscConfig:
     host: str = _opt()
     port: int = _opt(lo=0, hi=65535)
+    allow: tuple[str, ...] = _opt()
+    max_rate: int = _opt(lo=1, hi=1_000_000)
 
 
 @dataclass(frozen=True)
@@ -180,7 +185,11 @@ def _where(source: str, text: str | None, section: str, key: str | None = None) 
 def _check_value(cls: type, f: dataclasses.Field, value: Any) -> str | None:
     """Why ``value`` is not allowed for field ``f`` (None when it is)."""
     want = typing.get_type_hints(cls)[f.name]
-    if typing.get_origin(want) is tuple:  # tuple[int, ...]: a TOML array of integers
+    if typing.get_origin(want) is tuple:  # tuple[int, ...] or tuple[str, ...]: a TOML array
+        if typing.get_args(want)[0] is str:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                return f"expected an array of strings, got {value!r}"
+            return None
         if (
             not isinstance(value, list)
             or not value

@@ -101,15 +101,24 @@ class MqttLink:
         kind = topic.rsplit("/", 1)[-1]
         payload = bytes(msg.payload or b"")
         jid = None
+        sched = self.daemon.scheduler
         try:
+            if kind in ("say", "sing") and sched.busy():
+                raise P.ProtocolError(sched.busy())
             if kind == "say":
                 cmd, at = P.mqtt_say(payload)
                 jid = cmd.id
-                self.daemon.scheduler.submit(Job(cmd, None, "mqtt", at=at))
+                job = Job(cmd, None, "mqtt", at=at)
+                if cmd.voice:
+                    try:
+                        job.renderer = self.daemon.renderer_for(cmd.voice)
+                    except ValueError as e:
+                        raise P.ProtocolError(str(e)) from None
+                sched.submit(job)
             elif kind == "sing":
                 cmd = P.mqtt_sing(payload)
                 jid = cmd.id
-                self.daemon.scheduler.submit(Job(cmd, None, "mqtt"))
+                sched.submit(Job(cmd, None, "mqtt"))
             elif kind == "control":
                 self.daemon.scheduler.submit(Job(P.mqtt_control(payload), None, "mqtt"))
         except P.ProtocolError as e:

@@ -13,6 +13,7 @@ immediate message is placed by when it arrived, not by when the event loop got t
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import struct
@@ -32,13 +33,39 @@ class OscServer:
         self.daemon = daemon
         self.sock: socket.socket | None = None
         self.notify: set[tuple] = set()
-        self.received = 0
-        self.failed = 0
+        self.received = self.failed = self.denied = 0
+        osc = daemon.cfg.osc
+        try:
+            self.allow = [ipaddress.ip_network(n, strict=False) for n in osc.allow]
+        except ValueError as e:
+            raise ValueError(f"[osc] allow: {e}") from None
+        self.max_rate = osc.max_rate
+        self.buckets: dict[tuple, list[float]] = {}  # client -> [tokens, last time]
+
+    def _allowed(self, addr) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr[0])
+        except ValueError:
+            return False
+        return any(ip in net for net in self.allow)
+
+    def _within_rate(self, addr, now: float) -> bool:
+        """A token bucket per client: ``max_rate`` a second, bursts of as many."""
+        b = self.buckets.setdefault(addr, [float(self.max_rate), now])
+        b[0] = min(float(self.max_rate), b[0] + (now - b[1]) * self.max_rate)
+        b[1] = now
+        if b[0] < 1.0:
+            return False
+        b[0] -= 1.0
+        if len(self.buckets) > 4096:  # forget idle clients
+            self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < 10}
+        return True
 
     def open(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> tuple[str, int]:
         self.loop = loop
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # ride out bursts
         if _STAMP is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, _STAMP, 1)
         self.sock.bind((host, port))
@@ -81,6 +108,13 @@ class OscServer:
 
     def datagram_received(self, data: bytes, addr, arrival: float | None = None) -> None:
         self.received += 1
+        if not self._allowed(addr):  # not answered: no replies to strangers
+            self.denied += 1
+            log.debug("OSC from %s dropped: not in [osc] allow", addr)
+            return
+        if not self._within_rate(addr, time.monotonic()):
+            self.fail(addr, "?", f"rate limit: [osc] max_rate is {self.max_rate} a second")
+            return
         try:
             packets = P.parse_datagram(data)
         except P.ProtocolError as e:
@@ -112,6 +146,8 @@ class OscServer:
                 self.send(addr, "/done", pk.address)
             except ValueError as e:
                 self.fail(addr, pk.address, str(e))
+        elif isinstance(cmd, P.Say | P.NoteOn | P.Sing) and d.scheduler.busy():
+            self.fail(addr, pk.address, d.scheduler.busy(), getattr(cmd, "id", None))
         else:
             d.scheduler.submit(Job(cmd, (addr, pk.address), "osc", arrival or 0.0, pk.at))
 

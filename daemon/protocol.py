@@ -149,11 +149,16 @@ def _opt_id(args: list, i: int) -> int | None:
     return int(args[i])
 
 
+MAX_TEXT = [2000]  # [daemon] max_text, set at start
+
+
 def _text(args: list, what: str) -> str:
     if not args or not isinstance(args[0], str) or not args[0].strip():
         raise ProtocolError(f"argument 1 ({what}) must be a non-empty string")
-    if len(args[0]) > 2000:
-        raise ProtocolError(f"{what} is {len(args[0])} characters; the limit is 2000")
+    if len(args[0]) > MAX_TEXT[0]:
+        raise ProtocolError(
+            f"{what} is {len(args[0])} characters; the limit ([daemon] max_text) is {MAX_TEXT[0]}"
+        )
     return args[0]
 
 

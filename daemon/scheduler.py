@@ -52,6 +52,7 @@ class Job:
     lyric: str = "la"
     waited: bool = False  # queued behind other speech
     ready: Any = None  # the future of the voice's preparation
+    renderer: Any = None  # another voice than the current one (MQTT "voice")
 
 
 @dataclass
@@ -77,10 +78,11 @@ class Scheduler:
         buffer_ms: float = 25.0,
         block: int = 256,
         on_event=None,
+        max_queue: int = 256,
     ):
         self.r, self.sink = renderer, sink
         self.rate = renderer.rate
-        self.max_voices, self.block = max_voices, block
+        self.max_voices, self.block, self.max_queue = max_voices, block, max_queue
         self.latency = int(latency_ms * self.rate / 1000)
         self.ahead = int(buffer_ms * self.rate / 1000)
         self.on_event = on_event or (lambda kind, job, **kw: None)
@@ -123,7 +125,7 @@ class Scheduler:
         try:
             cmd = job.cmd
             if isinstance(cmd, P.Say):
-                job.sound = Speech(self.r, cmd.text, self.params["speed"])
+                job.sound = Speech(job.renderer or self.r, cmd.text, self.params["speed"])
             elif isinstance(cmd, P.NoteOn):
                 job.sound = Note(self.r, cmd.pitch, cmd.velocity, job.lyric, self.params)
             else:  # a score: words split over notes ("hel-", "lo"), melismas ("_")
@@ -137,6 +139,13 @@ class Scheduler:
         except ValueError as e:  # text the voice cannot say
             job.sound = None
             self.on_event("fail", job, reason=str(e))
+
+    def busy(self) -> str | None:
+        """Why a new job is refused (a full queue), or None."""
+        waiting = len(self.speech_queue) + len(self.events) + self.inbox.qsize()
+        if waiting >= self.max_queue:
+            return f"queue full: [daemon] max_queue is {self.max_queue}"
+        return None
 
     def start(self) -> None:
         self.sink.start()
@@ -208,11 +217,20 @@ class Scheduler:
             _, _, job = heapq.heappop(self.events)
             self._apply(job, job.pos - self.pos)
         mix = np.zeros(n, np.float32)
-        fill([v.sound for v in self.voices if not v.fading], n)  # one batched model step
+        try:
+            fill([v.sound for v in self.voices if not v.fading], n)  # one batched model step
+        except Exception:  # a voice's model failed: each voice goes on alone below
+            log.exception("the batched step failed; rendering voice by voice")
         ended = []
-        for v in self.voices:
+        for v in list(self.voices):
             k = n - v.offset
-            y = v.sound.render(k)
+            try:
+                y = v.sound.render(k)
+            except Exception as e:  # this voice ends with /fail, the others sing on
+                log.exception("a voice failed: %s", v.job.cmd)
+                self.voices.remove(v)
+                self.on_event("fail", v.job, reason=f"the voice failed ({type(e).__name__}: {e})")
+                continue
             if v.fading:
                 y = y * np.linspace(1.0, 0.0, len(y), dtype=np.float32)
             mix[v.offset : v.offset + len(y)] += y

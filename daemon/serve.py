@@ -39,14 +39,26 @@ class Daemon:
         self.mqtt = None
         self.osc_addr: tuple[str, int] | None = None
 
+    def known_voices(self) -> dict[str, Path | None]:
+        """Voices by name: "default" (the packaged one) and each ``NAME.safetensors`` of
+        ``[daemon] voices_dir``. Messages name voices, never files."""
+        from model import voice as _voice
+
+        out: dict[str, Path | None] = {"default": _voice.PACKAGED}
+        if self.cfg.daemon.voices_dir:
+            for p in sorted(Path(self.cfg.daemon.voices_dir).glob("*.safetensors")):
+                out.setdefault(p.stem, p)
+        return out
+
     def _voice(self, name: str):
         from model import voice as _voice
 
-        if not name or name == "default":
+        known = self.known_voices()
+        if name not in known:
+            raise ValueError(f"unknown voice {name!r}; known: {sorted(known)}")
+        if name == "default":
             return _voice.packaged(self.cfg.audio)
-        if not Path(name).is_file():
-            raise ValueError(f"no voice {name!r}: give an acoustic checkpoint or 'default'")
-        return _voice.Voice.load(name, self.cfg.audio)
+        return _voice.Voice.load(known[name], self.cfg.audio)
 
     @staticmethod
     def _device(name: str) -> torch.device:
@@ -59,11 +71,18 @@ class Daemon:
 
         return _vocoder(self.cfg, self.cfg.daemon.vocoder or None)
 
+    def renderer_for(self, name: str) -> Renderer:
+        """The named voice's renderer (loaded once, then kept)."""
+        if name not in self.renderers:
+            voice = self._voice(name).to(self.device)
+            self.renderers[name] = Renderer.configured(
+                voice, self.renderer.vocoder, self.cfg.daemon
+            )
+        return self.renderers[name]
+
     def switch_voice(self, name: str) -> None:
         """Switch for new jobs; what sounds finishes with the old one."""
-        d = self.cfg.daemon
-        voice = self._voice(name).to(self.device)
-        self.renderer = Renderer.configured(voice, self.renderer.vocoder, d)
+        self.renderer = self.renderer_for(name)
         self.scheduler.r = self.renderer
 
     def _event(self, kind: str, job: Job, **kw) -> None:
@@ -82,6 +101,7 @@ class Daemon:
     async def run(self) -> int:
         d = self.cfg.daemon
         self.loop = asyncio.get_running_loop()
+        P.MAX_TEXT[0] = d.max_text
         if d.threads:
             torch.set_num_threads(d.threads)
         sys.setswitchinterval(0.0005)  # the loop gets the GIL soon after a datagram lands
@@ -89,7 +109,9 @@ class Daemon:
         vocoder = self._vocoder()
         if hasattr(vocoder, "to"):  # a neural vocoder
             vocoder.to(self.device)
-        self.renderer = Renderer.configured(self._voice(d.voice).to(self.device), vocoder, d)
+        self.renderer = Renderer.configured(self._voice(d.voice or "default").to(self.device),
+                                            vocoder, d)  # fmt: skip
+        self.renderers = {d.voice or "default": self.renderer}
         log.info("models on %s", self.device)
         await self.loop.run_in_executor(None, warm_up, self.renderer)
         gc.collect()
@@ -98,7 +120,7 @@ class Daemon:
         log.info("sink: %s (%s)", sink.name, why)
         self.scheduler = Scheduler(self.renderer, sink, max_voices=d.max_voices,
                                    latency_ms=d.latency_ms, buffer_ms=d.buffer_ms,
-                                   on_event=self._event)  # fmt: skip
+                                   on_event=self._event, max_queue=d.max_queue)  # fmt: skip
         host, port = self.cfg.osc.host, self.cfg.osc.port
         if self.osc_spec:
             host, _, p = self.osc_spec.rpartition(":")

@@ -134,8 +134,10 @@ def test_osc_queries_jobs_and_failures(served):
     assert r.recv("/fail") == ("/fail", ["/bogus", "unknown address /bogus"])
     r.sock.sendto(b"not osc at all", r.d.osc_addr)
     assert r.recv("/fail")[1][0] == "?"
-    r.send("/voice", "/no/such/voice.safetensors")
-    assert "no voice" in r.recv("/fail")[1][1]
+    r.send("/voice", "/etc/passwd")  # messages name voices, never files
+    assert r.recv("/fail")[1][1] == "unknown voice '/etc/passwd'; known: ['default']"
+    r.send("/voice", "default")
+    assert r.recv("/done") == ("/done", ["/voice"])
     r.send("/sync", 42)
     assert r.recv("/synced") == ("/synced", [42])
     r.stop()
