@@ -131,6 +131,7 @@ class MqttConfig:
     pool: bool = _opt()
     keepalive: int = _opt(lo=5, hi=3600)
     stats_interval: float = _opt(lo=0.1, hi=3600.0)
+    session_expiry: int = _opt(lo=0, hi=2**32 - 1)
 
 
 @dataclass(frozen=True)

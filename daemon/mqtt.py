@@ -4,7 +4,9 @@ Topics under ``melgand/<node>``: ``say`` and ``sing`` (QoS 1, acknowledged only 
 is queued: paho's manual acks), ``control``; out: ``status`` (retained ``online``, with an
 ``offline`` Will), ``event`` (audio-start, audio-stop, done, error) and ``stats`` (periodic).
 With ``pool`` (MQTT 5) the daemon also takes jobs from ``$share/melgand/melgand/pool/say``.
-Lost connections are retried with exponential backoff and the subscriptions renewed.
+Lost connections are retried with exponential backoff and the subscriptions renewed. The
+session persists (``clean_start`` off, ``session_expiry`` seconds): QoS 1 jobs published while
+the daemon is away are delivered when it comes back.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from daemon import protocol as P
 from daemon.scheduler import Job
@@ -54,6 +58,8 @@ class MqttLink:
         tls_context = None
         if self.target.tls:
             tls_context = ssl.create_default_context(cafile=self.cfg.ca_file or None)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.cfg.session_expiry  # QoS 1 jobs wait for us
         c = aiomqtt.Client(
             self.target.host,
             self.target.port,
@@ -64,6 +70,8 @@ class MqttLink:
             will=aiomqtt.Will(f"{self.prefix}/status", b"offline", qos=1, retain=True),
             keepalive=self.cfg.keepalive,
             tls_context=tls_context,
+            clean_start=False,
+            properties=props,
         )
         c._client.manual_ack_set(True)
         return c

@@ -2,12 +2,15 @@
 
 The header (stored in the safetensors metadata under ``"melgand"``) carries the format
 version, the model kind and constructor kwargs, the audio convention, the symbol set,
-provenance (the command and data that made it) and metrics, so that a checkpoint loads
-with nothing else. Writes go to a temp file and are renamed into place.
+provenance (the command and data that made it), metrics and a SHA-256 of the weights,
+checked on load (files written before the checksum load without it), so that a checkpoint
+loads with nothing else and a damaged one is refused. Writes go to a temp file and are
+renamed into place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -27,8 +30,19 @@ class CheckpointError(ValueError):
     user_error = True
 
 
+def digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def save(path: Path | str, tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> None:
     path = Path(path)
+    header = {**header, "sha256": digest(tensors)}
     meta = {"melgand": json.dumps({"format_version": FORMAT_VERSION, **header}, sort_keys=True)}
     tmp = path.with_name(f".{path.name}.tmp")
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), meta)
@@ -55,6 +69,11 @@ def load(path: Path | str, kind: str | None = None) -> tuple[dict[str, torch.Ten
         raise CheckpointError(
             f"{path}: checkpoint format {header.get('format_version')} is not supported "
             f"(this melgand reads {SUPPORTED_VERSIONS}); upgrade melgand"
+        )
+    if "sha256" in header and digest(tensors) != header["sha256"]:
+        raise CheckpointError(
+            f"{path}: the weights do not match their checksum: the file is corrupted; "
+            "use another copy (a run's previous checkpoint, or reinstall the package)"
         )
     if kind is not None and header.get("kind") != kind:
         raise CheckpointError(f"{path}: holds a {header.get('kind')!r}, expected a {kind!r}")

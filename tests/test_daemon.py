@@ -565,3 +565,21 @@ def test_legato_glides_one_voice_to_the_next_note(served):
     done = {tuple(r.recv("/done")[1]) for _ in range(2)}
     assert done == {("/mnote", 1), ("/mnote", 2)}
     r.stop()
+
+
+def test_jobs_sent_while_the_daemon_is_away_are_not_lost(served, broker):
+    port, _, _ = broker
+    url = f"mqtt://127.0.0.1:{port}"
+    first = served(mqtt=url, **{"mqtt.node": "p"})
+    deadline = time.monotonic() + 20
+    while first.d.mqtt.connects == 0:  # the session (and its subscriptions) now exists
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    first.stop()
+    listen = Listener(port)
+    try:
+        listen.publish("melgand/p/say", json.dumps({"text": "While you were out.", "id": 11}))
+        served(mqtt=url, **{"mqtt.node": "p"})
+        listen.wait(lambda m: m[0].endswith("/event") and b'"done"' in m[1] and b'"id": 11' in m[1])
+    finally:
+        listen.close()

@@ -235,3 +235,21 @@ def test_3000_hostile_datagrams_leave_it_serving(tmp_path):
         p.terminate()
         p.wait(15)
         sock.close()
+
+
+def test_a_damaged_checkpoint_is_refused_never_half_loaded(tmp_path):
+    import torch
+
+    from model import checkpoint
+
+    path = tmp_path / "c.safetensors"
+    checkpoint.save(path, {"w": torch.arange(1000, dtype=torch.float32)}, {"kind": "x"})
+    assert checkpoint.load(path)[0]["w"][999] == 999
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x40  # one bit, inside the weights
+    (tmp_path / "flip.safetensors").write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CheckpointError, match="do not match their checksum"):
+        checkpoint.load(tmp_path / "flip.safetensors")
+    (tmp_path / "cut.safetensors").write_bytes(path.read_bytes()[:-500])
+    with pytest.raises(checkpoint.CheckpointError, match="not a readable safetensors"):
+        checkpoint.load(tmp_path / "cut.safetensors")
