@@ -253,3 +253,54 @@ def test_a_damaged_checkpoint_is_refused_never_half_loaded(tmp_path):
     (tmp_path / "cut.safetensors").write_bytes(path.read_bytes()[:-500])
     with pytest.raises(checkpoint.CheckpointError, match="not a readable safetensors"):
         checkpoint.load(tmp_path / "cut.safetensors")
+
+
+def test_a_trainer_killed_mid_run_resumes_from_its_last_checkpoint(corpus_copy, tmp_path):
+    """SIGKILL (no chance to save): the atomic checkpoints on disk are whole, and --resume
+    goes on from the last one."""
+    import json
+    import subprocess
+    import sys
+
+    from model import checkpoint
+
+    run = tmp_path / "run"
+    base = [
+        sys.executable,
+        "-m",
+        "daemon.cli",
+        "train",
+        "acoustic",
+        "--data",
+        str(corpus_copy),
+        "--run",
+        str(run),
+    ]
+    sets = [
+        "acoustic.batch_size=2",
+        "acoustic.hidden=32",
+        "acoustic.save_every=3",
+        "acoustic.held_out=0.2",
+    ]
+
+    def flags(steps: int) -> list[str]:
+        return [a for s in [f"acoustic.steps={steps}", *sets] for a in ("--set", s)]
+
+    p = subprocess.Popen([*base, *flags(400)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while True:  # wait for a second checkpoint, then kill without warning
+        ck = run / "acoustic.safetensors"
+        if ck.exists() and checkpoint.load(ck)[1]["provenance"]["step"] >= 6:
+            break
+        assert time.monotonic() < deadline and p.poll() is None
+        time.sleep(0.2)
+    p.kill()
+    p.wait()
+    step = checkpoint.load(run / "acoustic.safetensors")[1]["provenance"]["step"]
+    assert step % 3 == 0 and step >= 6
+    r = subprocess.run(
+        [*base, *flags(step + 3), "--resume"], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["step"] == step + 3  # the run went on from the whole checkpoint
