@@ -98,6 +98,7 @@ class VocoderConfig(_LongTrainConfig):
 class DaemonConfig:
     greeting: str = _opt()
     sink: str = _opt()
+    fallback_sink: str = _opt()
     voice: str = _opt()
     voices_dir: str = _opt()
     max_text: int = _opt(lo=1, hi=100_000)

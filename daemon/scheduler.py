@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from daemon import protocol as P
+from daemon.sink import NullSink
 from daemon.synth import Note, Renderer, Speech, fill
 from dsp.dynamics import limit
 from model.frontend import lyric_phones
@@ -79,10 +80,12 @@ class Scheduler:
         block: int = 256,
         on_event=None,
         max_queue: int = 256,
+        fallback=None,
     ):
         self.r, self.sink = renderer, sink
         self.rate = renderer.rate
         self.max_voices, self.block, self.max_queue = max_voices, block, max_queue
+        self.fallback = fallback or (lambda: NullSink(self.rate))  # a sink for a dead device
         self.latency = int(latency_ms * self.rate / 1000)
         self.ahead = int(buffer_ms * self.rate / 1000)
         self.on_event = on_event or (lambda kind, job, **kw: None)
@@ -181,6 +184,9 @@ class Scheduler:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
+                why = self.sink.failed()
+                if why:
+                    self._fall_back(why)
                 self._drain()
                 if self.pos < self.sink.played() + self.ahead:
                     self._render_block()
@@ -190,6 +196,13 @@ class Scheduler:
         except Exception:  # a bug: say so loudly, keep the process up for a clean stop
             log.exception("the render worker failed")
             raise
+
+    def _fall_back(self, why: str) -> None:
+        """The device is gone: carry on, on the same schedule, into the fallback sink."""
+        old, self.sink = self.sink, self.fallback()
+        log.error("audio output failed (%s): continuing on %s", why, self.sink.name)
+        self.sink.start(at=self.pos)
+        threading.Thread(target=old.close, daemon=True).start()
 
     def _drain(self) -> None:
         while True:

@@ -117,10 +117,12 @@ class Daemon:
         gc.collect()
         gc.freeze()  # what exists now (model, caches) is never scanned again: shorter pauses
         sink, why = open_sink(self.sink_spec, self.renderer.rate)
+        self.sinks = [sink]
         log.info("sink: %s (%s)", sink.name, why)
         self.scheduler = Scheduler(self.renderer, sink, max_voices=d.max_voices,
                                    latency_ms=d.latency_ms, buffer_ms=d.buffer_ms,
-                                   on_event=self._event, max_queue=d.max_queue)  # fmt: skip
+                                   on_event=self._event, max_queue=d.max_queue,
+                                   fallback=self._fallback_sink)  # fmt: skip
         host, port = self.cfg.osc.host, self.cfg.osc.port
         if self.osc_spec:
             host, _, p = self.osc_spec.rpartition(":")
@@ -146,7 +148,7 @@ class Daemon:
         log.info("stopping: fading out")
         self.osc.close()  # no more work
         await self.loop.run_in_executor(None, self.scheduler.stop)
-        sink.close()
+        await self.loop.run_in_executor(None, self.scheduler.sink.close)
         if self.mqtt is not None:
             await self.mqtt.close()
             mqtt_task.cancel()
@@ -154,6 +156,12 @@ class Daemon:
                 await mqtt_task
         log.info("stopped")
         return 0
+
+    def _fallback_sink(self):
+        """``[daemon] fallback_sink`` (from the render worker, when the device fails)."""
+        sink, _ = open_sink(self.cfg.daemon.fallback_sink, self.renderer.rate)
+        self.sinks.append(sink)
+        return sink
 
     def stop(self) -> None:
         """Thread-safe stop (tests)."""

@@ -33,8 +33,13 @@ class _Clocked:
         self.written = 0
         self.underruns = 0
 
-    def start(self) -> None:
-        self.t0 = time.monotonic()
+    def start(self, at: int = 0) -> None:
+        """Start the clock at sample ``at`` (a fallback sink takes over the schedule)."""
+        self.t0 = time.monotonic() - at / self.rate
+        self.written = at
+
+    def failed(self) -> str | None:
+        return None
 
     def played(self) -> int:
         return int((time.monotonic() - self.t0) * self.rate) if self.t0 is not None else 0
@@ -80,8 +85,11 @@ class OfflineSink:
     def __init__(self, rate: int):
         self.rate, self.blocks, self.written, self.underruns, self.t0 = rate, [], 0, 0, 0.0
 
-    def start(self) -> None:
+    def start(self, at: int = 0) -> None:
         pass
+
+    def failed(self) -> str | None:
+        return None
 
     def played(self) -> int:
         return self.written
@@ -113,6 +121,7 @@ class DeviceSink:
         self._lock = threading.Lock()
         self._last = (time.monotonic(), 0, 0)  # (monotonic time, samples read, block) at a callback
         self.device_latency = 0.0  # seconds from a callback to the DAC, as PortAudio reports
+        self._dead: str | None = None
         try:
             self.stream = sd.OutputStream(rate, channels=1, dtype="float32", device=device,
                                           callback=self._callback, latency="low")  # fmt: skip
@@ -134,8 +143,21 @@ class DeviceSink:
             self._last = (time.monotonic(), self.read, frames)
             self.device_latency = max(0.0, t.outputBufferDacTime - t.currentTime)
 
-    def start(self) -> None:
+    def start(self, at: int = 0) -> None:
         self.stream.start()
+        self._started = time.monotonic()
+
+    def failed(self) -> str | None:
+        """Why the device is gone: the stream stopped, or no callback for a second."""
+        if not getattr(self, "_started", 0) or self._dead:
+            return self._dead
+        t_last = self._last[0]
+        since = time.monotonic() - max(t_last, self._started)
+        if not self.stream.active:
+            self._dead = "the output stream stopped"
+        elif since > 1.0 + self.device_latency:
+            self._dead = f"no audio callback for {since:.1f} s"
+        return self._dead
 
     def played(self) -> int:
         """Samples the device has taken, extrapolated by at most one callback's block (a
@@ -160,8 +182,11 @@ class DeviceSink:
         return self.wrote
 
     def close(self) -> None:
-        self.stream.stop()
-        self.stream.close()
+        """Stop the stream; a dead device may never answer, so give it two seconds."""
+        t = threading.Thread(target=lambda: (self.stream.abort(), self.stream.close()),
+                             daemon=True)  # fmt: skip
+        t.start()
+        t.join(2.0)
 
 
 def open_sink(spec: str, rate: int):

@@ -57,15 +57,11 @@ def festival_speech(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def pulse_null_sink(tmp_path_factory):
-    """A real PulseAudio daemon with a null sink, private to the test session.
-
-    Yields the environment (PULSE_SERVER, PULSE_SINK) that points clients at it.
-    """
+def start_pulse(run: Path):
+    """A real PulseAudio daemon with a null sink ``melgand_test``, private to ``run``:
+    ``(process, client environment (PULSE_SERVER, PULSE_SINK), log file)``."""
     if shutil.which("pulseaudio") is None:
         pytest.fail("pulseaudio is missing: run `bash setup.sh test`, which installs it")
-    run = tmp_path_factory.mktemp("pulse")
     sock = run / "native"
     env = dict(os.environ, PULSE_RUNTIME_PATH=str(run), HOME=str(run), XDG_RUNTIME_DIR=str(run))
     log = (run / "pulseaudio.log").open("wb")
@@ -90,7 +86,7 @@ def pulse_null_sink(tmp_path_factory):
     while True:
         ok = subprocess.run(["pactl", "info"], env=client_env, capture_output=True).returncode == 0
         if ok:
-            break
+            return proc, client_env, log
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             proc.wait()
@@ -98,6 +94,15 @@ def pulse_null_sink(tmp_path_factory):
             err = (run / "pulseaudio.log").read_text(errors="replace")
             pytest.fail(f"PulseAudio did not start: {err[-2000:]}")
         time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def pulse_null_sink(tmp_path_factory):
+    """A real PulseAudio daemon with a null sink, private to the test session.
+
+    Yields the environment (PULSE_SERVER, PULSE_SINK) that points clients at it.
+    """
+    proc, client_env, log = start_pulse(tmp_path_factory.mktemp("pulse"))
     yield client_env
     proc.terminate()
     try:

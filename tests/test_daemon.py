@@ -583,3 +583,62 @@ def test_jobs_sent_while_the_daemon_is_away_are_not_lost(served, broker):
         listen.wait(lambda m: m[0].endswith("/event") and b'"done"' in m[1] and b'"id": 11' in m[1])
     finally:
         listen.close()
+
+
+def test_a_vanishing_sound_server_falls_back_and_keeps_serving(tmp_path):
+    """PulseAudio killed under the running daemon: it says so, carries on into the fallback
+    wav on the same schedule, and still finishes jobs."""
+    from tests.conftest import start_pulse
+
+    run = tmp_path / "pulse"
+    run.mkdir()
+    pulse, env, plog = start_pulse(run)
+    fallback = tmp_path / "fallback.wav"
+    port = free_port()
+    log = tmp_path / "stderr"
+    p = spawn(
+        [
+            "--sink",
+            "sounddevice",
+            "--osc",
+            f"127.0.0.1:{port}",
+            "--mqtt",
+            "off",
+            "--set",
+            "daemon.greeting=''",
+            "--set",
+            f"daemon.fallback_sink='wav:{fallback}'",
+        ],
+        log,
+        env,
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dest = ("127.0.0.1", port)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            sock.sendto(osc("/version"), dest)
+            sock.settimeout(0.5)
+            try:
+                sock.recvfrom(4096)
+                break
+            except TimeoutError:
+                assert time.monotonic() < deadline and p.poll() is None, log.read_text()
+        pulse.kill()
+        pulse.wait()
+        deadline = time.monotonic() + 20
+        while "audio output failed" not in log.read_text():
+            assert time.monotonic() < deadline and p.poll() is None, log.read_text()
+            time.sleep(0.1)
+        sock.settimeout(30)
+        sock.sendto(osc("/say", "Still here.", 5), dest)
+        while OscMessage(sock.recvfrom(4096)[0]).address != "/done":
+            pass
+    finally:
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(15)
+        sock.close()
+        plog.close()
+    assert rc == 0
+    y, sr = sf.read(fallback, dtype="float32")
+    assert sr == RATE and np.abs(y).max() > 0.05  # the phrase went into the fallback
