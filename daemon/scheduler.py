@@ -30,11 +30,10 @@ from typing import Any
 import numpy as np
 
 from daemon import protocol as P
+from daemon import score
 from daemon.sink import NullSink
 from daemon.synth import Note, Renderer, Speech, fill
 from dsp.dynamics import limit
-from model.frontend import lyric_phones
-from model.g2p import is_vowel
 
 log = logging.getLogger("melgand.scheduler")
 
@@ -132,7 +131,7 @@ class Scheduler:
             elif isinstance(cmd, P.NoteOn):
                 job.sound = Note(self.r, cmd.pitch, cmd.velocity, job.lyric, self.params)
             else:  # a score: words split over notes ("hel-", "lo"), melismas ("_")
-                phones = score_phones(cmd.notes)
+                phones = score.phones(cmd.notes)
                 job.sound = [
                     Note(self.r, n["pitch"], n["velocity"], ph, self.params)
                     for n, ph in zip(cmd.notes, phones, strict=True)
@@ -317,42 +316,10 @@ class Scheduler:
             for v in self.voices:
                 v.fading = True
             self.speech_queue.clear()
-        elif isinstance(cmd, P.Sing):
-            t0, rate = job.pos, self.rate
-            beats = [t0 + int(n["start"] * rate) for n in cmd.notes]
-            ends = [b + int(n["dur"] * rate) for b, n in zip(beats, cmd.notes, strict=True)]
-            head = 0
-            for i, (n, snd) in enumerate(zip(cmd.notes, job.sound, strict=True)):
-                nid = -(10**6) - i  # private ids for the score's notes
-                melisma = (
-                    i > 0
-                    and n["lyric"].strip() in MELISMA
-                    and abs(beats[i] - ends[i - 1]) <= rate // 20
-                )
-                if melisma:  # legato: the held vowel glides on to this note
-                    glide = Job(P.NoteParam(-(10**6) - head, "glide", n["pitch"]), pos=beats[i])
-                    heapq.heappush(self.events, (beats[i], next(self.seq), glide))
-                else:
-                    head = i
-                    start = max(self.pos, beats[i] - snd.lead)  # the vowel on the beat
-                    on = Job(P.NoteOn(n["pitch"], n["velocity"], nid), pos=start, sound=snd)
-                    heapq.heappush(self.events, (start, next(self.seq), on))
-                last = i + 1 == len(cmd.notes) or not (
-                    cmd.notes[i + 1]["lyric"].strip() in MELISMA
-                    and abs(beats[i + 1] - ends[i]) <= rate // 20
-                )
-                if last:  # the group's end: the vowel gives way in time for the coda, and
-                    # for the onset of a note that follows at once, inside the note's time
-                    nxt = [
-                        b - s.lead
-                        for b, s in zip(beats, job.sound, strict=True)
-                        if ends[i] - rate // 20 <= b <= ends[i] + rate // 20
-                    ]
-                    tail = job.sound[head].tail
-                    stop = max(beats[i] + rate // 20, min([ends[i], *nxt]) - tail)
-                    off = Job(P.NoteOff(None, -(10**6) - head), pos=stop)
-                    heapq.heappush(self.events, (stop, next(self.seq), off))
-            end = t0 + max(int((n["start"] + n["dur"]) * self.rate) for n in cmd.notes)
+        elif isinstance(cmd, P.Sing):  # the score's notes become events of their own
+            for at, j in score.events(cmd.notes, job.sound, job.pos, self.pos, self.rate):
+                heapq.heappush(self.events, (at, next(self.seq), j))
+            end = job.pos + max(int((n["start"] + n["dur"]) * self.rate) for n in cmd.notes)
             heapq.heappush(self.events, (end, next(self.seq), Job(_ScoreEnd(job), pos=end)))
         elif isinstance(cmd, _ScoreEnd):
             self.on_event("end", cmd.job, voice=None)
@@ -414,19 +381,6 @@ class Scheduler:
         for _ in range(blocks):
             self._render_block()
         self.voices.clear()
-
-
-MELISMA = ("_", "+", "~")  # a syllable that holds the previous vowel
-
-
-def score_phones(notes: list[dict]) -> list[tuple[str, ...]]:
-    """Each note's phones; a melisma (an empty syllable) holds the previous note's vowel."""
-    out, last = [], ("aa",)
-    for ph in lyric_phones([n["lyric"] for n in notes]):
-        vowels = [p for p in ph if is_vowel(p)]
-        out.append(tuple(ph) if ph else last)
-        last = (vowels[-1],) if vowels else last
-    return out
 
 
 @dataclass

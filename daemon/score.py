@@ -12,6 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from daemon import protocol as P
+from model.frontend import lyric_phones
+from model.g2p import is_vowel
+
+MELISMA = ("_", "+", "~")  # a syllable that holds the previous vowel
+PRIVATE = -(10**6)  # note ids of a score's notes: PRIVATE - index
 
 
 class ScoreError(ValueError):
@@ -50,8 +55,15 @@ def _midi(path: Path) -> P.Sing:
             open_notes[(msg.channel, msg.note)] = (t, msg.velocity)
         elif msg.type in ("note_off", "note_on") and (msg.channel, msg.note) in open_notes:
             start, vel = open_notes.pop((msg.channel, msg.note))
-            notes.append({"pitch": float(msg.note), "start": start, "dur": max(t - start, 0.05),
-                          "velocity": float(vel), "lyric": "la"})  # fmt: skip
+            notes.append(
+                {
+                    "pitch": float(msg.note),
+                    "start": start,
+                    "dur": max(t - start, 0.05),
+                    "velocity": float(vel),
+                    "lyric": "la",
+                }
+            )
     if not notes:
         raise ScoreError(f"{path}: no notes in the MIDI file")
     notes.sort(key=lambda n: n["start"])
@@ -61,6 +73,56 @@ def _midi(path: Path) -> P.Sing:
             n["lyric"] = lyrics[k][1].replace(" ", "") or "la"
             k += 1
     return P.Sing(notes)
+
+
+def phones(notes: list[dict]) -> list[tuple[str, ...]]:
+    """Each note's phones: words split over notes ("hel-", "lo"); a melisma (an empty
+    syllable) holds the previous note's vowel."""
+    out, last = [], ("aa",)
+    for ph in lyric_phones([n["lyric"] for n in notes]):
+        vowels = [p for p in ph if is_vowel(p)]
+        out.append(tuple(ph) if ph else last)
+        last = (vowels[-1],) if vowels else last
+    return out
+
+
+def events(notes: list[dict], sounds: list, t0: int, now: int, rate: int) -> list[tuple]:
+    """A score's notes as ``(sample, Job)`` events from sample ``t0``, sung as singers do:
+    the onset consonants before the beat so the vowel lands on it, the vowel giving way in
+    time for the coda and for the onset of a note that follows at once, and a melisma gliding
+    the held vowel on to its pitch (legato, one voice)."""
+    from daemon.scheduler import Job
+
+    beats = [t0 + int(n["start"] * rate) for n in notes]
+    ends = [b + int(n["dur"] * rate) for b, n in zip(beats, notes, strict=True)]
+    touching = rate // 20  # 50 ms: notes this close follow one another
+
+    def melisma(i: int) -> bool:
+        return (
+            0 < i < len(notes)
+            and notes[i]["lyric"].strip() in MELISMA
+            and abs(beats[i] - ends[i - 1]) <= touching
+        )
+
+    out, head = [], 0
+    for i, (n, snd) in enumerate(zip(notes, sounds, strict=True)):
+        if melisma(i):
+            glide = P.NoteParam(PRIVATE - head, "glide", n["pitch"])
+            out.append((beats[i], Job(glide, pos=beats[i])))
+        else:
+            head = i
+            start = max(now, beats[i] - snd.lead)
+            on = Job(P.NoteOn(n["pitch"], n["velocity"], PRIVATE - i), pos=start, sound=snd)
+            out.append((start, on))
+        if not melisma(i + 1):  # the end of this note (or of its melisma)
+            nxt = [
+                b - s.lead
+                for b, s in zip(beats, sounds, strict=True)
+                if abs(b - ends[i]) <= touching
+            ]
+            stop = max(beats[i] + touching, min([ends[i], *nxt]) - sounds[head].tail)
+            out.append((stop, Job(P.NoteOff(None, PRIVATE - head), pos=stop)))
+    return out
 
 
 def render(renderer, sing: P.Sing, max_voices: int = 8, preroll: float = 0.5) -> np.ndarray:

@@ -13,7 +13,6 @@ import soundfile as sf
 import dsp
 from daemon import cli, score
 from daemon import protocol as P
-from daemon.scheduler import score_phones
 
 
 def write_kar(path, notes, tempo=500000):
@@ -38,8 +37,8 @@ def test_midi_scores_carry_notes_lyrics_and_tempo(tmp_path):
     assert [n["lyric"] for n in sing.notes] == ["hel-", "lo", "world"]
     assert [round(n["start"], 3) for n in sing.notes] == [0.0, 0.6, 0.9]  # 0.6 s a beat
     assert sing.notes[1]["dur"] == pytest.approx(0.3)
-    assert score_phones(sing.notes)[:2] == [("hh", "ax"), ("l", "ow")]  # the word split
-    assert score_phones([{"lyric": "la"}, {"lyric": "_"}]) == [("l", "aa"), ("aa",)]
+    assert score.phones(sing.notes)[:2] == [("hh", "ax"), ("l", "ow")]  # the word split
+    assert score.phones([{"lyric": "la"}, {"lyric": "_"}]) == [("l", "aa"), ("aa",)]
 
 
 def test_bad_scores_are_refused_by_name(tmp_path):
