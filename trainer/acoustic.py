@@ -8,10 +8,7 @@ the optimizer, scheduler, step and random state, so that ``--resume`` continues 
 
 from __future__ import annotations
 
-import json
 import random
-import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +16,6 @@ import numpy as np
 import soundfile as sf
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 import dsp
 from model import checkpoint
@@ -190,11 +186,8 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
         checkpoint.save(ckpt, net.state_dict(), header)
         train_state.save(state_path, step, rng, opts, {"sched": sched}, {"disc": disc_net})
 
-    tb = None
-    if rt.main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        tb = SummaryWriter(str(run / "tensorboard"))
+    record = runtime.Record(run, rt, steps, step, "acoustic", progress)
+    tb = record.tb
     vocoder = dsp.DspVocoder(conv, "rtisi")
 
     def validate() -> dict:
@@ -226,93 +219,46 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
                 "val_mel_l1_teacher_forced": vl["mel"].item(),
                 "val_duration_mse": vl["duration"].item()}  # fmt: skip
 
-    interrupted = False
-
-    def on_sigint(signum, frame):
-        nonlocal interrupted
-        interrupted = True
-
-    old = signal.signal(signal.SIGINT, on_sigint)
-    log = (run / "log.jsonl").open("a") if rt.main else None
-    t0 = time.perf_counter()
-    try:
-        model.train()
-        bar = tqdm(total=steps, initial=step, desc="acoustic", disable=not (progress and rt.main))
-        while step < steps and not rt.any(interrupted)[0]:
-            # a run of neighbours in length order: little padding, still random batches;
-            # every process draws all the starts and takes its own
-            top = max(1, len(by_len) - batch_size + 1)
-            starts = [rng.randrange(top) for _ in range(rt.world)]
-            chosen = by_len[starts[rt.rank] : starts[rt.rank] + batch_size]
-            batch = [t.to(rt.device) for t in make_batch(chosen, stats)]
-            with rt.autocast():
-                out, pred = losses(model, batch)
-                adversarial = disc is not None and step >= adversarial_start
+    with runtime.Interrupt() as interrupt:
+        try:
+            model.train()
+            while step < steps and not rt.any(interrupt.set)[0]:
+                # a run of neighbours in length order: little padding, still random batches;
+                # every process draws all the starts and takes its own
+                top = max(1, len(by_len) - batch_size + 1)
+                starts = [rng.randrange(top) for _ in range(rt.world)]
+                chosen = by_len[starts[rt.rank] : starts[rt.rank] + batch_size]
+                batch = [t.to(rt.device) for t in make_batch(chosen, stats)]
+                with rt.autocast():
+                    out, pred = losses(model, batch)
+                    adversarial = disc is not None and step >= adversarial_start
+                    if adversarial:
+                        m = batch[4][..., None].to(pred.dtype)
+                        real, fake = batch[2] * m, pred * m
+                        d_real_fake = disc(torch.cat([real, fake.detach()]))[0]
+                        out["disc"] = d_loss(*d_real_fake.float().chunk(2))
+                        logits, feats = disc_net(fake)
+                        with torch.no_grad():
+                            real_feats = disc_net(real)[1]
+                        out["adv"] = g_adv_loss(logits.float())
+                        out["feature_match"] = feature_matching(real_feats, feats)
+                        out["total"] = out["total"] + adversarial_weight * (
+                            out["adv"] + out["feature_match"]
+                        )
+                runtime.check_finite(rt, out, step, [c.id for c in chosen], ckpt)
+                runtime.optimize(scaler, opts["opt"], out["total"], model.parameters(), 1.0)
                 if adversarial:
-                    m = batch[4][..., None].to(pred.dtype)
-                    real, fake = batch[2] * m, pred * m
-                    d_real_fake = disc(torch.cat([real, fake.detach()]))[0]
-                    out["disc"] = d_loss(*d_real_fake.float().chunk(2))
-                    logits, feats = disc_net(fake)
-                    with torch.no_grad():
-                        real_feats = disc_net(real)[1]
-                    out["adv"] = g_adv_loss(logits.float())
-                    out["feature_match"] = feature_matching(real_feats, feats)
-                    out["total"] = out["total"] + adversarial_weight * (
-                        out["adv"] + out["feature_match"]
-                    )
-            bad = not all(torch.isfinite(v).item() for v in out.values())
-            if rt.any(bad)[0]:
-                where = f"items {[c.id for c in chosen]}" if bad else "another process"
-                raise FloatingPointError(
-                    f"loss is {out['total'].item()} at step {step} ({where}); "
-                    f"the last good checkpoint is {ckpt}"
-                )
-            opts["opt"].zero_grad()
-            scaler.scale(out["total"]).backward()
-            scaler.unscale_(opts["opt"])
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            scaler.step(opts["opt"])
-            if adversarial:
-                opts["opt_d"].zero_grad()
-                scaler.scale(out["disc"]).backward()
-                scaler.unscale_(opts["opt_d"])
-                torch.nn.utils.clip_grad_norm_(disc.parameters(), 10.0)
-                scaler.step(opts["opt_d"])
-            scaler.update()
-            sched.step()
-            step += 1
-            bar.update(1)
-            if step % log_every == 0 and rt.main:
-                rec = {"step": step, **{k: round(v.item(), 5) for k, v in out.items()}}
-                for k, v in out.items():
-                    tb.add_scalar(f"train/{k}", v.item(), step)
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                bar.set_postfix(mel=f"{rec['mel']:.3f}")
-            if step % save_every == 0 and rt.main:
-                save(validate())
-        bar.close()
-        rt.check_in_step(net)
-        metrics = {}
-        if rt.main:
-            metrics = {
-                **validate(),
-                "train_seconds_this_run": round(time.perf_counter() - t0, 1),
-                "device": str(rt.device),
-                "processes": rt.world,
-                "amp": rt.amp_name,
-            }
-            save(metrics)
-            (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        return metrics
-    finally:
-        signal.signal(signal.SIGINT, old)
-        if log is not None:
-            log.close()
-        if tb is not None:
-            tb.close()
-        rt.close()
+                    runtime.optimize(scaler, opts["opt_d"], out["disc"], disc.parameters(), 10.0)
+                scaler.update()
+                sched.step()
+                step += 1
+                record.step(step, out, log_every)
+                if step % save_every == 0 and rt.main:
+                    save(validate())
+            return record.finish(net, validate, save)
+        finally:
+            record.close()
+            rt.close()
 
 
 def plot_mels(path: Path, target: np.ndarray, pred: np.ndarray, title: str) -> None:

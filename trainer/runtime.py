@@ -10,7 +10,10 @@ writes checkpoints, logs and validation output.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import signal
+import time
 from dataclasses import dataclass
 
 import torch
@@ -111,3 +114,91 @@ class Runtime:
 
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     return module.module if hasattr(module, "module") else module
+
+
+def optimize(scaler, opt, loss: torch.Tensor, params, clip: float) -> None:
+    """One optimizer step through the (possibly pass-through) loss scaler, norm-clipped."""
+    opt.zero_grad()
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    scaler.step(opt)
+
+
+def check_finite(rt: Runtime, out: dict, step: int, items: list[str], ckpt) -> None:
+    """Stop every process together when a loss is NaN or infinite, naming step and items."""
+    bad = not all(torch.isfinite(v).item() for v in out.values())
+    if rt.any(bad)[0]:
+        where = f"items {items}" if bad else "another process"
+        raise FloatingPointError(
+            f"loss is {out['total'].item()} at step {step} ({where}); "
+            f"the last good checkpoint is {ckpt}"
+        )
+
+
+class Interrupt:
+    """Ctrl-C sets ``.set`` instead of raising, so that the loop can save and stop."""
+
+    def __enter__(self) -> Interrupt:
+        self.set = False
+        self._old = signal.signal(signal.SIGINT, self._on)
+        return self
+
+    def _on(self, signum, frame) -> None:
+        self.set = True
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self._old)
+
+
+class Record:
+    """What a run writes as it goes (rank 0): ``log.jsonl``, TensorBoard, the progress bar,
+    and at the end ``metrics.json``."""
+
+    def __init__(self, run, rt: Runtime, steps: int, step: int, desc: str, progress: bool):
+        from tqdm import tqdm
+
+        self.run, self.rt = run, rt
+        self.tb = self.log = None
+        if rt.main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run / "tensorboard"))
+            self.log = (run / "log.jsonl").open("a")
+        self.bar = tqdm(total=steps, initial=step, desc=desc, disable=not (progress and rt.main))
+        self.t0 = time.perf_counter()
+
+    def step(self, step: int, out: dict, every: int) -> None:
+        self.bar.update(1)
+        if step % every or not self.rt.main:
+            return
+        rec = {"step": step, **{k: round(v.item(), 5) for k, v in out.items()}}
+        for k, v in out.items():
+            self.tb.add_scalar(f"train/{k}", v.item(), step)
+        self.log.write(json.dumps(rec) + "\n")
+        self.log.flush()
+        self.bar.set_postfix(mel=f"{rec['mel']:.3f}")
+
+    def finish(self, net, validate, save) -> dict:
+        """Check the processes agree, validate, save, write ``metrics.json`` (rank 0)."""
+        self.bar.close()
+        self.rt.check_in_step(net)
+        if not self.rt.main:
+            return {}
+        metrics = {
+            **validate(),
+            "train_seconds_this_run": round(time.perf_counter() - self.t0, 1),
+            "device": str(self.rt.device),
+            "processes": self.rt.world,
+            "amp": self.rt.amp_name,
+        }
+        save(metrics)
+        (self.run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return metrics
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.log is not None:
+            self.log.close()
+        if self.tb is not None:
+            self.tb.close()

@@ -11,10 +11,7 @@ exact resume, NaN handling; each validation writes audio, a mel PNG, and PESQ-WB
 
 from __future__ import annotations
 
-import json
 import random
-import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +20,6 @@ import soundfile as sf
 import soxr
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 import dsp
 from model import checkpoint
@@ -153,11 +149,8 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
         checkpoint.save(ckpt, net.state_dict(), header)
         train_state.save(state_path, step, rng, opts, scheds, {"disc": disc_net})
 
-    tb = None
-    if rt.main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        tb = SummaryWriter(str(run / "tensorboard"))
+    record = runtime.Record(run, rt, steps, step, "vocoder", progress)
+    tb = record.tb
 
     def validate() -> dict:
         """Whole held-out items: audio, a mel PNG, mel L1, PESQ-WB and STOI."""
@@ -183,97 +176,51 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
             tb.add_scalar(k.replace("val_", "val/"), v, step)
         return {"step": step, **out}
 
-    interrupted = False
-
-    def on_sigint(signum, frame):
-        nonlocal interrupted
-        interrupted = True
-
-    old = signal.signal(signal.SIGINT, on_sigint)
-    log = (run / "log.jsonl").open("a") if rt.main else None
-    t0 = time.perf_counter()
-    try:
-        model.train()
-        bar = tqdm(total=steps, initial=step, desc="vocoder", disable=not (progress and rt.main))
-        while step < steps and not rt.any(interrupted)[0]:
-            picks = [rng.randrange(len(tr)) for _ in range(batch_size * rt.world)]
-            chosen = [tr[i] for i in picks[rt.rank * batch_size : (rt.rank + 1) * batch_size]]
-            # every process draws the same salt, then cuts its own clips
-            clip_rng = random.Random(rng.getrandbits(32) * 1009 + rt.rank)
-            batch = make_batch(chosen, clip_rng, segment_frames, ctx, hop)
-            mel, audio = (t.to(rt.device) for t in batch)
-            adversarial = step >= adversarial_start
-            out: dict[str, torch.Tensor] = {}
-            with rt.autocast():
-                y = model(mel)[:, ctx * hop :].float()
-                out["sc"], out["mag"] = stft_loss(y, audio)
-                out["mel"] = F.l1_loss(log_mel(y), log_mel(audio))
-                total = out["sc"] + out["mag"] + mel_weight * out["mel"]
+    with runtime.Interrupt() as interrupt:
+        try:
+            model.train()
+            while step < steps and not rt.any(interrupt.set)[0]:
+                picks = [rng.randrange(len(tr)) for _ in range(batch_size * rt.world)]
+                chosen = [tr[i] for i in picks[rt.rank * batch_size : (rt.rank + 1) * batch_size]]
+                # every process draws the same salt, then cuts its own clips
+                clip_rng = random.Random(rng.getrandbits(32) * 1009 + rt.rank)
+                batch = make_batch(chosen, clip_rng, segment_frames, ctx, hop)
+                mel, audio = (t.to(rt.device) for t in batch)
+                adversarial = step >= adversarial_start
+                out: dict[str, torch.Tensor] = {}
+                with rt.autocast():
+                    y = model(mel)[:, ctx * hop :].float()
+                    out["sc"], out["mag"] = stft_loss(y, audio)
+                    out["mel"] = F.l1_loss(log_mel(y), log_mel(audio))
+                    total = out["sc"] + out["mag"] + mel_weight * out["mel"]
+                    if adversarial:
+                        judged = disc(torch.cat([audio, y.detach()]))
+                        d_losses = [d_loss(*lg.float().chunk(2)) for lg, _ in judged]
+                        out["disc"] = sum(d_losses) / len(d_losses)
+                        fake = disc_net(y)
+                        out["adv"] = sum(g_adv_loss(lg.float()) for lg, _ in fake) / len(fake)
+                        total = total + adversarial_weight * out["adv"]
+                        if feature_match_weight > 0:
+                            with torch.no_grad():
+                                real = disc_net(audio)
+                            out["feature_match"] = sum(
+                                feature_matching(r[1], f[1])
+                                for r, f in zip(real, fake, strict=True)
+                            ) / len(fake)
+                            total = total + feature_match_weight * out["feature_match"]
+                    out["total"] = total
+                runtime.check_finite(rt, out, step, [c.id for c in chosen], ckpt)
+                runtime.optimize(scaler, opts["opt"], out["total"], model.parameters(), 10.0)
                 if adversarial:
-                    judged = disc(torch.cat([audio, y.detach()]))
-                    d_losses = [d_loss(*lg.float().chunk(2)) for lg, _ in judged]
-                    out["disc"] = sum(d_losses) / len(d_losses)
-                    fake = disc_net(y)
-                    out["adv"] = sum(g_adv_loss(lg.float()) for lg, _ in fake) / len(fake)
-                    total = total + adversarial_weight * out["adv"]
-                    if feature_match_weight > 0:
-                        with torch.no_grad():
-                            real = disc_net(audio)
-                        out["feature_match"] = sum(
-                            feature_matching(r[1], f[1]) for r, f in zip(real, fake, strict=True)
-                        ) / len(fake)
-                        total = total + feature_match_weight * out["feature_match"]
-                out["total"] = total
-            bad = not all(torch.isfinite(v).item() for v in out.values())
-            if rt.any(bad)[0]:
-                where = f"items {[c.id for c in chosen]}" if bad else "another process"
-                raise FloatingPointError(
-                    f"loss is {out['total'].item()} at step {step} ({where}); "
-                    f"the last good checkpoint is {ckpt}"
-                )
-            opts["opt"].zero_grad()
-            scaler.scale(out["total"]).backward()
-            scaler.unscale_(opts["opt"])
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            scaler.step(opts["opt"])
-            if adversarial:
-                opts["opt_d"].zero_grad()
-                scaler.scale(out["disc"]).backward()
-                scaler.unscale_(opts["opt_d"])
-                torch.nn.utils.clip_grad_norm_(disc.parameters(), 10.0)
-                scaler.step(opts["opt_d"])
-                scheds["sched_d"].step()
-            scaler.update()
-            scheds["sched"].step()
-            step += 1
-            bar.update(1)
-            if step % log_every == 0 and rt.main:
-                rec = {"step": step, **{k: round(v.item(), 5) for k, v in out.items()}}
-                for k, v in out.items():
-                    tb.add_scalar(f"train/{k}", v.item(), step)
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                bar.set_postfix(mel=f"{rec['mel']:.3f}")
-            if step % save_every == 0 and rt.main:
-                save(validate())
-        bar.close()
-        rt.check_in_step(net)
-        metrics = {}
-        if rt.main:
-            metrics = {
-                **validate(),
-                "train_seconds_this_run": round(time.perf_counter() - t0, 1),
-                "device": str(rt.device),
-                "processes": rt.world,
-                "amp": rt.amp_name,
-            }
-            save(metrics)
-            (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        return metrics
-    finally:
-        signal.signal(signal.SIGINT, old)
-        if log is not None:
-            log.close()
-        if tb is not None:
-            tb.close()
-        rt.close()
+                    runtime.optimize(scaler, opts["opt_d"], out["disc"], disc.parameters(), 10.0)
+                    scheds["sched_d"].step()
+                scaler.update()
+                scheds["sched"].step()
+                step += 1
+                record.step(step, out, log_every)
+                if step % save_every == 0 and rt.main:
+                    save(validate())
+            return record.finish(net, validate, save)
+        finally:
+            record.close()
+            rt.close()
