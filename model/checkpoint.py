@@ -78,3 +78,16 @@ def load(path: Path | str, kind: str | None = None) -> tuple[dict[str, torch.Ten
     if kind is not None and header.get("kind") != kind:
         raise CheckpointError(f"{path}: holds a {header.get('kind')!r}, expected a {kind!r}")
     return tensors, header
+
+
+def convention(header: dict, want, path, what: str):
+    """The checkpoint's audio convention, refused (by name) if it is not ``want``."""
+    import dsp
+
+    have = dsp.Convention.from_dict(header["convention"])
+    if want is not None:
+        try:
+            want.check_same(have, what=f"{what} {path}")
+        except ValueError as e:
+            raise CheckpointError(str(e)) from None
+    return have

@@ -189,16 +189,10 @@ class NeuralVocoder:
 
     @classmethod
     def load(cls, path, conv=None) -> NeuralVocoder:
-        import dsp
         from model import checkpoint
 
         tensors, header = checkpoint.load(path, kind="vocoder")
-        have = dsp.Convention.from_dict(header["convention"])
-        if conv is not None:
-            try:
-                conv.check_same(have, what=f"vocoder {path}")
-            except ValueError as e:
-                raise checkpoint.CheckpointError(str(e)) from None
+        have = checkpoint.convention(header, conv, path, "vocoder")
         net = MelGAN(**header["kwargs"])
         net.load_state_dict(tensors, strict=True)
         return cls(net.remove_weight_norm(), have, header)

@@ -42,12 +42,7 @@ class Voice:
     @classmethod
     def load(cls, path: Path | str, conv: dsp.Convention | None = None) -> Voice:
         tensors, header = checkpoint.load(path, kind="acoustic")
-        have = dsp.Convention.from_dict(header["convention"])
-        if conv is not None:
-            try:
-                conv.check_same(have, what=f"voice {path}")
-            except ValueError as e:
-                raise checkpoint.CheckpointError(str(e)) from None
+        have = checkpoint.convention(header, conv, path, "voice")
         model = AcousticModel(**header["kwargs"])
         model.load_state_dict(tensors, strict=True)
         return cls(model, Frontend.from_dict(header["frontend"]), header["stats"], have, header)

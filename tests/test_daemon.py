@@ -232,6 +232,19 @@ def spawn(args: list[str], log: Path, env: dict | None = None) -> subprocess.Pop
         return subprocess.Popen(cmd, stderr=f, env=env)
 
 
+def wait_ready(sock: socket.socket, dest, p: subprocess.Popen, log: Path) -> None:
+    """Until the daemon in ``p`` answers /version on ``dest`` (a minute at most)."""
+    deadline = time.monotonic() + 60
+    while True:
+        sock.sendto(osc("/version"), dest)
+        sock.settimeout(0.5)
+        try:
+            if OscMessage(sock.recvfrom(4096)[0]).address == "/version.reply":
+                return
+        except TimeoutError:
+            assert time.monotonic() < deadline and p.poll() is None, log.read_text()
+
+
 def test_sigterm_stops_cleanly_with_a_complete_wav(tmp_path):
     wav = tmp_path / "out.wav"
     port = free_port()
@@ -385,15 +398,7 @@ def test_sounddevice_sink_plays_on_pulseaudio(pulse_null_sink, tmp_path):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     dest = ("127.0.0.1", port)
     try:
-        deadline = time.monotonic() + 60
-        while True:  # ready once it answers
-            sock.sendto(osc("/version"), dest)
-            try:
-                sock.settimeout(0.5)
-                if OscMessage(sock.recvfrom(4096)[0]).address == "/version.reply":
-                    break
-            except TimeoutError:
-                assert time.monotonic() < deadline and p.poll() is None, log.read_text()
+        wait_ready(sock, dest, p, log)
         sock.settimeout(60)
         time.sleep(0.5)
         t1 = time.monotonic()
@@ -615,15 +620,7 @@ def test_a_vanishing_sound_server_falls_back_and_keeps_serving(tmp_path):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     dest = ("127.0.0.1", port)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            sock.sendto(osc("/version"), dest)
-            sock.settimeout(0.5)
-            try:
-                sock.recvfrom(4096)
-                break
-            except TimeoutError:
-                assert time.monotonic() < deadline and p.poll() is None, log.read_text()
+        wait_ready(sock, dest, p, log)
         pulse.kill()
         pulse.wait()
         deadline = time.monotonic() + 20

@@ -137,7 +137,7 @@ def rss_kb(pid: int) -> int:
 
 
 def test_3000_hostile_datagrams_leave_it_serving(tmp_path):
-    from tests.test_daemon import free_port, spawn
+    from tests.test_daemon import free_port, spawn, wait_ready
 
     port = free_port()
     p = spawn(
@@ -158,15 +158,7 @@ def test_3000_hostile_datagrams_leave_it_serving(tmp_path):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     dest = ("127.0.0.1", port)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            sock.sendto(OscMessageBuilder("/status").build().dgram, dest)
-            sock.settimeout(0.5)
-            try:
-                sock.recvfrom(4096)
-                break
-            except TimeoutError:
-                assert time.monotonic() < deadline and p.poll() is None
+        wait_ready(sock, dest, p, tmp_path / "log")
         time.sleep(1.0)
         rss0 = rss_kb(p.pid)
         rng = random.Random(7)
