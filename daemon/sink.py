@@ -148,14 +148,15 @@ class DeviceSink:
         self._started = time.monotonic()
 
     def failed(self) -> str | None:
-        """Why the device is gone: the stream stopped, or no callback for a second."""
+        """Why the device is gone: the stream stopped, or no callback for 2 s once it ran
+        (5 s before the first: sound servers stall a while when a stream opens)."""
         if not getattr(self, "_started", 0) or self._dead:
             return self._dead
-        t_last = self._last[0]
+        t_last, n, _ = self._last
         since = time.monotonic() - max(t_last, self._started)
         if not self.stream.active:
             self._dead = "the output stream stopped"
-        elif since > 1.0 + self.device_latency:
+        elif since > (2.0 if n else 5.0) + self.device_latency:
             self._dead = f"no audio callback for {since:.1f} s"
         return self._dead
 

@@ -419,7 +419,9 @@ def test_sounddevice_sink_plays_on_pulseaudio(pulse_null_sink, tmp_path):
     assert "sink: sounddevice:" in log.read_text()
     y, sr = sf.read(rec, dtype="float32")
     assert sr == RATE and len(y) > 2 * RATE
+    assert "audio output failed" not in log.read_text()
     loud = np.flatnonzero(np.abs(y) > 0.02)
+    assert len(loud), "nothing reached the sound server"
     starts = loud[np.concatenate(([True], np.diff(loud) > RATE // 4))]  # after 250 ms of quiet
     assert len(starts) == 2, starts / RATE  # the two phrases
     gap = (starts[-1] - starts[-2]) / RATE
