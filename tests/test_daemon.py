@@ -400,7 +400,7 @@ def test_sounddevice_sink_plays_on_pulseaudio(pulse_null_sink, tmp_path):
     try:
         wait_ready(sock, dest, p, log)
         sock.settimeout(60)
-        time.sleep(0.5)
+        time.sleep(2.0)  # past the stall of a newly opened PulseAudio stream
         t1 = time.monotonic()
         sock.sendto(osc("/say", "Testing.", 1), dest)
         sock.sendto(osc("/say", "Testing.", 2, at=time.time() + 1.5), dest)
@@ -422,10 +422,10 @@ def test_sounddevice_sink_plays_on_pulseaudio(pulse_null_sink, tmp_path):
     assert "audio output failed" not in log.read_text()
     loud = np.flatnonzero(np.abs(y) > 0.02)
     assert len(loud), "nothing reached the sound server"
-    starts = loud[np.concatenate(([True], np.diff(loud) > RATE // 4))]  # after 250 ms of quiet
+    starts = loud[np.concatenate(([True], np.diff(loud) > RATE // 2))]  # after 0.5 s of quiet
     assert len(starts) == 2, starts / RATE  # the two phrases
     gap = (starts[-1] - starts[-2]) / RATE
-    assert abs(gap - (t2 - (t1 + 0.04))) < 0.03, gap
+    assert abs(gap - (t2 - (t1 + 0.04))) < 0.05, gap
 
 
 def test_the_will_says_offline_when_the_daemon_dies(broker, tmp_path):
