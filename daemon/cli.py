@@ -258,7 +258,7 @@ def cmd_train_acoustic(args: argparse.Namespace) -> int:
     from trainer import acoustic
 
     cfg = _load_config(args)
-    kw = dataclasses.asdict(cfg.acoustic)
+    kw = dataclasses.asdict(cfg.acoustic) | ({"device": args.device} if args.device else {})
     m = acoustic.train(
         args.data,
         args.run,
@@ -289,7 +289,7 @@ def cmd_train_vocoder(args: argparse.Namespace) -> int:
         voice=args.voice,
         resume=args.resume,
         command="melgand " + " ".join(sys.argv[1:]),
-        **dataclasses.asdict(cfg.vocoder),
+        **dataclasses.asdict(cfg.vocoder) | ({"device": args.device} if args.device else {}),
     )
     if not m:  # a torchrun process other than rank 0
         return 0
@@ -488,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
         "would take --run)",
     )
     ac.add_argument("--resume", action="store_true", help="continue the run in RUNDIR")
+    ac.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's")
     ac.add_argument(
         "--aligner",
         type=Path,
@@ -508,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     vc.add_argument("--data", type=Path, required=True, metavar="DIR")
     vc.add_argument("--run", "--run-dir", dest="run", type=Path, required=True, metavar="RUNDIR")
     vc.add_argument("--resume", action="store_true", help="continue the run in RUNDIR")
+    vc.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's")
     vc.add_argument(
         "--voice",
         type=Path,

@@ -129,3 +129,16 @@ def test_vocode_errors_name_the_file_and_what_to_do(tmp_path, make, args, messag
     assert r.stderr.startswith("melgand vocode: error: ")
     assert re.search(message, r.stderr), r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_train_device_flag_refuses_cuda_without_one(tmp_path, capsys):
+    import torch
+
+    from daemon import cli
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for what in ("acoustic", "vocoder"):
+        code = cli.main(["train", what, "--data", str(tmp_path), "--run", str(tmp_path / "r"),
+                         "--device", "cuda"])  # fmt: skip
+        assert code == 2 and 'use "auto" or "cpu"' in capsys.readouterr().err
