@@ -2,7 +2,8 @@
 
 Topics under ``melgand/<node>``: ``say`` and ``sing`` (QoS 1, acknowledged only once the job
 is queued: paho's manual acks), ``control``; out: ``status`` (retained ``online``, with an
-``offline`` Will), ``event`` (audio-start, audio-stop, done, error) and ``stats`` (periodic).
+``offline`` Will), ``event`` (audio-start, audio-stop, done, error, late) and ``stats``
+(periodic).
 With ``pool`` (MQTT 5) the daemon also takes jobs from ``$share/melgand/melgand/pool/say``.
 Lost connections are retried with exponential backoff and the subscriptions renewed. The
 session persists (``clean_start`` off, ``session_expiry`` seconds): QoS 1 jobs published while
@@ -50,9 +51,8 @@ class MqttLink:
         self.target = Target.parse(url)
         self.prefix = f"melgand/{cfg.node}"
         self.client: aiomqtt.Client | None = None
-        self.connected = asyncio.Event()
         self.connects = 0
-        self._pending: list[tuple[str, bytes]] = []
+        self._tasks: set[asyncio.Task] = set()  # publishes in flight, kept referenced
 
     def _client(self) -> aiomqtt.Client:
         tls_context = None
@@ -90,15 +90,13 @@ class MqttLink:
                     if self.cfg.pool:
                         await client.subscribe("$share/melgand/melgand/pool/say", qos=1)
                     log.info("MQTT connected to %s:%d", self.target.host, self.target.port)
-                    self.connected.set()
-                    stats = asyncio.create_task(self._stats(client))
+                    stats = asyncio.create_task(self._stats())
                     try:
                         async for msg in client.messages:
                             self._handle(client, msg)
                     finally:
                         stats.cancel()
             except aiomqtt.MqttError as e:
-                self.connected.clear()
                 self.client = None
                 log.warning("MQTT: %s; retrying in %.1f s", e, backoff)
                 await asyncio.sleep(backoff)
@@ -111,8 +109,9 @@ class MqttLink:
         jid = None
         sched = self.daemon.scheduler
         try:
-            if kind in ("say", "sing") and sched.busy():
-                raise P.ProtocolError(sched.busy())
+            full = sched.busy() if kind in ("say", "sing") else None
+            if full:
+                raise P.ProtocolError(full)
             if kind == "say":
                 cmd, at = P.mqtt_say(payload)
                 jid = cmd.id
@@ -131,6 +130,10 @@ class MqttLink:
                 self.daemon.scheduler.submit(Job(P.mqtt_control(payload), None, "mqtt"))
         except P.ProtocolError as e:
             self.publish_event({"type": "error", "id": jid, "topic": topic, "reason": str(e)})
+        except Exception as e:  # a bug must not end the MQTT link: say so, serve on
+            log.exception("MQTT message on %s", topic)
+            self.publish_event({"type": "error", "id": jid, "topic": topic,
+                                "reason": f"internal error ({type(e).__name__})"})  # fmt: skip
         finally:
             if msg.qos > 0:
                 client._client.ack(msg.mid, msg.qos)
@@ -138,7 +141,11 @@ class MqttLink:
     def publish_event(self, event: dict) -> None:
         data = json.dumps({**event, "time": time.time()}).encode()
         if self.client is not None:
-            asyncio.get_running_loop().create_task(self._publish(f"{self.prefix}/event", data))
+            task = asyncio.get_running_loop().create_task(
+                self._publish(f"{self.prefix}/event", data)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _publish(self, topic: str, data: bytes, qos: int = 1) -> None:
         try:
@@ -147,7 +154,7 @@ class MqttLink:
         except aiomqtt.MqttError as e:
             log.warning("MQTT publish to %s failed: %s", topic, e)
 
-    async def _stats(self, client: aiomqtt.Client) -> None:
+    async def _stats(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.stats_interval)
             s = self.daemon.scheduler.status()

@@ -33,7 +33,6 @@ class OscServer:
         self.daemon = daemon
         self.sock: socket.socket | None = None
         self.notify: set[tuple] = set()
-        self.received = self.failed = self.denied = 0
         osc = daemon.cfg.osc
         try:
             self.allow = [ipaddress.ip_network(n, strict=False) for n in osc.allow]
@@ -102,14 +101,11 @@ class OscServer:
                 log.debug("OSC reply to %s failed: %s", addr, e)
 
     def fail(self, addr, address: str, reason: str, jid: int | None = None) -> None:
-        self.failed += 1
         log.info("/fail %s from %s: %s", address, addr, reason)
         self.send(addr, "/fail", address, reason, *([jid] if jid is not None else []))
 
     def datagram_received(self, data: bytes, addr, arrival: float | None = None) -> None:
-        self.received += 1
         if not self._allowed(addr):  # not answered: no replies to strangers
-            self.denied += 1
             log.debug("OSC from %s dropped: not in [osc] allow", addr)
             return
         if not self._within_rate(addr, time.monotonic()):
@@ -140,14 +136,19 @@ class OscServer:
         elif isinstance(cmd, P.Notify):
             (self.notify.add if cmd.on else self.notify.discard)(addr)
             self.send(addr, "/done", pk.address)
-        elif isinstance(cmd, P.SwitchVoice):
-            try:
-                d.switch_voice(cmd.name)
-                self.send(addr, "/done", pk.address)
-            except ValueError as e:
-                self.fail(addr, pk.address, str(e))
-        elif isinstance(cmd, P.Say | P.NoteOn | P.Sing) and d.scheduler.busy():
-            self.fail(addr, pk.address, d.scheduler.busy(), getattr(cmd, "id", None))
+        elif isinstance(cmd, P.SwitchVoice):  # loading a voice takes a while: off the loop
+
+            def done(f) -> None:
+                e = f.exception()
+                if e is None:
+                    self.send(addr, "/done", pk.address)
+                else:
+                    self.fail(addr, pk.address, str(e) if isinstance(e, ValueError)
+                              else f"cannot load the voice ({type(e).__name__}: {e})")  # fmt: skip
+
+            self.loop.run_in_executor(None, d.switch_voice, cmd.name).add_done_callback(done)
+        elif isinstance(cmd, P.Say | P.NoteOn | P.Sing) and (full := d.scheduler.busy()):
+            self.fail(addr, pk.address, full, getattr(cmd, "id", None))
         else:
             d.scheduler.submit(Job(cmd, (addr, pk.address), "osc", arrival or 0.0, pk.at))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pythonosc import osc_bundle, osc_message
@@ -52,7 +52,7 @@ class Lyric:
 @dataclass
 class NoteParam:
     id: int
-    name: str  # "pitch" (semitones offset) or "volume"
+    name: str  # "pitch" (semitones offset), "volume", or (scores, internal) "glide"
     value: float
 
 
@@ -97,7 +97,6 @@ class Packet:
     address: str
     args: list[Any]
     at: float | None = None
-    command: Any = field(default=None)
 
 
 PARAMS = {"volume": (0.0, 4.0), "vibrato_depth": (0.0, 2.0), "vibrato_rate": (0.0, 20.0),
@@ -248,12 +247,17 @@ def mqtt_say(payload: bytes) -> tuple[Say, float | None]:
         if not isinstance(text, str) or not text.strip():
             raise ProtocolError('say JSON needs a non-empty "text" string')
         at = d.get("at")
-        if at is not None and not isinstance(at, int | float):
+        if at is not None and (
+            isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at)
+        ):
             raise ProtocolError('"at" must be a unix time in seconds')
+        voice = d.get("voice")
+        if voice is not None and not isinstance(voice, str):
+            raise ProtocolError('"voice" must be a voice\'s name')
         jid = d.get("id")
         if jid is not None and not isinstance(jid, int):
             raise ProtocolError('"id" must be an integer')
-        return Say(_text([text], "text"), jid, d.get("voice")), at
+        return Say(_text([text], "text"), jid, voice), at
     return Say(_text([s], "text")), None
 
 
@@ -262,18 +266,23 @@ def mqtt_sing(payload: bytes) -> Sing:
     notes = d.get("notes")
     if not isinstance(notes, list) or not notes:
         raise ProtocolError('sing JSON needs a non-empty "notes" list')
-    scale = 60.0 / float(d.get("bpm", 60)) if d.get("unit") == "beat" else 1.0
+    bpm = d.get("bpm", 60)
+    if isinstance(bpm, bool) or not isinstance(bpm, int | float) or not 1 <= bpm <= 1000:
+        raise ProtocolError('"bpm" must be a number of beats a minute, 1..1000')
+    scale = 60.0 / bpm if d.get("unit") == "beat" else 1.0
     out = []
     for i, n in enumerate(notes):
         try:
             pitch, start, dur = float(n["pitch"]), float(n["start"]), float(n["dur"])
-        except (KeyError, TypeError, ValueError):
+            velocity = float(n.get("velocity", 100))
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise ProtocolError(f'note {i} needs numbers "pitch", "start" and "dur"') from None
-        if not (0 <= pitch <= 127 and start >= 0 and 0 < dur <= 60):
-            raise ProtocolError(f"note {i}: pitch 0..127, start >= 0, dur 0..60 s")
+        if not (0 <= pitch <= 127 and 0 <= start <= 3600 and 0 < dur <= 60 and
+                1 <= velocity <= 127):  # fmt: skip
+            raise ProtocolError(f"note {i}: pitch 0..127, start 0..3600 s, dur 0..60 s, "
+                                "velocity 1..127")  # fmt: skip
         out.append({"pitch": pitch, "start": start * scale, "dur": dur * scale,
-                    "lyric": str(n.get("lyric", "la")),
-                    "velocity": float(n.get("velocity", 100))})  # fmt: skip
+                    "lyric": str(n.get("lyric", "la"))[:64], "velocity": velocity})  # fmt: skip
     return Sing(out, d.get("id") if isinstance(d.get("id"), int) else None)
 
 

@@ -112,6 +112,8 @@ class Scheduler:
     def submit(self, job: Job) -> None:
         """Queue a command; voices are made (text encoded, first samples rendered) on the
         preparation thread, so that the render worker only renders."""
+        if self._stop.is_set():  # stopping: no more work
+            return
         job.arrival = job.arrival or time.monotonic()
         cmd = job.cmd
         if isinstance(cmd, P.Lyric):
@@ -138,7 +140,9 @@ class Scheduler:
                 ]
             for snd in job.sound if isinstance(job.sound, list) else [job.sound]:
                 snd.prefill(self.block)  # the first samples, here rather than in the render
-        except ValueError as e:  # text the voice cannot say
+        except Exception as e:  # text the voice cannot say, or a model error: this job fails
+            if not isinstance(e, ValueError):
+                log.exception("preparing %s failed", job.cmd)
             job.sound = None
             self.on_event("fail", job, reason=str(e))
 
@@ -155,9 +159,9 @@ class Scheduler:
         self._thread = threading.Thread(target=self._run, name="melgand-render", daemon=True)
         self._thread.start()
 
-    def stop(self, fade_ms: float = 50.0) -> None:
-        """Fade out what sounds, render it, and stop the worker (the sink stays open)."""
-        self._fade_ms = fade_ms
+    def stop(self) -> None:
+        """Fade out what sounds (one block), let the sink play it, and stop the worker (the
+        sink stays open)."""
         self.prep.shutdown(wait=True, cancel_futures=True)
         self._stop.set()
         if self._thread is not None:
@@ -198,7 +202,12 @@ class Scheduler:
 
     def _fall_back(self, why: str) -> None:
         """The device is gone: carry on, on the same schedule, into the fallback sink."""
-        old, self.sink = self.sink, self.fallback()
+        try:
+            new = self.fallback()
+        except Exception:
+            log.exception("the fallback sink failed too: going on silently")
+            new = NullSink(self.rate)
+        old, self.sink = self.sink, new
         log.error("audio output failed (%s): continuing on %s", why, self.sink.name)
         self.sink.start(at=self.pos)
         threading.Thread(target=old.close, daemon=True).start()
@@ -242,6 +251,9 @@ class Scheduler:
                 log.exception("a voice failed: %s", v.job.cmd)
                 self.voices.remove(v)
                 self.on_event("fail", v.job, reason=f"the voice failed ({type(e).__name__}: {e})")
+                if isinstance(v.sound, Speech) and self.speech_queue:
+                    nxt = self.speech_queue.popleft()
+                    self._add(Active(nxt, nxt.sound, 0))
                 continue
             if v.fading:
                 y = y * np.linspace(1.0, 0.0, len(y), dtype=np.float32)
@@ -250,9 +262,9 @@ class Scheduler:
                 v.heard = True
                 if v.job.arrival and v.job.at is None and not v.job.waited:
                     self.latencies.append(time.monotonic() - v.job.arrival)
-            v.offset = 0
             if v.fading or v.sound.done or len(y) < k:
                 ended.append((v, v.offset + len(y)))
+            v.offset = 0
         for v, at in ended:
             self.voices.remove(v)
             for j in [v.job, *v.joined]:
@@ -276,7 +288,7 @@ class Scheduler:
         if job.ready is not None:
             try:
                 job.ready.result()  # the render waits (inside its buffer); the onset stays exact
-            except CancelledError:  # stopping
+            except (CancelledError, RuntimeError):  # stopping
                 return
             if job.sound is None:
                 return
@@ -315,9 +327,12 @@ class Scheduler:
         elif isinstance(cmd, P.Simple) and cmd.name == "allsoundoff":
             for v in self.voices:
                 v.fading = True
-            self.speech_queue.clear()
+            while self.speech_queue:  # dropped unsung: their senders hear that they ended
+                self.on_event("end", self.speech_queue.popleft(), voice=None)
         elif isinstance(cmd, P.Sing):  # the score's notes become events of their own
-            for at, j in score.events(cmd.notes, job.sound, job.pos, self.pos, self.rate):
+            self.on_event("go", job, voice=None)
+            base = score.PRIVATE - 10_000 * (next(self.seq) % 10_000)  # its own note ids
+            for at, j in score.events(cmd.notes, job.sound, job.pos, self.pos, self.rate, base):
                 heapq.heappush(self.events, (at, next(self.seq), j))
             end = job.pos + max(int((n["start"] + n["dur"]) * self.rate) for n in cmd.notes)
             heapq.heappush(self.events, (end, next(self.seq), Job(_ScoreEnd(job), pos=end)))
@@ -377,10 +392,11 @@ class Scheduler:
     def _fade_out(self) -> None:
         for v in self.voices:
             v.fading = True
-        blocks = max(1, int(getattr(self, "_fade_ms", 50) * self.rate / 1000 / self.block))
-        for _ in range(blocks):
-            self._render_block()
+        self._render_block()
         self.voices.clear()
+        deadline = time.monotonic() + 1.0
+        while self.sink.played() < self.pos and time.monotonic() < deadline:
+            time.sleep(0.005)  # the fade reaches the device before it closes
 
 
 @dataclass

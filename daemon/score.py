@@ -16,7 +16,7 @@ from model.frontend import lyric_phones
 from model.g2p import is_vowel
 
 MELISMA = ("_", "+", "~")  # a syllable that holds the previous vowel
-PRIVATE = -(10**6)  # note ids of a score's notes: PRIVATE - index
+PRIVATE = -(10**6)  # a score's note ids lie below this, out of the way of users' ids
 
 
 class ScoreError(ValueError):
@@ -86,11 +86,12 @@ def phones(notes: list[dict]) -> list[tuple[str, ...]]:
     return out
 
 
-def events(notes: list[dict], sounds: list, t0: int, now: int, rate: int) -> list[tuple]:
+def events(notes: list[dict], sounds: list, t0: int, now: int, rate: int,
+           base: int = PRIVATE) -> list[tuple]:  # fmt: skip
     """A score's notes as ``(sample, Job)`` events from sample ``t0``, sung as singers do:
     the onset consonants before the beat so the vowel lands on it, the vowel giving way in
     time for the coda and for the onset of a note that follows at once, and a melisma gliding
-    the held vowel on to its pitch (legato, one voice)."""
+    the held vowel on to its pitch (legato, one voice). Note ids are ``base - index``."""
     from daemon.scheduler import Job
 
     beats = [t0 + int(n["start"] * rate) for n in notes]
@@ -107,12 +108,12 @@ def events(notes: list[dict], sounds: list, t0: int, now: int, rate: int) -> lis
     out, head = [], 0
     for i, (n, snd) in enumerate(zip(notes, sounds, strict=True)):
         if melisma(i):
-            glide = P.NoteParam(PRIVATE - head, "glide", n["pitch"])
+            glide = P.NoteParam(base - head, "glide", n["pitch"])
             out.append((beats[i], Job(glide, pos=beats[i])))
         else:
             head = i
             start = max(now, beats[i] - snd.lead)
-            on = Job(P.NoteOn(n["pitch"], n["velocity"], PRIVATE - i), pos=start, sound=snd)
+            on = Job(P.NoteOn(n["pitch"], n["velocity"], base - i), pos=start, sound=snd)
             out.append((start, on))
         if not melisma(i + 1):  # the end of this note (or of its melisma)
             nxt = [
@@ -121,7 +122,7 @@ def events(notes: list[dict], sounds: list, t0: int, now: int, rate: int) -> lis
                 if abs(b - ends[i]) <= touching
             ]
             stop = max(beats[i] + touching, min([ends[i], *nxt]) - sounds[head].tail)
-            out.append((stop, Job(P.NoteOff(None, PRIVATE - head), pos=stop)))
+            out.append((stop, Job(P.NoteOff(None, base - head), pos=stop)))
     return out
 
 

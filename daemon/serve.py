@@ -117,7 +117,6 @@ class Daemon:
         gc.collect()
         gc.freeze()  # what exists now (model, caches) is never scanned again: shorter pauses
         sink, why = open_sink(self.sink_spec, self.renderer.rate)
-        self.sinks = [sink]
         log.info("sink: %s (%s)", sink.name, why)
         self.scheduler = Scheduler(self.renderer, sink, max_voices=d.max_voices,
                                    latency_ms=d.latency_ms, buffer_ms=d.buffer_ms,
@@ -159,9 +158,7 @@ class Daemon:
 
     def _fallback_sink(self):
         """``[daemon] fallback_sink`` (from the render worker, when the device fails)."""
-        sink, _ = open_sink(self.cfg.daemon.fallback_sink, self.renderer.rate)
-        self.sinks.append(sink)
-        return sink
+        return open_sink(self.cfg.daemon.fallback_sink, self.renderer.rate)[0]
 
     def stop(self) -> None:
         """Thread-safe stop (tests)."""

@@ -132,14 +132,13 @@ class DeviceSink:
 
     def _callback(self, out, frames, t, status) -> None:
         with self._lock:
-            n = min(frames, self.wrote - self.read)
+            n = max(0, min(frames, self.wrote - self.read))
             idx = (self.read + np.arange(n)) % len(self.ring)
             out[:n, 0] = self.ring[idx]
             out[n:, 0] = 0
             if n < frames and self.wrote > 0:
                 self.underruns += 1
-            self.read += frames
-            self.wrote = max(self.wrote, self.read)
+            self.read += frames  # samples written late are skipped: the timeline holds
             self._last = (time.monotonic(), self.read, frames)
             self.device_latency = max(0.0, t.outputBufferDacTime - t.currentTime)
 
@@ -178,13 +177,9 @@ class DeviceSink:
             self.ring[idx] = block
             self.wrote += len(block)
 
-    @property
-    def written(self) -> int:
-        return self.wrote
-
     def close(self) -> None:
         """Stop the stream; a dead device may never answer, so give it two seconds."""
-        t = threading.Thread(target=lambda: (self.stream.abort(), self.stream.close()),
+        t = threading.Thread(target=lambda: (self.stream.stop(), self.stream.close()),
                              daemon=True)  # fmt: skip
         t.start()
         t.join(2.0)

@@ -9,6 +9,7 @@ its pitch follows the note (plus bends and vibrato) through the generator's f0 c
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,6 +39,7 @@ class Renderer:
         self.rate, self.hop = voice.conv.sample_rate, voice.conv.hop_length
         self._syllables: dict[str, tuple] = {}
         self._sentences: dict[tuple[str, float], torch.Tensor] = {}
+        self._cache_lock = threading.Lock()  # two preparation threads share the caches
 
     @classmethod
     def configured(cls, voice: Voice, vocoder, d) -> Renderer:
@@ -48,11 +50,15 @@ class Renderer:
     def sentence(self, text: str, speed: float) -> torch.Tensor:
         """Generator inputs ``(T, D)`` for ``text`` (cached: repeated phrases start at once)."""
         key = (text, speed)
-        if key not in self._sentences:
+        with self._cache_lock:
+            if key in self._sentences:
+                return self._sentences[key]
+        inputs = self.voice.frame_inputs(text, speed)[0]
+        with self._cache_lock:
             if len(self._sentences) >= 256:
                 self._sentences.pop(next(iter(self._sentences)))
-            self._sentences[key] = self.voice.frame_inputs(text, speed)[0]
-        return self._sentences[key]
+            self._sentences[key] = inputs
+        return inputs
 
     @torch.no_grad()
     def syllable(self, lyric: str | tuple[str, ...]) -> tuple:
@@ -61,8 +67,10 @@ class Renderer:
         is the onset, sung ahead of the beat when the future is known), its middle frame,
         which a held note repeats, and the frame after it (the coda, sung at note-off). Cached."""
         key = lyric
-        if key in self._syllables:
-            up, ctrl, onset, hold, end = self._syllables[key]
+        with self._cache_lock:
+            hit = self._syllables.get(key)
+        if hit is not None:
+            up, ctrl, onset, hold, end = hit
             return up, ctrl.clone(), onset, hold, end
         phones = list(lyric) if isinstance(lyric, tuple) else [
             p for syl in lyric_phones([lyric]) for p in syl]  # fmt: skip
@@ -87,9 +95,10 @@ class Renderer:
         ctrl[vowel, 1] = 1.0  # the note's vowel is voiced, and at least at average loudness
         ctrl[vowel, 2] = torch.clamp(ctrl[vowel, 2], min=0.0)
         hold, end = onset + int(dur[v]) // 2, onset + int(dur[v])
-        if len(self._syllables) >= 1024:
-            self._syllables.pop(next(iter(self._syllables)))
-        self._syllables[key] = (up, ctrl, onset, hold, end)
+        with self._cache_lock:
+            if len(self._syllables) >= 1024:
+                self._syllables.pop(next(iter(self._syllables)))
+            self._syllables[key] = (up, ctrl, onset, hold, end)
         return up, ctrl.clone(), onset, hold, end
 
 
@@ -131,7 +140,7 @@ class _Streaming:
                 parts.append(r.vocoder.flush(self.voc_state))
             self.ended = True
         if parts:
-            self.buf = np.concatenate([self.buf, *parts]).astype(np.float32)
+            self.buf = np.concatenate([self.buf, *parts]).astype(np.float32, copy=False)
 
     def _shape(self, log_mel: np.ndarray) -> np.ndarray:
         """A last change to the log-mel before the vocoder (notes move their pitch here)."""
@@ -160,9 +169,6 @@ class _Streaming:
 def fill(voices: list[_Streaming], n: int) -> None:
     """Make each voice hold ``n`` samples (or end), running the generator once per chunk
     for all of them together (one batched GRU step), then each voice's vocoder."""
-    if not voices:
-        return
-    gen = voices[0].r.voice.model.generator
     while True:
         need = [v for v in voices if len(v.buf) < n and not v.ended]
         if not need:
@@ -176,6 +182,7 @@ def fill(voices: list[_Streaming], n: int) -> None:
                 batch.append((v, x))
         if not batch:
             continue
+        gen = batch[0][0].r.voice.model.generator
         dev = batch[0][1].device
         states = [v.gen_state or gen.initial_state(1, dev) for v, _ in batch]
         st = GeneratorState(
@@ -192,8 +199,8 @@ def fill(voices: list[_Streaming], n: int) -> None:
             batch[0][0]._vocode(y, final=False)
         else:
             pool = batch[0][0].r.pool
-            voices = [v for v, _ in batch]
-            list(pool.map(_Streaming._vocode, voices, y.split(1), [False] * len(voices)))
+            group = [v for v, _ in batch]
+            list(pool.map(_Streaming._vocode, group, y.split(1), [False] * len(group)))
 
 
 class Speech(_Streaming):

@@ -123,3 +123,24 @@ def test_limiter_holds_the_ceiling_and_lets_quiet_audio_through():
     out, gain = limit(quiet, gain)  # the gain recovers within the release time
     np.testing.assert_allclose(out[-2000:], quiet[-2000:], atol=1e-4)
     assert gain > 0.999
+
+
+@pytest.mark.parametrize(
+    "payload,reason",
+    [
+        (b'{"notes": [{"pitch": 60, "start": 0, "dur": 1, "velocity": -5}]}', "velocity 1..127"),
+        (b'{"bpm": 0, "unit": "beat", "notes": [{"pitch": 60, "start": 0, "dur": 1}]}', "bpm"),
+        (b'{"bpm": "fast", "notes": [{"pitch": 60, "start": 0, "dur": 1}]}', "bpm"),
+        (b'{"notes": [[60, 0, 1]]}', "note 0 needs numbers"),
+    ],
+)
+def test_hostile_scores_are_refused(payload, reason):
+    with pytest.raises(P.ProtocolError, match=reason):
+        P.mqtt_sing(payload)
+
+
+def test_hostile_say_fields_are_refused():
+    with pytest.raises(P.ProtocolError, match='"at" must be'):
+        P.mqtt_say(b'{"text": "hi", "at": NaN}')
+    with pytest.raises(P.ProtocolError, match='"voice" must be'):
+        P.mqtt_say(b'{"text": "hi", "voice": ["a"]}')
