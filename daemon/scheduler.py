@@ -321,9 +321,10 @@ class Scheduler:
                     v.sound.gain = cmd.value
         elif isinstance(cmd, P.Param):
             self.params[cmd.name] = cmd.value
-        elif isinstance(cmd, P.Simple) and cmd.name == "allnotesoff":
+        elif isinstance(cmd, P.Simple) and cmd.name == "allnotesoff":  # notes, not speech
             for v in self.voices:
-                v.sound.release()
+                if isinstance(v.sound, Note):
+                    v.sound.release()
         elif isinstance(cmd, P.Simple) and cmd.name == "allsoundoff":
             for v in self.voices:
                 v.fading = True
