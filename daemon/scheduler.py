@@ -138,8 +138,14 @@ class Scheduler:
                     Note(self.r, n["pitch"], n["velocity"], ph, self.params)
                     for n, ph in zip(cmd.notes, phones, strict=True)
                 ]
-            for snd in job.sound if isinstance(job.sound, list) else [job.sound]:
-                snd.prefill(self.block)  # the first samples, here rather than in the render
+            # the first samples, here rather than in the render; not for notes that will
+            # likely glide an already sounding voice (melismas, live legato): they start lazily
+            if isinstance(cmd, P.Sing):
+                for n, snd in zip(cmd.notes, job.sound, strict=True):
+                    if n["lyric"].strip() not in score.MELISMA:
+                        snd.prefill(self.block)
+            elif not (isinstance(cmd, P.NoteOn) and self.params["legato"] >= 0.5):
+                job.sound.prefill(self.block)
         except Exception as e:  # text the voice cannot say, or a model error: this job fails
             if not isinstance(e, ValueError):
                 log.exception("preparing %s failed", job.cmd)

@@ -133,8 +133,9 @@ class DeviceSink:
     def _callback(self, out, frames, t, status) -> None:
         with self._lock:
             n = max(0, min(frames, self.wrote - self.read))
-            idx = (self.read + np.arange(n)) % len(self.ring)
-            out[:n, 0] = self.ring[idx]
+            a, b, head = self._spans(self.read, n)
+            out[:head, 0] = self.ring[a]
+            out[head:n, 0] = self.ring[b]
             out[n:, 0] = 0
             if n < frames and self.wrote > 0:
                 self.underruns += 1
@@ -173,9 +174,18 @@ class DeviceSink:
 
     def write(self, block: np.ndarray) -> None:
         with self._lock:
-            idx = (self.wrote + np.arange(len(block))) % len(self.ring)
-            self.ring[idx] = block
+            a, b, head = self._spans(self.wrote, len(block))
+            self.ring[a] = block[:head]
+            self.ring[b] = block[head:]
             self.wrote += len(block)
+
+    def _spans(self, start: int, n: int) -> tuple[slice, slice, int]:
+        """The ring's slots for ``n`` samples from ``start``: up to its end, then from 0
+        (slices, no index arrays: this runs in the audio callback)."""
+        cap = len(self.ring)
+        first = start % cap
+        head = min(n, cap - first)
+        return slice(first, first + head), slice(0, n - head), head
 
     def close(self) -> None:
         """Stop the stream; a dead device may never answer, so give it two seconds."""
