@@ -5,9 +5,10 @@
 Quality: the bench_voice sentences (in no training corpus) rendered by Festival, resampled to
 the convention's rate, analysed to log-mel and resynthesized; PESQ-WB and STOI against the
 original, for Griffin-Lim (32 iterations), RTISI-LA (the streaming DSP vocoder) and every
-trained checkpoint given. Speed (random weights suffice): offline real-time factor on 10 s of
-mel for the paper's MelGAN, the configured multi-band MelGAN and the DSP vocoder, in one
-run; and the multi-band model's streaming cost per chunk at the daemon's chunk size.
+trained checkpoint given. Speed (random weights suffice: the cost does not depend on them):
+offline real-time factor on 10 s of mel and streaming cost per chunk at the daemon's chunk
+size, for the paper's MelGAN, the multi-band MelGAN, the configured magnitude vocoder and the
+DSP vocoder, in one run.
 Run it on an idle machine.
 """
 
@@ -23,6 +24,7 @@ from bench_voice import SENTENCES, festival
 
 import dsp
 from daemon import config
+from model.magnitude import MagnitudeNet, MagnitudeVocoder
 from model.vocoder import MelGAN, NeuralVocoder
 from trainer.vocoder import quality
 
@@ -43,7 +45,11 @@ def main() -> None:
     ap.add_argument("--sentences", type=int, default=len(SENTENCES))
     ap.add_argument("--chunk", type=int, default=2, help="frames a streaming chunk")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--rtisi", nargs="+", default=[], metavar="LOOKAHEAD/ITERS",
+                    help="RTISI-LA settings to try magnitude vocoders with (default: each "
+                    "checkpoint's own; the speed rows: [vocoder] config)")  # fmt: skip
     args = ap.parse_args()
+    settings = [tuple(int(x) for x in r.split("/")) for r in args.rtisi]
     torch.set_num_threads(2)
     cfg = config.load()
     conv = cfg.audio
@@ -53,7 +59,14 @@ def main() -> None:
     }
     for spec in args.vocoder:
         name, _, path = spec.partition("=")
-        vocoders[name] = NeuralVocoder.load(path, conv)
+        voc = NeuralVocoder.load(path, conv)
+        if isinstance(voc, MagnitudeVocoder) and settings:
+            for la, it in settings:
+                vocoders[f"{name} (RTISI-LA {la}/{it})"] = MagnitudeVocoder(
+                    voc.net, conv, voc.header, la, it
+                )
+        else:
+            vocoders[name] = voc
 
     if not args.skip_quality:
         clips = []
@@ -73,12 +86,20 @@ def main() -> None:
             print(f"| {name} | {p:.2f} | {st:.3f} |")
 
     v = cfg.vocoder
-    mb = MelGAN(conv.n_mels, conv.hop_length, v.channels, v.ratios, bands=v.bands,
-                lookahead=v.lookahead)  # fmt: skip
-    nets = {
-        "MelGAN, paper config (4.3M)": MelGAN(conv.n_mels, conv.hop_length, 512, (8, 8, 2, 2)),
-        f"multi-band MelGAN ({v.bands} bands, {v.channels} ch)": mb,
+    settings = settings or [(v.rtisi_lookahead, v.rtisi_iters)]
+    mb = MelGAN(conv.n_mels, conv.hop_length, 256, (4, 4, 4), bands=4, lookahead=1)
+    paper = MelGAN(conv.n_mels, conv.hop_length, 512, (8, 8, 2, 2))
+    mag = MagnitudeNet(conv.n_mels, conv.n_bins, v.channels, v.blocks, v.lookahead)
+    mag.remove_weight_norm()
+    timed = {
+        "MelGAN, paper config": NeuralVocoder(paper.remove_weight_norm(), conv, {}),
+        "multi-band MelGAN (4 bands, 256 ch)": NeuralVocoder(mb.remove_weight_norm(), conv, {}),
     }
+    for la, it in settings:
+        name = f"magnitude net ({v.channels} ch x {v.blocks}) + RTISI-LA {la}/{it}"
+        timed[name] = MagnitudeVocoder(mag, conv, {}, la, it)
+    timed["RTISI-LA (DSP: NNLS + RTISI-LA 2/4)"] = dsp.DspVocoder(conv, "rtisi")
+    nets = {"MelGAN, paper config": paper, "multi-band MelGAN (4 bands, 256 ch)": mb}
     seconds = 10.0
     frames = int(seconds * conv.sample_rate / conv.hop_length)
     mel = np.random.default_rng(0).normal(-5, 2, (conv.n_mels, frames)).astype(np.float32)
@@ -86,9 +107,9 @@ def main() -> None:
     print("| vocoder | parameters | offline x real time | stream ms per chunk | chunk audio ms |")
     print("|---|---:|---:|---:|---:|")
     chunk_ms = args.chunk * conv.hop_length / conv.sample_rate * 1000
-    for name, net in nets.items():
-        n = sum(p.numel() for p in net.parameters())
-        voc = NeuralVocoder(net.remove_weight_norm(), conv, {})
+    for name, voc in timed.items():
+        net = nets.get(name, mag if isinstance(voc, MagnitudeVocoder) else None)
+        n = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M" if net is not None else "0"
         t = best_of(lambda voc=voc: voc(mel), 3)
         st = None
         for i in range(0, 40, args.chunk):  # warm
@@ -99,10 +120,7 @@ def main() -> None:
             _, st = voc.stream(mel[:, i : i + args.chunk], st)
             k += 1
         per = (time.perf_counter() - t0) / k * 1000
-        print(f"| {name} | {n / 1e6:.2f}M | {seconds / t:.1f} | {per:.2f} | {chunk_ms:.1f} |")
-    rt = dsp.DspVocoder(conv, "rtisi")
-    t = best_of(lambda: rt(mel), 3)
-    print(f"| RTISI-LA (DSP) | 0 | {seconds / t:.1f} | | |")
+        print(f"| {name} | {n} | {seconds / t:.1f} | {per:.2f} | {chunk_ms:.1f} |")
 
 
 if __name__ == "__main__":

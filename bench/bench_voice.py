@@ -1,6 +1,6 @@
 """The voice: intelligibility beside Festival (the teacher), and speed.
 
-    .venv/bin/python bench/bench_voice.py [--voice CHECKPOINT] [--vocoder rtisi|griffin_lim]
+    .venv/bin/python bench/bench_voice.py [--voice CHECKPOINT] [--vocoder NAME ...]
 
 Word error rate of pocketsphinx (its bundled en-us model) on `melgand say` output and on
 Festival's own rendering of the same held-out sentences (written here, not in any training
@@ -23,7 +23,8 @@ import soundfile as sf
 import soxr
 import torch
 
-import dsp
+from daemon import config
+from daemon.cli import _vocoder
 from model import voice as _voice
 from model.text_norm import normalize
 
@@ -91,36 +92,38 @@ def festival(text: str) -> tuple[np.ndarray, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--voice", type=Path, default=None)
-    ap.add_argument("--vocoder", default="rtisi", choices=("rtisi", "griffin_lim"))
+    ap.add_argument("--vocoder", action="append", default=[],
+                    help="neural, rtisi, griffin_lim or a checkpoint; repeat to compare "
+                    "(default: rtisi)")  # fmt: skip
     ap.add_argument("--save", type=Path, default=None, help="keep the rendered wavs here")
     args = ap.parse_args()
     torch.set_num_threads(2)
     v = _voice.Voice.load(args.voice) if args.voice else _voice.packaged()
-    voc = dsp.DspVocoder(v.conv, args.vocoder)
-    totals = {"festival": [0, 0], "melgand": [0, 0]}
-    rows = []
+    names = args.vocoder or ["rtisi"]
+    vocoders = {n: _vocoder(config.load(), n) for n in names}
+    totals = {n: [0, 0] for n in ["festival", *names]}
     for k, s in enumerate(SENTENCES):
         ref = words(s)
         fy, fsr = festival(s)
-        my = voc(v.mel(s))
-        if args.save:
-            args.save.mkdir(parents=True, exist_ok=True)
-            sf.write(args.save / f"{k:02d}_melgand.wav", my, v.conv.sample_rate)
-        for name, (y, sr) in (("festival", (fy, fsr)), ("melgand", (my, v.conv.sample_rate))):
+        mel = v.mel(s)
+        heard = {"festival": (fy, fsr)}
+        for n, voc in vocoders.items():
+            heard[n] = (voc(mel), v.conv.sample_rate)
+            if args.save:
+                args.save.mkdir(parents=True, exist_ok=True)
+                sf.write(args.save / f"{k:02d}_{Path(n).stem}.wav", *heard[n])
+        for name, (y, sr) in heard.items():
             e, n = wer(ref, recognize(y, sr))
             totals[name][0] += e
             totals[name][1] += n
-        rows.append(s)
     w = {k: 100.0 * e / n for k, (e, n) in totals.items()}
-    print(
-        f"# voice: {len(SENTENCES)} held-out sentences, pocketsphinx en-us, vocoder "
-        f"{args.vocoder}\n"
-    )
+    print(f"# voice: {len(SENTENCES)} held-out sentences, pocketsphinx en-us\n")
     print("| renderer | WER % |")
     print("|---|---:|")
     print(f"| Festival cmu_us_slt_arctic_hts (teacher) | {w['festival']:.1f} |")
-    print(f"| melgand default voice + DSP vocoder ({args.vocoder}) | {w['melgand']:.1f} |")
-    print(f"| difference | {w['melgand'] - w['festival']:+.1f} points |")
+    for n in names:
+        print(f"| melgand default voice + {n} vocoder | {w[n]:.1f} "
+              f"({w[n] - w['festival']:+.1f} vs teacher) |")  # fmt: skip
 
     # speed: text -> mel offline, and the generator streaming frame by frame
     text = " ".join(SENTENCES[:5])

@@ -61,24 +61,28 @@ class UserError(ValueError):
 
 
 VOCODER_HELP = (
-    "rtisi or griffin_lim (the DSP vocoder), or a trained vocoder checkpoint "
-    "(RUNDIR/vocoder.safetensors); default: [dsp_vocoder] method"
+    "neural (the vocoder packaged beside the default voice), rtisi or griffin_lim (the DSP "
+    "vocoder), or a trained vocoder checkpoint (RUNDIR/vocoder.safetensors); "
+    "default: [daemon] vocoder"
 )
 
 
 def _vocoder(cfg, name: str | None):
-    """The DSP vocoder as [dsp_vocoder] configures it (``name`` overrides its method), or the
+    """The vocoder ``name`` (default ``[daemon] vocoder``, else ``[dsp_vocoder] method``):
+    "neural" (the packaged checkpoint), a DSP method as [dsp_vocoder] configures it, or the
     neural vocoder checkpoint at path ``name``."""
     import dsp
+    from model.vocoder import PACKAGED, NeuralVocoder
 
-    if name is not None and name not in dsp.vocoder.METHODS:
+    name = name or cfg.daemon.vocoder or cfg.dsp_vocoder.method
+    if name == "neural":
+        return NeuralVocoder.load(PACKAGED, cfg.audio)
+    if name not in dsp.vocoder.METHODS:
         if not Path(name).is_file():
             raise UserError(
-                f"--vocoder {name}: neither a DSP method {list(dsp.vocoder.METHODS)} "
+                f"--vocoder {name}: neither neural, a DSP method {list(dsp.vocoder.METHODS)} "
                 "nor a vocoder checkpoint file"
             )
-        from model.vocoder import NeuralVocoder
-
         return NeuralVocoder.load(name, cfg.audio)
     d = cfg.dsp_vocoder
     return dsp.DspVocoder(
@@ -118,7 +122,7 @@ def cmd_vocode(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     conv = cfg.audio
     y = audio_io.read_mono(args.input, conv.sample_rate)
-    name = args.vocoder or cfg.dsp_vocoder.method
+    name = args.vocoder or cfg.daemon.vocoder or cfg.dsp_vocoder.method
     vocoder = _vocoder(cfg, name)
     t0 = time.perf_counter()
     mel = dsp.log_mel(y, conv)
@@ -499,9 +503,11 @@ def build_parser() -> argparse.ArgumentParser:
     vc = tsub.add_parser(
         "vocoder",
         parents=[common],
-        help="train a MelGAN vocoder (mel -> audio)",
-        description="Train a MelGAN vocoder on DIR's audio: the STFT and mel losses first, "
-        "the multi-scale discriminator from [vocoder] adversarial_start. Checkpoints every "
+        help="train a vocoder (mel -> audio)",
+        description="Train a vocoder on DIR's audio. [vocoder] arch = magnitude (the "
+        "default): a frame-rate network learns each frame's STFT magnitude, RTISI-LA makes "
+        "the phase. arch = melgan: the STFT and mel losses first, the multi-scale "
+        "discriminator from [vocoder] adversarial_start. Checkpoints every "
         "[vocoder] save_every steps, on Ctrl-C and at the end; --resume continues the run. "
         "Several GPUs: torchrun --standalone --nproc_per_node N -m daemon.cli train vocoder "
         "--data DIR --run-dir RUNDIR.",

@@ -83,6 +83,10 @@ class AcousticConfig(_LongTrainConfig, _TextTrainConfig):
 
 @dataclass(frozen=True)
 class VocoderConfig(_LongTrainConfig):
+    arch: str = _opt(choices=("magnitude", "melgan"))
+    blocks: int = _opt(lo=1, hi=64)
+    rtisi_lookahead: int = _opt(lo=0, hi=16)
+    rtisi_iters: int = _opt(lo=0, hi=64)
     bands: int = _opt(choices=(1, 2, 4, 8))
     channels: int = _opt(lo=8, hi=2048)
     ratios: tuple[int, ...] = _opt()

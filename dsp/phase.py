@@ -76,6 +76,33 @@ def _rtisi_frame(acc, wacc, contrib, spec, mags, j, new_mag, win, hop, iters):  
             contrib[s] = new
 
 
+@numba.njit(cache=True, nogil=True)
+def _rtisi_run(acc, wacc, contrib, spec, mags, n_active, mag, win, hop, iters, tiny, out):
+    """Every frame of ``mag`` (k, n_bins) through :func:`_rtisi_frame`; each committed frame's
+    first hop, divided by the window-square sum, goes to ``out``. Returns ``(n_active,
+    samples written)``. Runs in one call, so a chunk costs no Python per frame."""  # noqa: D401
+    lookahead = contrib.shape[0] - 1
+    n = 0
+    for t in range(mag.shape[0]):
+        _rtisi_frame(acc, wacc, contrib, spec, mags, n_active, mag[t], win, hop, iters)
+        n_active += 1
+        if n_active == lookahead + 1:  # the oldest frame is done: its first hop is final
+            for i in range(hop):
+                out[n + i] = acc[i] / wacc[i] if wacc[i] > tiny else acc[i]
+            n += hop
+            m = acc.shape[0]
+            acc[: m - hop] = acc[hop:].copy()
+            acc[m - hop :] = 0.0
+            wacc[: m - hop] = wacc[hop:].copy()
+            wacc[m - hop :] = 0.0
+            for s in range(lookahead):
+                contrib[s] = contrib[s + 1]
+                spec[s] = spec[s + 1]
+                mags[s] = mags[s + 1]
+            n_active -= 1
+    return n_active, n
+
+
 class RtisiState(NamedTuple):
     acc: np.ndarray
     wacc: np.ndarray
@@ -136,24 +163,12 @@ class Rtisi:
         st = state if state is not None else self.initial_state()
         acc, wacc = st.acc.copy(), st.wacc.copy()
         contrib, spec, mags = st.contrib.copy(), st.spec.copy(), st.mags.copy()
-        n_active, skip = st.n_active, st.skip
-        out = []
-        for t in range(mag.shape[1]):
-            new_mag = np.ascontiguousarray(mag[:, t], dtype=np.float64)
-            _rtisi_frame(
-                acc, wacc, contrib, spec, mags, n_active, new_mag, self._win, hop, self.iters
-            )
-            n_active += 1
-            if n_active == self.lookahead + 1:  # the oldest frame is done: its first hop is final
-                y, skip = self._out(acc[:hop], wacc[:hop], skip)
-                out.append(y)
-                for a in (acc, wacc):
-                    a[:-hop] = a[hop:]
-                    a[-hop:] = 0.0
-                for a in (contrib, spec, mags):
-                    a[:-1] = a[1:]
-                n_active -= 1
-        y = np.concatenate(out) if out else np.zeros(0, np.float32)
+        out = np.zeros(mag.shape[1] * hop)
+        n_active, n = _rtisi_run(acc, wacc, contrib, spec, mags, st.n_active,
+                                 np.ascontiguousarray(mag.T, dtype=np.float64), self._win, hop,
+                                 self.iters, _sp._TINY, out)  # fmt: skip
+        drop = min(st.skip, n)
+        y, skip = out[drop:n].astype(np.float32), st.skip - drop
         fed = st.fed + mag.shape[1]
         return y, RtisiState(acc, wacc, contrib, spec, mags, n_active, skip, fed)
 

@@ -54,3 +54,11 @@ class LogMel(nn.Module):
         spec = torch.stft(x, c.n_fft, c.hop_length, c.win_length, self.window, center=False,
                           return_complex=True).abs()  # fmt: skip
         return torch.log(torch.clamp(self.basis @ spec, min=1e-5))
+
+
+def frame_log_magnitude(audio: torch.Tensor, conv, window: torch.Tensor) -> torch.Tensor:
+    """Natural-log STFT magnitude ``(B, n_bins, frames)`` of ``audio`` framed without padding
+    (the caller pads it as the mel analysis did), floored at the convention's log clamp."""
+    spec = torch.stft(audio.float(), conv.n_fft, conv.hop_length, conv.win_length, window,
+                      center=False, return_complex=True)  # fmt: skip
+    return spec.abs().clamp(min=conv.log_clamp).log()

@@ -16,6 +16,7 @@ a PQMF synthesis bank (:mod:`model.pqmf`) joins.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +28,8 @@ from torch.nn.utils.parametrizations import weight_norm
 from model.pqmf import PQMF
 
 SILENCE = math.log(1e-5)  # the log-mel of silence under the audio convention
+# the vocoder packaged beside the default voice ("neural" on the command line and in config)
+PACKAGED = Path(__file__).resolve().parent / "voices" / "default" / "vocoder.safetensors"
 
 
 class CachedConv(nn.Module):
@@ -172,18 +175,22 @@ class MelGAN(nn.Module):
         return self.stream(pad, state)[0] if self.lookahead else pad.new_zeros(b, 0)
 
     def remove_weight_norm(self) -> MelGAN:
-        """Bake the weight-norm parametrizations into plain weights (faster inference)."""
-        for m in self.modules():
-            if parametrize.is_parametrized(m, "weight"):
-                parametrize.remove_parametrizations(m, "weight")
-        return self
+        return bake_weight_norm(self)
+
+
+def bake_weight_norm(net: nn.Module) -> nn.Module:
+    """Bake the weight-norm parametrizations into plain weights (faster inference)."""
+    for m in net.modules():
+        if parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight")
+    return net
 
 
 class NeuralVocoder:
     """A trained vocoder checkpoint behind the DSP vocoder's interface: ``(n_mels, T)`` numpy
     log-mel in, float32 audio out; ``stream`` / ``flush`` / ``delay`` (samples) for live use."""
 
-    def __init__(self, net: MelGAN, conv, header: dict):
+    def __init__(self, net: nn.Module, conv, header: dict):
         self.net = net.eval()
         self.conv, self.header, self.delay = conv, header, net.delay
 
@@ -193,7 +200,14 @@ class NeuralVocoder:
 
         tensors, header = checkpoint.load(path, kind="vocoder")
         have = checkpoint.convention(header, conv, path, "vocoder")
-        net = MelGAN(**header["kwargs"])
+        kwargs = dict(header["kwargs"])
+        if kwargs.pop("arch", "melgan") == "magnitude":
+            from model.magnitude import MagnitudeNet, MagnitudeVocoder
+
+            net = MagnitudeNet(**kwargs)
+            net.load_state_dict(tensors, strict=True)
+            return MagnitudeVocoder(net.remove_weight_norm(), have, header, **header["rtisi"])
+        net = MelGAN(**kwargs)
         net.load_state_dict(tensors, strict=True)
         return cls(net.remove_weight_norm(), have, header)
 

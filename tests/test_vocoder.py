@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torch.nn.functional as F
 
 import dsp
 from daemon import cli
 from dsp import pqmf
 from model import checkpoint
 from model.discriminators import MultiScale
-from model.losses import LogMel, MultiResolutionSTFTLoss
+from model.losses import LogMel, MultiResolutionSTFTLoss, frame_log_magnitude
+from model.magnitude import MagnitudeNet, MagnitudeVocoder
 from model.pqmf import PQMF
 from model.vocoder import MelGAN, NeuralVocoder
 from trainer import vocoder
@@ -83,6 +85,47 @@ def test_streaming_equals_offline_for_every_chunk_size(kw):
         assert first.shape[-1] == 256 - net.delay if net.delay < 256 else first.shape[-1] == 0
 
 
+@pytest.mark.parametrize("lookahead", [0, 1, 2])
+def test_magnitude_vocoder_streams_exactly_for_every_chunk_size(lookahead):
+    torch.manual_seed(0)
+    net = MagnitudeNet(channels=32, blocks=2, lookahead=lookahead).eval()
+    assert net.delay == lookahead
+    mel = torch.randn(2, 80, 37) - 4
+    with torch.no_grad():
+        ref = net(mel)
+        assert ref.shape == (2, 513, 37)
+        for chunk in range(1, 33):
+            got = stream_all(net, mel, chunk)
+            assert got.shape == ref.shape, chunk
+            assert (got - ref).abs().max() <= 1e-4, chunk
+        assert net.stream(mel[..., :2])[0].shape[-1] == max(0, 2 - lookahead)
+    # and through RTISI-LA: audio chunks equal the offline audio after the stated delay
+    net.head.bias.data -= 5  # magnitudes at speech level, not random weights' (audio ~ 0.1)
+    voc = MagnitudeVocoder(net, dsp.DEFAULT, {}, rtisi_lookahead=2, rtisi_iters=2)
+    assert voc.delay == lookahead * 256 + 2 * 256 + 384
+    m = mel[0].numpy()
+    whole = voc(m)
+    assert whole.shape == (37 * 256,) and 1e-3 < np.abs(whole).max() < 2
+    for chunk in (1, 2, 3, 8, 32):
+        outs, st = [], None
+        for i in range(0, 37, chunk):
+            y, st = voc.stream(m[:, i : i + chunk], st)
+            outs.append(y)
+        outs.append(voc.flush(st))
+        assert np.abs(np.concatenate(outs) - whole).max() <= 1e-4, chunk
+
+
+def test_magnitude_targets_are_the_mel_frames_own_spectra():
+    """The frames the magnitude net is trained to predict are the ones the mel analysed."""
+    x = np.random.default_rng(3).standard_normal(40 * 256).astype(np.float32)
+    padded = F.pad(torch.from_numpy(x)[None], (384, 384))
+    got = frame_log_magnitude(padded, dsp.DEFAULT, torch.hann_window(1024))[0].numpy()
+    spec = np.abs(dsp.stft(x, dsp.DEFAULT))
+    want = np.log(np.maximum(spec, 1e-5))
+    assert got.shape == want.shape == (513, 40)
+    np.testing.assert_allclose(got[:, 2:-2], want[:, 2:-2], atol=1e-3)
+
+
 def test_losses_and_discriminator_shapes():
     x = torch.tensor(np.random.default_rng(1).standard_normal((2, 8192)), dtype=torch.float32)
     loss = MultiResolutionSTFTLoss()
@@ -117,16 +160,20 @@ def kw(**over):
     )
 
 
-def test_vocoder_training_resumes_exactly_and_streams(corpus_copy, tmp_path):
+@pytest.mark.parametrize("arch", ["melgan", "magnitude"])
+def test_vocoder_training_resumes_exactly_and_streams(corpus_copy, tmp_path, arch):
     torch.set_num_threads(1)
-    vocoder.train(corpus_copy, tmp_path / "a", dsp.DEFAULT, **kw())
-    vocoder.train(corpus_copy, tmp_path / "b", dsp.DEFAULT, **kw(steps=4))
-    vocoder.train(corpus_copy, tmp_path / "b", dsp.DEFAULT, **kw(resume=True))
+    vocoder.train(corpus_copy, tmp_path / "a", dsp.DEFAULT, **kw(arch=arch))
+    vocoder.train(corpus_copy, tmp_path / "b", dsp.DEFAULT, **kw(steps=4, arch=arch))
+    vocoder.train(corpus_copy, tmp_path / "b", dsp.DEFAULT, **kw(resume=True, arch=arch))
     la = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     lb = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lb] == list(range(1, 7))
-    assert "disc" not in la[2] and {"disc", "adv", "feature_match"} <= set(la[3])
-    for key in ("total", "sc", "mel", "disc"):
+    if arch == "melgan":
+        assert "disc" not in la[2] and {"disc", "adv", "feature_match"} <= set(la[3])
+    keys = ("total", "spectral", "sc") if arch == "magnitude" else ("total", "sc", "mel", "disc")
+    assert set(keys) <= set(la[3])
+    for key in keys:
         np.testing.assert_allclose([x.get(key, 0) for x in lb], [x.get(key, 0) for x in la],
                                    rtol=1e-4)  # fmt: skip
     metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())

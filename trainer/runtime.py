@@ -177,7 +177,7 @@ class Record:
             self.tb.add_scalar(f"train/{k}", v.item(), step)
         self.log.write(json.dumps(rec) + "\n")
         self.log.flush()
-        self.bar.set_postfix(mel=f"{rec['mel']:.3f}")
+        self.bar.set_postfix(loss=f"{rec['total' if 'total' in rec else 'mel']:.3f}")
 
     def finish(self, net, validate, save) -> dict:
         """Check the processes agree, validate, save, write ``metrics.json`` (rank 0)."""

@@ -1,9 +1,11 @@
-"""Training a MelGAN vocoder: `melgand train vocoder --data DIR --run RUNDIR [--resume]`.
+"""Training a vocoder: `melgand train vocoder --data DIR --run RUNDIR [--resume]`.
 
-Random aligned clips (log-mel frames and their audio) from the feature cache; the generator
-first learns on the multi-resolution STFT loss and the mel L1 alone, then from
-``adversarial_start`` the multi-scale discriminator joins (least-squares GAN, optional
-feature matching). ``--voice CKPT`` fine-tunes on that acoustic model's own (teacher-forced)
+Random aligned clips (log-mel frames and their audio) from the feature cache. ``arch =
+"magnitude"`` (the default) learns each frame's log STFT magnitude (L1, plus spectral
+convergence) and is validated through RTISI-LA, whose settings the checkpoint keeps. ``arch
+= "melgan"``: the generator first learns on the multi-resolution STFT loss and the mel L1
+alone, then from ``adversarial_start`` the multi-scale discriminator joins (least-squares
+GAN, optional feature matching). ``--voice CKPT`` fine-tunes on that acoustic model's own (teacher-forced)
 mels instead of the analysed ones. The habits are the acoustic trainer's: config, seed,
 device auto + AMP, DDP under torchrun, progress bar, TensorBoard, atomic checkpoints,
 exact resume, NaN handling; each validation writes audio, a mel PNG, and PESQ-WB / STOI.
@@ -22,9 +24,10 @@ import torch
 import torch.nn.functional as F
 
 import dsp
-from model import checkpoint
+from model import checkpoint, losses
 from model.discriminators import MultiScale, d_loss, feature_matching, g_adv_loss
 from model.losses import LogMel, MultiResolutionSTFTLoss
+from model.magnitude import MagnitudeNet, MagnitudeVocoder
 from model.vocoder import SILENCE, MelGAN
 from trainer import dataset, features, runtime, train_state
 from trainer.acoustic import plot_mels
@@ -72,22 +75,35 @@ def _voice_mels(data: Path, conv: dsp.Convention, voice: Path) -> dict[str, np.n
 
 
 def make_batch(clips: list[Clip], rng: random.Random, frames: int, context: int,
-               hop: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Mel ``(B, n_mels, context + frames)`` and audio ``(B, frames * hop)``: the ``context``
-    frames before each clip warm the causal network up; the loss ignores their output."""
+               hop: int, margin: int = 0) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Mel ``(B, n_mels, context + frames)`` and audio ``(B, frames * hop + 2 * margin)``:
+    the ``context`` frames before each clip warm the causal network up (the loss ignores
+    their output); ``margin`` samples each side (zeros beyond the item) let the frames'
+    own windows be analysed as the mel was."""
     mels, audios = [], []
     for c in clips:
         t = c.mel.shape[1]
         start = rng.randrange(max(1, t - frames + 1))
         m = c.mel[:, max(0, start - context) : start + frames]
         m = np.pad(m, ((0, 0), (context - min(start, context), 0)), constant_values=SILENCE)
-        a = c.audio[start * hop : (start + frames) * hop]
+        lo, hi = start * hop - margin, (start + frames) * hop + margin
+        a = c.audio[max(0, lo) : hi]
+        a = np.pad(a, (max(0, -lo), hi - lo - len(a) - max(0, -lo)))
         if m.shape[1] < context + frames:  # a clip shorter than the segment: silence after it
             m = np.pad(m, ((0, 0), (0, context + frames - m.shape[1])), constant_values=SILENCE)
-            a = np.pad(a, (0, frames * hop - len(a)))
         mels.append(m)
         audios.append(a)
     return torch.from_numpy(np.stack(mels)), torch.from_numpy(np.stack(audios))
+
+
+def build(arch: str, conv: dsp.Convention, *, channels: int, ratios, bands: int, blocks: int,
+          lookahead: int) -> MelGAN | MagnitudeNet:  # fmt: skip
+    """The network ``[vocoder] arch`` names: "magnitude" (``blocks`` at the frame rate, the
+    phase by RTISI-LA) or "melgan" (``bands``, ``ratios``)."""
+    if arch == "magnitude":
+        return MagnitudeNet(conv.n_mels, conv.n_bins, channels, blocks, lookahead)
+    return MelGAN(conv.n_mels, conv.hop_length, channels, tuple(ratios), bands=bands,
+                  lookahead=lookahead)  # fmt: skip
 
 
 def quality(ref: np.ndarray, out: np.ndarray, sr: int) -> dict[str, float]:
@@ -107,6 +123,7 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
           segment_frames: int = 32, context_frames: int = 8, lr: float = 2e-4,
           lr_step: int = 100000, lr_gamma: float = 0.5, seed: int = 0, bands: int = 4,
           channels: int = 256, ratios: tuple[int, ...] = (4, 4, 4), lookahead: int = 1,
+          arch: str = "melgan", blocks: int = 6, rtisi_lookahead: int = 2, rtisi_iters: int = 4,
           adversarial_start: int = 20000, adversarial_weight: float = 2.5,
           feature_match_weight: float = 0.0, mel_weight: float = 1.0, disc_width: int = 16,
           voice: Path | None = None, held_out: float = 0.02, save_every: int = 1000,
@@ -120,10 +137,13 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
         clips = load_clips(data, conv, voice)
     n_val = max(1, round(len(clips) * held_out))
     val, tr = clips[-n_val:][:val_items], clips[:-n_val]
-    net = MelGAN(conv.n_mels, conv.hop_length, channels, tuple(ratios), bands=bands,
-                 lookahead=lookahead)  # fmt: skip
+    net = build(arch, conv, channels=channels, ratios=ratios, bands=bands, blocks=blocks,
+                lookahead=lookahead)  # fmt: skip
+    spectral = isinstance(net, MagnitudeNet)
+    rtisi = {"rtisi_lookahead": rtisi_lookahead, "rtisi_iters": rtisi_iters}
     disc_net = MultiScale(width=disc_width)
-    opts = {"opt": torch.optim.Adam(net.parameters(), lr, betas=(0.5, 0.9)),
+    betas = (0.9, 0.99) if spectral else (0.5, 0.9)  # a regression, or a GAN
+    opts = {"opt": torch.optim.Adam(net.parameters(), lr, betas=betas),
             "opt_d": torch.optim.Adam(disc_net.parameters(), lr, betas=(0.5, 0.9))}  # fmt: skip
     scheds = {name: torch.optim.lr_scheduler.StepLR(o, lr_step, lr_gamma)
               for name, o in (("sched", opts["opt"]), ("sched_d", opts["opt_d"]))}  # fmt: skip
@@ -140,12 +160,38 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
     log_mel = LogMel(conv).to(rt.device)
     scaler = rt.scaler()
     hop, ctx = conv.hop_length, context_frames
+    margin = conv.pad if spectral else 0
+    window = torch.hann_window(conv.win_length).to(rt.device)
+
+    def waveform_losses(y: torch.Tensor, audio: torch.Tensor, out: dict, adversarial: bool):
+        """MelGAN's terms: multi-resolution STFT, mel L1, and from ``adversarial_start`` the
+        multi-scale discriminator (its loss left in ``out["disc"]``)."""
+        out["sc"], out["mag"] = stft_loss(y, audio)
+        out["mel"] = F.l1_loss(log_mel(y), log_mel(audio))
+        total = out["sc"] + out["mag"] + mel_weight * out["mel"]
+        if adversarial:
+            judged = disc(torch.cat([audio, y.detach()]))
+            d_losses = [d_loss(*lg.float().chunk(2)) for lg, _ in judged]
+            out["disc"] = sum(d_losses) / len(d_losses)
+            fake = disc_net(y)
+            out["adv"] = sum(g_adv_loss(lg.float()) for lg, _ in fake) / len(fake)
+            total = total + adversarial_weight * out["adv"]
+            if feature_match_weight > 0:
+                with torch.no_grad():
+                    real = disc_net(audio)
+                out["feature_match"] = sum(
+                    feature_matching(r[1], f[1]) for r, f in zip(real, fake, strict=True)
+                ) / len(fake)
+                total = total + feature_match_weight * out["feature_match"]
+        return total
 
     def save(metrics: dict) -> None:
         header = {"kind": "vocoder", "kwargs": net.kwargs, "convention": conv.to_dict(),
                   "provenance": {"command": command, "data": str(data), "step": step,
                                  "voice": str(voice) if voice else None},
                   "metrics": metrics}  # fmt: skip
+        if spectral:  # the phase reconstruction it was validated with
+            header["rtisi"] = rtisi
         checkpoint.save(ckpt, net.state_dict(), header)
         train_state.save(state_path, step, rng, opts, scheds, {"disc": disc_net})
 
@@ -158,8 +204,11 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
         scores: dict[str, list[float]] = {"mel_l1": [], "pesq_wb": [], "stoi": []}
         for i, c in enumerate(val):
             with torch.no_grad():
-                y = net(torch.from_numpy(c.mel)[None].to(rt.device))[0].float()
-                m = log_mel(y[None])[0].cpu().numpy()
+                if spectral:
+                    y = torch.from_numpy(MagnitudeVocoder(net, conv, {}, **rtisi)(c.mel))
+                else:
+                    y = net(torch.from_numpy(c.mel)[None].to(rt.device))[0].float()
+                m = log_mel(y[None].to(rt.device))[0].cpu().numpy()
             y = y.cpu().numpy()
             scores["mel_l1"].append(float(np.abs(m - c.mel[:, : m.shape[1]]).mean()))
             for k, v in quality(c.audio, y, conv.sample_rate).items():
@@ -184,30 +233,22 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
                 chosen = [tr[i] for i in picks[rt.rank * batch_size : (rt.rank + 1) * batch_size]]
                 # every process draws the same salt, then cuts its own clips
                 clip_rng = random.Random(rng.getrandbits(32) * 1009 + rt.rank)
-                batch = make_batch(chosen, clip_rng, segment_frames, ctx, hop)
-                mel, audio = (t.to(rt.device) for t in batch)
-                adversarial = step >= adversarial_start
+                batch = make_batch(chosen, clip_rng, segment_frames, ctx, hop, margin)
+                mel, padded = (t.to(rt.device) for t in batch)
+                audio = padded[:, margin : padded.shape[-1] - margin]
+                adversarial = step >= adversarial_start and not spectral
                 out: dict[str, torch.Tensor] = {}
                 with rt.autocast():
-                    y = model(mel)[:, ctx * hop :].float()
-                    out["sc"], out["mag"] = stft_loss(y, audio)
-                    out["mel"] = F.l1_loss(log_mel(y), log_mel(audio))
-                    total = out["sc"] + out["mag"] + mel_weight * out["mel"]
-                    if adversarial:
-                        judged = disc(torch.cat([audio, y.detach()]))
-                        d_losses = [d_loss(*lg.float().chunk(2)) for lg, _ in judged]
-                        out["disc"] = sum(d_losses) / len(d_losses)
-                        fake = disc_net(y)
-                        out["adv"] = sum(g_adv_loss(lg.float()) for lg, _ in fake) / len(fake)
-                        total = total + adversarial_weight * out["adv"]
-                        if feature_match_weight > 0:
-                            with torch.no_grad():
-                                real = disc_net(audio)
-                            out["feature_match"] = sum(
-                                feature_matching(r[1], f[1])
-                                for r, f in zip(real, fake, strict=True)
-                            ) / len(fake)
-                            total = total + feature_match_weight * out["feature_match"]
+                    if spectral:  # the frames' own magnitudes are the targets
+                        pred = model(mel)[..., ctx:].float()
+                        true = losses.frame_log_magnitude(padded, conv, window)
+                        out["spectral"] = F.l1_loss(pred, true)
+                        diff = torch.linalg.norm(pred.exp() - true.exp())
+                        out["sc"] = diff / torch.linalg.norm(true.exp())
+                        total = out["spectral"] + out["sc"]
+                    else:
+                        y = model(mel)[:, ctx * hop :].float()
+                        total = waveform_losses(y, audio, out, adversarial)
                     out["total"] = total
                 runtime.check_finite(rt, out, step, [c.id for c in chosen], ckpt)
                 runtime.optimize(scaler, opts["opt"], out["total"], model.parameters(), 10.0)

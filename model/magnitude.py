@@ -1,0 +1,158 @@
+"""The neural half of the default vocoder: log-mel frames -> the STFT magnitude of the same
+frames, by a small causal network at the frame rate; RTISI-LA (:mod:`dsp.phase`) makes the
+phase and the audio.
+
+Why this split: on held-out teacher audio RTISI-LA scores PESQ-WB 4.05 from the true
+magnitudes but 3.52 from the least-squares inversion of the mel (:func:`dsp.mel_to_magnitude`),
+which smears the harmonics that 80 mel bands blur. Predicting the magnitude is a regression
+a network learns in minutes on a CPU; predicting a phase that overlap-adds cleanly is what
+costs a GAN vocoder its million steps.
+
+:class:`MagnitudeNet` is ConvNeXt blocks (causal depthwise convolution, layer norm, pointwise
+MLP) over the frames; each output frame sees ``lookahead`` mel frames past its own, so
+``delay = lookahead`` frames, and ``stream`` over any chunks equals ``forward``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dsp.phase import Rtisi
+from model.vocoder import SILENCE, CachedConv, bake_weight_norm
+
+
+class Block(nn.Module):
+    """Causal ConvNeXt block: ``x + mlp(norm(depthwise_conv(x)))``."""
+
+    def __init__(self, channels: int, kernel: int = 7, expand: int = 3):
+        super().__init__()
+        self.dw = CachedConv(channels, channels, kernel, groups=channels)
+        self.norm = nn.LayerNorm(channels)
+        self.up = nn.Linear(channels, expand * channels)
+        self.down = nn.Linear(expand * channels, channels)
+        self.scale = nn.Parameter(torch.full((channels,), 0.1))
+
+    def _mlp(self, h: torch.Tensor) -> torch.Tensor:
+        h = self.down(F.gelu(self.up(self.norm(h.transpose(1, 2)))))
+        return (self.scale * h).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self._mlp(self.dw(x))
+
+    def stream(self, x: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, cache = self.dw.stream(x, cache)
+        return x + self._mlp(h), cache
+
+
+class MagnitudeNet(nn.Module):
+    def __init__(self, n_mels: int = 80, bins: int = 513, channels: int = 256, blocks: int = 6,
+                 lookahead: int = 1):  # fmt: skip
+        super().__init__()
+        self.kwargs = {"arch": "magnitude", "n_mels": n_mels, "bins": bins,
+                       "channels": channels, "blocks": blocks, "lookahead": lookahead}  # fmt: skip
+        self.lookahead = self.delay = lookahead
+        self.pre = CachedConv(n_mels, channels, 7)
+        self.blocks = nn.ModuleList(Block(channels) for _ in range(blocks))
+        self.norm = nn.LayerNorm(channels)
+        self.head = nn.Linear(channels, bins)
+        self.skip = nn.Linear(n_mels, bins)  # the mel's own linear map, refined by the blocks
+
+    def _head(self, x: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        h = self.head(self.norm(x.transpose(1, 2))) + self.skip(mel.transpose(1, 2))
+        return h.transpose(1, 2).clamp(-12.0, 8.0)
+
+    def _causal(self, mel: torch.Tensor) -> torch.Tensor:
+        x = self.pre(mel)
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """``(B, n_mels, T)`` log-mel -> ``(B, bins, T)`` natural-log magnitude."""
+        t = mel.shape[-1]
+        mel = F.pad(mel, (0, self.lookahead), value=SILENCE)
+        x = self._causal(mel)[..., self.lookahead :]
+        return self._head(x, mel[..., :t])
+
+    def initial_state(self, batch: int = 1, device=None) -> dict:
+        return {
+            "pre": self.pre.init_cache(batch, device),
+            "blocks": [b.dw.init_cache(batch, device) for b in self.blocks],
+            "mel": torch.full((batch, self.pre.conv.in_channels, 0), SILENCE, device=device),
+            "skip": torch.tensor(self.lookahead),  # frames still to drop
+        }
+
+    def stream(self, mel: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """A chunk ``(B, n_mels, k)`` -> the magnitude frames now final (``lookahead`` fewer
+        at the start of a stream; :meth:`flush` gives them)."""
+        st = state if state is not None else self.initial_state(mel.shape[0], mel.device)
+        x, pre = self.pre.stream(mel, st["pre"])
+        caches = []
+        for b, c in zip(self.blocks, st["blocks"], strict=True):
+            x, c = b.stream(x, c)
+            caches.append(c)
+        skip = int(st["skip"])
+        x = x[..., skip:]
+        pending = torch.cat([st["mel"], mel], -1)  # mel frames whose output is not out yet
+        n = x.shape[-1]
+        out = self._head(x, pending[..., :n])
+        new = {"pre": pre, "blocks": caches, "mel": pending[..., n:],
+               "skip": torch.tensor(max(0, skip - mel.shape[-1]))}  # fmt: skip
+        return out, new
+
+    def remove_weight_norm(self) -> MagnitudeNet:
+        return bake_weight_norm(self)
+
+    def flush(self, state: dict) -> torch.Tensor:
+        b = state["pre"].shape[0]
+        if not self.lookahead:
+            return state["pre"].new_zeros(b, self.head.out_features, 0)
+        pad = state["pre"].new_full((b, self.pre.conv.in_channels, self.lookahead), SILENCE)
+        return self.stream(pad, state)[0]
+
+
+class MagnitudeVocoder:
+    """:class:`MagnitudeNet` then RTISI-LA, behind the DSP vocoder's interface: ``(n_mels, T)``
+    numpy log-mel in, float32 audio out; ``stream`` / ``flush``; ``delay`` in samples."""
+
+    def __init__(self, net: MagnitudeNet, conv, header: dict, rtisi_lookahead: int = 2,
+                 rtisi_iters: int = 4):  # fmt: skip
+        self.net = net.eval()
+        self.conv, self.header = conv, header
+        self.rtisi = Rtisi(conv, rtisi_lookahead, rtisi_iters)
+        self.delay = net.delay * conv.hop_length + self.rtisi.delay
+
+    def _mag(self, logmag: torch.Tensor) -> np.ndarray:
+        return logmag[0].double().exp().cpu().numpy()
+
+    def _in(self, log_mel) -> torch.Tensor:
+        dev = next(self.net.parameters()).device
+        return torch.from_numpy(np.asarray(log_mel, np.float32))[None].to(dev)
+
+    @torch.no_grad()
+    def magnitude(self, log_mel) -> np.ndarray:
+        return self._mag(self.net(self._in(log_mel)))
+
+    def __call__(self, log_mel) -> np.ndarray:
+        return self.rtisi.offline(self.magnitude(log_mel))
+
+    def to(self, device) -> MagnitudeVocoder:
+        self.net.to(device)
+        return self
+
+    @torch.no_grad()
+    def stream(self, log_mel, state: tuple | None = None) -> tuple[np.ndarray, tuple]:
+        ns, rs = state if state is not None else (None, None)
+        m, ns = self.net.stream(self._in(log_mel), ns)
+        y, rs = self.rtisi.stream(self._mag(m), rs)
+        return y, (ns, rs)
+
+    @torch.no_grad()
+    def flush(self, state: tuple) -> np.ndarray:
+        ns, rs = state
+        m = self.net.flush(ns)
+        y, rs = self.rtisi.stream(self._mag(m), rs) if m.shape[-1] else (np.zeros(0), rs)
+        return np.concatenate([y, self.rtisi.flush(rs)]).astype(np.float32)
