@@ -96,13 +96,21 @@ def main() -> None:
                     help="neural, rtisi, griffin_lim or a checkpoint; repeat to compare "
                     "(default: rtisi)")  # fmt: skip
     ap.add_argument("--save", type=Path, default=None, help="keep the rendered wavs here")
+    ap.add_argument("--generated", type=int, default=0, metavar="N",
+                    help="instead of the 20 written sentences: N from the corpus generator "
+                    "with seed 101 (the packaged voice's corpus is seed 1)")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(2)
     v = _voice.Voice.load(args.voice) if args.voice else _voice.packaged()
     names = args.vocoder or ["rtisi"]
     vocoders = {n: _vocoder(config.load(), n) for n in names}
     totals = {n: [0, 0] for n in ["festival", *names]}
-    for k, s in enumerate(SENTENCES):
+    sentences = SENTENCES
+    if args.generated:
+        from trainer.sentences import generate
+
+        sentences = generate(args.generated, 101).sentences
+    for k, s in enumerate(sentences):
         ref = words(s)
         fy, fsr = festival(s)
         mel = v.mel(s)
@@ -117,7 +125,8 @@ def main() -> None:
             totals[name][0] += e
             totals[name][1] += n
     w = {k: 100.0 * e / n for k, (e, n) in totals.items()}
-    print(f"# voice: {len(SENTENCES)} held-out sentences, pocketsphinx en-us\n")
+    kind = "generated (seed 101)" if args.generated else "written"
+    print(f"# voice: {len(sentences)} held-out {kind} sentences, pocketsphinx en-us\n")
     print("| renderer | WER % |")
     print("|---|---:|")
     print(f"| Festival cmu_us_slt_arctic_hts (teacher) | {w['festival']:.1f} |")

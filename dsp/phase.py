@@ -80,7 +80,7 @@ def _rtisi_frame(acc, wacc, contrib, spec, mags, j, new_mag, win, hop, iters):  
 def _rtisi_run(acc, wacc, contrib, spec, mags, n_active, mag, win, hop, iters, tiny, out):
     """Every frame of ``mag`` (k, n_bins) through :func:`_rtisi_frame`; each committed frame's
     first hop, divided by the window-square sum, goes to ``out``. Returns ``(n_active,
-    samples written)``. Runs in one call, so a chunk costs no Python per frame."""  # noqa: D401
+    samples written)``. Runs in one call, so a chunk costs no Python per frame."""
     lookahead = contrib.shape[0] - 1
     n = 0
     for t in range(mag.shape[0]):

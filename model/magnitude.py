@@ -23,6 +23,37 @@ from torch import nn
 from dsp.phase import Rtisi
 from model.vocoder import SILENCE, CachedConv, bake_weight_norm
 
+ROWS = 16  # below this many rows BLAS takes another path that rounds differently
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``F.linear`` over the last axis of ``(B, T, C)``, each row rounded the same however many
+    rows come at once (a short chunk is padded to ``ROWS`` rows). RTISI-LA is chaotic: a
+    magnitude one part in 1e15 off changes the samples a second later, so streaming equals
+    offline only if every frame's magnitudes are the same bits."""
+    b, t, c = x.shape
+    rows = x.reshape(b * t, c)
+    n = rows.shape[0]
+    if n < ROWS:
+        rows = F.pad(rows, (0, 0, 0, ROWS - n))
+    return F.linear(rows, weight, bias)[:n].reshape(b, t, weight.shape[0])
+
+
+def conv(cc: CachedConv, x: torch.Tensor) -> torch.Tensor:
+    """``cc``'s causal convolution of ``x`` ``(B, C, context + T)`` (its cache or zeros first)
+    -> ``(B, C_out, T)``, frame by frame the same bits for any ``T``: a dense convolution
+    as :func:`linear` over the unfolded taps, a depthwise one as a sum of shifted products."""
+    w, bias = cc.conv.weight, cc.conv.bias
+    k = w.shape[-1]
+    t = x.shape[-1] - k + 1
+    if cc.conv.groups == 1:
+        cols = x.unfold(-1, k, 1).permute(0, 2, 1, 3).reshape(x.shape[0], t, -1)
+        return linear(cols, w.reshape(w.shape[0], -1), bias).transpose(1, 2)
+    y = bias[:, None] + w[:, 0, 0, None] * x[..., :t]
+    for j in range(1, k):
+        y = y + w[:, 0, j, None] * x[..., j : j + t]
+    return y
+
 
 class Block(nn.Module):
     """Causal ConvNeXt block: ``x + mlp(norm(depthwise_conv(x)))``."""
@@ -36,15 +67,17 @@ class Block(nn.Module):
         self.scale = nn.Parameter(torch.full((channels,), 0.1))
 
     def _mlp(self, h: torch.Tensor) -> torch.Tensor:
-        h = self.down(F.gelu(self.up(self.norm(h.transpose(1, 2)))))
+        up, down = self.up, self.down
+        h = F.gelu(linear(self.norm(h.transpose(1, 2)), up.weight, up.bias))
+        h = linear(h, down.weight, down.bias)
         return (self.scale * h).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self._mlp(self.dw(x))
+        return x + self._mlp(conv(self.dw, F.pad(x, (self.dw.context, 0))))
 
     def stream(self, x: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, cache = self.dw.stream(x, cache)
-        return x + self._mlp(h), cache
+        xc = torch.cat([cache, x], -1)
+        return x + self._mlp(conv(self.dw, xc)), xc[..., xc.shape[-1] - self.dw.context :]
 
 
 class MagnitudeNet(nn.Module):
@@ -61,11 +94,13 @@ class MagnitudeNet(nn.Module):
         self.skip = nn.Linear(n_mels, bins)  # the mel's own linear map, refined by the blocks
 
     def _head(self, x: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
-        h = self.head(self.norm(x.transpose(1, 2))) + self.skip(mel.transpose(1, 2))
+        head, skip = self.head, self.skip
+        h = linear(self.norm(x.transpose(1, 2)), head.weight, head.bias)
+        h = h + linear(mel.transpose(1, 2), skip.weight, skip.bias)
         return h.transpose(1, 2).clamp(-12.0, 8.0)
 
     def _causal(self, mel: torch.Tensor) -> torch.Tensor:
-        x = self.pre(mel)
+        x = conv(self.pre, F.pad(mel, (self.pre.context, 0)))
         for b in self.blocks:
             x = b(x)
         return x
@@ -81,7 +116,7 @@ class MagnitudeNet(nn.Module):
         return {
             "pre": self.pre.init_cache(batch, device),
             "blocks": [b.dw.init_cache(batch, device) for b in self.blocks],
-            "mel": torch.full((batch, self.pre.conv.in_channels, 0), SILENCE, device=device),
+            "mel": self.pre.init_cache(batch, device)[..., :0],
             "skip": torch.tensor(self.lookahead),  # frames still to drop
         }
 
@@ -89,7 +124,8 @@ class MagnitudeNet(nn.Module):
         """A chunk ``(B, n_mels, k)`` -> the magnitude frames now final (``lookahead`` fewer
         at the start of a stream; :meth:`flush` gives them)."""
         st = state if state is not None else self.initial_state(mel.shape[0], mel.device)
-        x, pre = self.pre.stream(mel, st["pre"])
+        xc = torch.cat([st["pre"], mel], -1)
+        x, pre = conv(self.pre, xc), xc[..., xc.shape[-1] - self.pre.context :]
         caches = []
         for b, c in zip(self.blocks, st["blocks"], strict=True):
             x, c = b.stream(x, c)
@@ -116,7 +152,11 @@ class MagnitudeNet(nn.Module):
 
 class MagnitudeVocoder:
     """:class:`MagnitudeNet` then RTISI-LA, behind the DSP vocoder's interface: ``(n_mels, T)``
-    numpy log-mel in, float32 audio out; ``stream`` / ``flush``; ``delay`` in samples."""
+    numpy log-mel in, float32 audio out; ``stream`` / ``flush``; ``delay`` in samples.
+
+    The network computes every frame to the same bits however frames are chunked
+    (:func:`linear`, :func:`conv`), which RTISI-LA needs: it is chaotic, and magnitudes one
+    part in 1e15 apart give samples O(1) apart a second later."""
 
     def __init__(self, net: MagnitudeNet, conv, header: dict, rtisi_lookahead: int = 2,
                  rtisi_iters: int = 4):  # fmt: skip
@@ -126,7 +166,7 @@ class MagnitudeVocoder:
         self.delay = net.delay * conv.hop_length + self.rtisi.delay
 
     def _mag(self, logmag: torch.Tensor) -> np.ndarray:
-        return logmag[0].double().exp().cpu().numpy()
+        return np.exp(logmag[0].float().cpu().numpy().astype(np.float64))
 
     def _in(self, log_mel) -> torch.Tensor:
         dev = next(self.net.parameters()).device

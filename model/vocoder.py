@@ -48,7 +48,8 @@ class CachedConv(nn.Module):
         return self.conv(x), x[..., x.shape[-1] - self.context :]
 
     def init_cache(self, batch: int, device=None) -> torch.Tensor:
-        return torch.zeros(batch, self.conv.in_channels, self.context, device=device)
+        w = self.conv.weight
+        return torch.zeros(batch, self.conv.in_channels, self.context, device=device, dtype=w.dtype)
 
 
 class CachedUpsample(nn.Module):

@@ -167,7 +167,8 @@ def test_immediate_notes_keep_their_spacing_and_late_bundles_are_reported(served
     for i in range(4):
         sent.append(time.monotonic())
         r.send("/mnote", 67.0, 100.0, i + 1)
-        time.sleep(0.05)
+        # released after the reference's 2048 samples and the vocoder's look-ahead have sounded
+        time.sleep(0.16)
         r.send("/mnote/rel", 67.0, i + 1)
         time.sleep(0.25 - (time.monotonic() - sent[-1]))
     for _ in range(4):

@@ -5,10 +5,11 @@ Random aligned clips (log-mel frames and their audio) from the feature cache. ``
 convergence) and is validated through RTISI-LA, whose settings the checkpoint keeps. ``arch
 = "melgan"``: the generator first learns on the multi-resolution STFT loss and the mel L1
 alone, then from ``adversarial_start`` the multi-scale discriminator joins (least-squares
-GAN, optional feature matching). ``--voice CKPT`` fine-tunes on that acoustic model's own (teacher-forced)
-mels instead of the analysed ones. The habits are the acoustic trainer's: config, seed,
-device auto + AMP, DDP under torchrun, progress bar, TensorBoard, atomic checkpoints,
-exact resume, NaN handling; each validation writes audio, a mel PNG, and PESQ-WB / STOI.
+GAN, optional feature matching). ``--voice CKPT`` fine-tunes on that acoustic model's own
+(teacher-forced) mels instead of the analysed ones. The habits are the acoustic trainer's:
+config, seed, device auto + AMP, DDP under torchrun, progress bar, TensorBoard, atomic
+checkpoints, exact resume, NaN handling; each validation writes audio, a mel PNG, and
+PESQ-WB / STOI.
 """
 
 from __future__ import annotations
