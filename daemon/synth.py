@@ -128,12 +128,19 @@ class _Streaming:
             y = gen.flush(self.gen_state) if self.gen_state is not None else None
         self._vocode(y, final=x is None)
 
+    def _mel(self, y: torch.Tensor) -> np.ndarray:
+        """Generator frames ``(1, k, n_mels)`` (normalized) -> the vocoder's log-mel."""
+        r = self.r
+        return self._shape((y[0] * r.mel_std + r.mel_mean).T.cpu().numpy())
+
+    def _append(self, out: np.ndarray) -> None:
+        self.buf = np.concatenate([self.buf, out]).astype(np.float32, copy=False)
+
     def _vocode(self, y: torch.Tensor | None, final: bool) -> None:
         """Generator frames ``(1, k, n_mels)`` (normalized) -> samples in the buffer."""
         r, parts = self.r, []
         if y is not None and y.shape[1]:
-            mel = self._shape((y[0] * r.mel_std + r.mel_mean).T.cpu().numpy())
-            out, self.voc_state = r.vocoder.stream(mel, self.voc_state)
+            out, self.voc_state = r.vocoder.stream(self._mel(y), self.voc_state)
             parts.append(out)
         if final:
             if self.voc_state is not None:
@@ -195,12 +202,18 @@ def fill(voices: list[_Streaming], n: int) -> None:
             v.gen_state = GeneratorState(
                 st.hidden[:, i : i + 1], st.pending[i : i + 1], st.history[i : i + 1]
             )
+        group = [v for v, _ in batch]
+        r = group[0].r
         if len(batch) == 1:
-            batch[0][0]._vocode(y, final=False)
+            group[0]._vocode(y, final=False)
+        elif hasattr(r.vocoder, "stream_many"):  # a network: one call for all the voices
+            mels = [v._mel(part) for v, part in zip(group, y.split(1), strict=True)]
+            done = r.vocoder.stream_many(mels, [v.voc_state for v in group], r.pool)
+            for v, (out, state) in zip(group, done, strict=True):
+                v.voc_state = state
+                v._append(out)
         else:
-            pool = batch[0][0].r.pool
-            group = [v for v, _ in batch]
-            list(pool.map(_Streaming._vocode, group, y.split(1), [False] * len(group)))
+            list(r.pool.map(_Streaming._vocode, group, y.split(1), [False] * len(group)))
 
 
 class Speech(_Streaming):

@@ -42,17 +42,15 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.T
 def conv(cc: CachedConv, x: torch.Tensor) -> torch.Tensor:
     """``cc``'s causal convolution of ``x`` ``(B, C, context + T)`` (its cache or zeros first)
     -> ``(B, C_out, T)``, frame by frame the same bits for any ``T``: a dense convolution
-    as :func:`linear` over the unfolded taps, a depthwise one as a sum of shifted products."""
+    as :func:`linear` over the unfolded taps (torch's dense kernel rounds by chunk length); a
+    depthwise one directly (its sums do not depend on the length; tested bit for bit)."""
     w, bias = cc.conv.weight, cc.conv.bias
     k = w.shape[-1]
     t = x.shape[-1] - k + 1
     if cc.conv.groups == 1:
         cols = x.unfold(-1, k, 1).permute(0, 2, 1, 3).reshape(x.shape[0], t, -1)
         return linear(cols, w.reshape(w.shape[0], -1), bias).transpose(1, 2)
-    y = bias[:, None] + w[:, 0, 0, None] * x[..., :t]
-    for j in range(1, k):
-        y = y + w[:, 0, j, None] * x[..., j : j + t]
-    return y
+    return F.conv1d(x, w, bias, groups=cc.conv.groups)  # per-output sums: chunk-invariant
 
 
 class Block(nn.Module):
@@ -189,6 +187,36 @@ class MagnitudeVocoder:
         m, ns = self.net.stream(self._in(log_mel), ns)
         y, rs = self.rtisi.stream(self._mag(m), rs)
         return y, (ns, rs)
+
+    @torch.no_grad()
+    def stream_many(self, mels: list, states: list, pool=None) -> list[tuple[np.ndarray, tuple]]:
+        """:meth:`stream` for several voices' chunks of one length: the network runs once on
+        all those past their first chunk (its cost is per call more than per voice), RTISI-LA
+        per voice (on ``pool``'s threads if given: the numba kernel releases the GIL)."""
+        nets: list = [None] * len(mels)
+        ready = [i for i, s in enumerate(states) if s is not None and not int(s[0]["skip"])]
+        if len(ready) > 1:
+            st = [states[i][0] for i in ready]
+            blocks = zip(*(s["blocks"] for s in st), strict=True)
+            joined = {"pre": torch.cat([s["pre"] for s in st]),
+                      "blocks": [torch.cat(c) for c in blocks],
+                      "mel": torch.cat([s["mel"] for s in st]), "skip": st[0]["skip"]}  # fmt: skip
+            x = torch.cat([self._in(mels[i]) for i in ready])
+            m, new = self.net.stream(x, joined)
+            for j, i in enumerate(ready):
+                part = {"pre": new["pre"][j : j + 1], "mel": new["mel"][j : j + 1],
+                        "blocks": [c[j : j + 1] for c in new["blocks"]],
+                        "skip": new["skip"]}  # fmt: skip
+                nets[i] = (m[j : j + 1], part)
+
+        def one(i: int) -> tuple[np.ndarray, tuple]:
+            if nets[i] is None:
+                return self.stream(mels[i], states[i])
+            m, ns = nets[i]
+            y, rs = self.rtisi.stream(self._mag(m), states[i][1])
+            return y, (ns, rs)
+
+        return list(pool.map(one, range(len(mels)))) if pool else [one(i) for i in range(len(mels))]
 
     @torch.no_grad()
     def flush(self, state: tuple) -> np.ndarray:

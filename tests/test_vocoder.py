@@ -252,3 +252,29 @@ def test_packaged_vocoder_is_the_default_streams_and_beats_the_dsp_vocoder(tiny_
         outs.append(part)
     outs.append(voc.flush(st))
     assert np.abs(np.concatenate(outs) - out).max() <= 1e-4
+
+
+def test_many_voices_in_one_network_call_sound_as_each_alone():
+    """The daemon steps all its voices' magnitude networks in one call: each voice's samples
+    are the bits it would get alone, voices joining late included."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.manual_seed(1)
+    net = MagnitudeNet(channels=32, blocks=2, lookahead=1)
+    net.head.bias.data -= 5
+    voc = MagnitudeVocoder(net, dsp.DEFAULT, {}, rtisi_lookahead=2, rtisi_iters=2)
+    rng = np.random.default_rng(0)
+    mels = [rng.normal(-5, 2, (80, 24)).astype(np.float32) for _ in range(4)]
+    alone = [np.concatenate([voc.stream(m[:, :24])[0]]) for m in mels]
+    start = [0, 0, 0, 6]  # the last voice joins three chunks late
+    states, outs = [None] * 4, [[] for _ in range(4)]
+    with ThreadPoolExecutor(2) as pool:
+        for i in range(0, 30, 2):
+            act = [j for j in range(4) if start[j] <= i < start[j] + 24]
+            chunks = [mels[j][:, i - start[j] : i - start[j] + 2] for j in act]
+            for j, (y, s) in zip(act, voc.stream_many(chunks, [states[j] for j in act], pool),
+                                 strict=True):  # fmt: skip
+                states[j] = s
+                outs[j].append(y)
+    for j in range(4):
+        assert np.array_equal(np.concatenate(outs[j]), alone[j]), j
