@@ -32,10 +32,12 @@ from daemon import config
 from daemon.serve import Daemon
 from daemon.synth import Note
 
+VOCODER: dict[str, str] = {}  # "daemon.vocoder" when --vocoder is given
+
 
 class Live:
     def __init__(self, sink: str, **sets):
-        sets = {"daemon.greeting": "''", "osc.port": "0", **sets}
+        sets = {"daemon.greeting": "''", "osc.port": "0", **VOCODER, **sets}
         self.cfg = config.load(None, [config.parse_override(f"{k}={v}") for k, v in sets.items()])
         ready = threading.Event()
         self.d = Daemon(self.cfg, sink=sink, mqtt="off", ready=lambda d: ready.set())
@@ -76,7 +78,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--notes", type=int, default=40)
     ap.add_argument("--max-voices", type=int, default=16)
+    ap.add_argument("--vocoder", default=None, help="[daemon] vocoder for this run")
     args = ap.parse_args()
+    if args.vocoder:
+        VOCODER["daemon.vocoder"] = f"'{args.vocoder}'"
     tmp = Path(tempfile.mkdtemp())
     wav = tmp / "timeline.wav"
 

@@ -63,18 +63,20 @@ class UserError(ValueError):
 VOCODER_HELP = (
     "neural (the vocoder packaged beside the default voice), rtisi or griffin_lim (the DSP "
     "vocoder), or a trained vocoder checkpoint (RUNDIR/vocoder.safetensors); "
-    "default: [daemon] vocoder"
+    "default: [daemon] render_vocoder"
 )
 
 
-def _vocoder(cfg, name: str | None):
-    """The vocoder ``name`` (default ``[daemon] vocoder``, else ``[dsp_vocoder] method``):
+def _vocoder(cfg, name: str | None, live: bool = False):
+    """The vocoder ``name`` (default ``[daemon] vocoder`` live, ``render_vocoder`` for the
+    renders, else ``[dsp_vocoder] method``):
     "neural" (the packaged checkpoint), a DSP method as [dsp_vocoder] configures it, or the
     neural vocoder checkpoint at path ``name``."""
     import dsp
     from model.vocoder import PACKAGED, NeuralVocoder
 
-    name = name or cfg.daemon.vocoder or cfg.dsp_vocoder.method
+    d = cfg.daemon
+    name = name or (d.vocoder if live else d.render_vocoder) or cfg.dsp_vocoder.method
     if name == "neural":
         return NeuralVocoder.load(PACKAGED, cfg.audio)
     if name not in dsp.vocoder.METHODS:
@@ -122,7 +124,7 @@ def cmd_vocode(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     conv = cfg.audio
     y = audio_io.read_mono(args.input, conv.sample_rate)
-    name = args.vocoder or cfg.daemon.vocoder or cfg.dsp_vocoder.method
+    name = args.vocoder or cfg.daemon.render_vocoder or cfg.dsp_vocoder.method
     vocoder = _vocoder(cfg, name)
     t0 = time.perf_counter()
     mel = dsp.log_mel(y, conv)

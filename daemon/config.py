@@ -108,6 +108,7 @@ class DaemonConfig:
     max_text: int = _opt(lo=1, hi=100_000)
     max_queue: int = _opt(lo=1, hi=100_000)
     vocoder: str = _opt()
+    render_vocoder: str = _opt()
     max_voices: int = _opt(lo=1, hi=64)
     latency_ms: float = _opt(lo=0.0, hi=2000.0)
     buffer_ms: float = _opt(lo=1.0, hi=1000.0)

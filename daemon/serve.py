@@ -69,7 +69,7 @@ class Daemon:
     def _vocoder(self):
         from daemon.cli import _vocoder
 
-        return _vocoder(self.cfg, self.cfg.daemon.vocoder or None)
+        return _vocoder(self.cfg, None, live=True)
 
     def renderer_for(self, name: str) -> Renderer:
         """The named voice's renderer (loaded once, then kept)."""

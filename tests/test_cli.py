@@ -91,9 +91,10 @@ def test_vocode_takes_any_rate_and_channels(tmp_path):
 
 def test_vocode_uses_config_and_overrides(festival_speech, tmp_path):
     user = tmp_path / "my.toml"
-    # [daemon] vocoder = "" hands the choice to [dsp_vocoder] method
+    # [daemon] render_vocoder = "" hands the choice to [dsp_vocoder] method
     user.write_text(
-        '[daemon]\nvocoder = ""\n[dsp_vocoder]\nmethod = "griffin_lim"\ngriffin_lim_iters = 2\n'
+        '[daemon]\nrender_vocoder = ""\n[dsp_vocoder]\nmethod = "griffin_lim"\n'
+        "griffin_lim_iters = 2\n"
     )
     r = run("vocode", str(festival_speech), "-o", str(tmp_path / "a.wav"), "--config", str(user))
     assert r.returncode == 0 and "griffin_lim vocoder" in r.stdout

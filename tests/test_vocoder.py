@@ -232,7 +232,7 @@ def test_packaged_vocoder_is_the_default_streams_and_beats_the_dsp_vocoder(tiny_
     (the test corpus is another seed's sentences)."""
     cfg = config.load()
     voc = cli._vocoder(cfg, None)
-    assert isinstance(voc, MagnitudeVocoder) and cfg.daemon.vocoder == "neural"
+    assert isinstance(voc, MagnitudeVocoder) and cfg.daemon.render_vocoder == "neural"
     assert voc.header["provenance"]["command"].startswith("melgand train vocoder")
     dsp_voc = cli._vocoder(cfg, "rtisi")
     wavs = sorted((tiny_corpus / "wavs").glob("*.wav"))[:2]
