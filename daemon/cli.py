@@ -522,7 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--voice",
         type=Path,
         metavar="CHECKPOINT",
-        help="fine-tune on this acoustic model's own (teacher-forced) mels of DIR",
+        help="fine-tune on this acoustic model's own (teacher-forced) mels of DIR "
+        "(beside the analysed ones with [vocoder] voice_mix = true)",
     )
     vc.set_defaults(func=cmd_train_vocoder)
     return p

@@ -278,3 +278,21 @@ def test_many_voices_in_one_network_call_sound_as_each_alone():
                 outs[j].append(y)
     for j in range(4):
         assert np.array_equal(np.concatenate(outs[j]), alone[j]), j
+
+
+def test_voice_mels_alone_or_beside_the_analysed_ones(tiny_corpus):
+    """`--voice`: the acoustic model's teacher-forced mels, aligned to the same audio; with
+    voice_mix, beside the analysed mels as items of their own."""
+    from model.voice import PACKAGED
+
+    analysed = {c.id: c for c in vocoder.load_clips(tiny_corpus, dsp.DEFAULT)}
+    voiced = {c.id: c for c in vocoder.load_clips(tiny_corpus, dsp.DEFAULT, PACKAGED)}
+    both = {c.id: c for c in vocoder.load_clips(tiny_corpus, dsp.DEFAULT, PACKAGED, mix=True)}
+    assert set(voiced) == set(analysed)
+    assert set(both) == set(analysed) | {f"{i}~voice" for i in analysed}
+    for i, c in analysed.items():
+        v = both[f"{i}~voice"]
+        assert v.mel.shape[1] * 256 == len(v.audio) and len(v.audio) <= len(c.audio) + 256
+        np.testing.assert_array_equal(both[i].mel, c.mel)
+        assert not np.allclose(v.mel, c.mel[:, : v.mel.shape[1]])  # predicted, not analysed
+        np.testing.assert_array_equal(voiced[i].mel, v.mel)

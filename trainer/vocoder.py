@@ -41,21 +41,24 @@ class Clip:
     audio: np.ndarray  # (T * hop,) float32
 
 
-def load_clips(data: Path, conv: dsp.Convention, voice: Path | None = None) -> list[Clip]:
-    """Every good item's log-mel (analysed, or ``voice``'s teacher-forced prediction) and
-    audio at the convention's rate, cut to whole frames."""
+def load_clips(data: Path, conv: dsp.Convention, voice: Path | None = None,
+               mix: bool = False) -> list[Clip]:  # fmt: skip
+    """Every good item's log-mel (analysed, or ``voice``'s teacher-forced prediction; with
+    ``mix`` both, the voice's as ``ID~voice``) and audio at the convention's rate, cut to
+    whole frames."""
     prepared = features.prepare(data, conv, progress=False)
     gta = _voice_mels(data, conv, voice) if voice is not None else {}
     clips = []
     for row in prepared.report.good:
-        mel = gta.get(row.id)
-        if voice is not None and mel is None:
-            continue
-        if mel is None:
-            mel = features.load(prepared.cache, row.id)["mel"]
         y = dataset.load_audio(data, row, conv.sample_rate, dataset.Report())
-        t = min(mel.shape[1], len(y) // conv.hop_length)
-        clips.append(Clip(row.id, mel[:, :t].astype(np.float32), y[: t * conv.hop_length]))
+        mels = {}
+        if voice is None or mix:
+            mels[row.id] = features.load(prepared.cache, row.id)["mel"]
+        if row.id in gta:
+            mels[f"{row.id}~voice" if mix else row.id] = gta[row.id]
+        for name, mel in mels.items():
+            t = min(mel.shape[1], len(y) // conv.hop_length)
+            clips.append(Clip(name, mel[:, :t].astype(np.float32), y[: t * conv.hop_length]))
     return sorted(clips, key=lambda c: c.id)
 
 
@@ -125,6 +128,7 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
           lr_step: int = 100000, lr_gamma: float = 0.5, seed: int = 0, bands: int = 4,
           channels: int = 256, ratios: tuple[int, ...] = (4, 4, 4), lookahead: int = 1,
           arch: str = "melgan", blocks: int = 6, rtisi_lookahead: int = 2, rtisi_iters: int = 4,
+          voice_mix: bool = False,
           adversarial_start: int = 20000, adversarial_weight: float = 2.5,
           feature_match_weight: float = 0.0, mel_weight: float = 1.0, disc_width: int = 16,
           voice: Path | None = None, held_out: float = 0.02, save_every: int = 1000,
@@ -135,7 +139,7 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
     rng = random.Random(seed)
     run.mkdir(parents=True, exist_ok=True)
     with rt.main_first():
-        clips = load_clips(data, conv, voice)
+        clips = load_clips(data, conv, voice, voice_mix)
     n_val = max(1, round(len(clips) * held_out))
     val, tr = clips[-n_val:][:val_items], clips[:-n_val]
     net = build(arch, conv, channels=channels, ratios=ratios, bands=bands, blocks=blocks,
