@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dsp.phase import Rtisi
-from model.vocoder import SILENCE, CachedConv, bake_weight_norm
+from model.vocoder import SILENCE, CachedConv, NeuralVocoder, bake_weight_norm
 
 ROWS = 16  # below this many rows BLAS takes another path that rounds differently
 
@@ -39,18 +39,20 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.T
     return F.linear(rows, weight, bias)[:n].reshape(b, t, weight.shape[0])
 
 
-def conv(cc: CachedConv, x: torch.Tensor) -> torch.Tensor:
-    """``cc``'s causal convolution of ``x`` ``(B, C, context + T)`` (its cache or zeros first)
-    -> ``(B, C_out, T)``, frame by frame the same bits for any ``T``: a dense convolution
-    as :func:`linear` over the unfolded taps (torch's dense kernel rounds by chunk length); a
-    depthwise one directly (its sums do not depend on the length; tested bit for bit)."""
+def conv(cc: CachedConv, x: torch.Tensor, cache: torch.Tensor | None = None):
+    """``cc``'s causal convolution of ``x`` ``(B, C, T)`` after ``cache`` (zeros if None) ->
+    ``(B, C_out, T)`` and the next cache, frame by frame the same bits for any ``T``: a dense
+    convolution as :func:`linear` over the unfolded taps (torch's dense kernel rounds by chunk
+    length); a depthwise one directly (its sums do not depend on the length; tested)."""
+    x = F.pad(x, (cc.context, 0)) if cache is None else torch.cat([cache, x], -1)
+    tail = x[..., x.shape[-1] - cc.context :]
     w, bias = cc.conv.weight, cc.conv.bias
     k = w.shape[-1]
     t = x.shape[-1] - k + 1
     if cc.conv.groups == 1:
         cols = x.unfold(-1, k, 1).permute(0, 2, 1, 3).reshape(x.shape[0], t, -1)
-        return linear(cols, w.reshape(w.shape[0], -1), bias).transpose(1, 2)
-    return F.conv1d(x, w, bias, groups=cc.conv.groups)  # per-output sums: chunk-invariant
+        return linear(cols, w.reshape(w.shape[0], -1), bias).transpose(1, 2), tail
+    return F.conv1d(x, w, bias, groups=cc.conv.groups), tail  # per-output sums: chunk-invariant
 
 
 class Block(nn.Module):
@@ -71,11 +73,11 @@ class Block(nn.Module):
         return (self.scale * h).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self._mlp(conv(self.dw, F.pad(x, (self.dw.context, 0))))
+        return x + self._mlp(conv(self.dw, x)[0])
 
     def stream(self, x: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        xc = torch.cat([cache, x], -1)
-        return x + self._mlp(conv(self.dw, xc)), xc[..., xc.shape[-1] - self.dw.context :]
+        h, cache = conv(self.dw, x, cache)
+        return x + self._mlp(h), cache
 
 
 class MagnitudeNet(nn.Module):
@@ -98,7 +100,7 @@ class MagnitudeNet(nn.Module):
         return h.transpose(1, 2).clamp(-12.0, 8.0)
 
     def _causal(self, mel: torch.Tensor) -> torch.Tensor:
-        x = conv(self.pre, F.pad(mel, (self.pre.context, 0)))
+        x = conv(self.pre, mel)[0]
         for b in self.blocks:
             x = b(x)
         return x
@@ -122,8 +124,7 @@ class MagnitudeNet(nn.Module):
         """A chunk ``(B, n_mels, k)`` -> the magnitude frames now final (``lookahead`` fewer
         at the start of a stream; :meth:`flush` gives them)."""
         st = state if state is not None else self.initial_state(mel.shape[0], mel.device)
-        xc = torch.cat([st["pre"], mel], -1)
-        x, pre = conv(self.pre, xc), xc[..., xc.shape[-1] - self.pre.context :]
+        x, pre = conv(self.pre, mel, st["pre"])
         caches = []
         for b, c in zip(self.blocks, st["blocks"], strict=True):
             x, c = b.stream(x, c)
@@ -148,9 +149,10 @@ class MagnitudeNet(nn.Module):
         return self.stream(pad, state)[0]
 
 
-class MagnitudeVocoder:
-    """:class:`MagnitudeNet` then RTISI-LA, behind the DSP vocoder's interface: ``(n_mels, T)``
-    numpy log-mel in, float32 audio out; ``stream`` / ``flush``; ``delay`` in samples.
+class MagnitudeVocoder(NeuralVocoder):
+    """:class:`MagnitudeNet` then RTISI-LA, behind :class:`NeuralVocoder`'s interface:
+    ``(n_mels, T)`` numpy log-mel in, float32 audio out; ``stream`` / ``flush``; ``delay`` in
+    samples.
 
     The network computes every frame to the same bits however frames are chunked
     (:func:`linear`, :func:`conv`), which RTISI-LA needs: it is chaotic, and magnitudes one
@@ -158,17 +160,12 @@ class MagnitudeVocoder:
 
     def __init__(self, net: MagnitudeNet, conv, header: dict, rtisi_lookahead: int = 2,
                  rtisi_iters: int = 4):  # fmt: skip
-        self.net = net.eval()
-        self.conv, self.header = conv, header
+        super().__init__(net, conv, header)
         self.rtisi = Rtisi(conv, rtisi_lookahead, rtisi_iters)
         self.delay = net.delay * conv.hop_length + self.rtisi.delay
 
     def _mag(self, logmag: torch.Tensor) -> np.ndarray:
         return np.exp(logmag[0].float().cpu().numpy().astype(np.float64))
-
-    def _in(self, log_mel) -> torch.Tensor:
-        dev = next(self.net.parameters()).device
-        return torch.from_numpy(np.asarray(log_mel, np.float32))[None].to(dev)
 
     @torch.no_grad()
     def magnitude(self, log_mel) -> np.ndarray:
@@ -176,10 +173,6 @@ class MagnitudeVocoder:
 
     def __call__(self, log_mel) -> np.ndarray:
         return self.rtisi.offline(self.magnitude(log_mel))
-
-    def to(self, device) -> MagnitudeVocoder:
-        self.net.to(device)
-        return self
 
     @torch.no_grad()
     def stream(self, log_mel, state: tuple | None = None) -> tuple[np.ndarray, tuple]:
