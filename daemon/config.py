@@ -103,6 +103,7 @@ class VocoderConfig(_LongTrainConfig):
 class DaemonConfig:
     greeting: str = _opt()
     sink: str = _opt()
+    output_latency_ms: float = _opt(lo=0.0, hi=1000.0)
     fallback_sink: str = _opt()
     voice: str = _opt()
     voices_dir: str = _opt()

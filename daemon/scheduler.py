@@ -191,11 +191,18 @@ class Scheduler:
 
     # --- the worker ----------------------------------------------------------------------
     def _run(self) -> None:
+        stalls = 0
         try:
             while not self._stop.is_set():
                 why = self.sink.failed()
                 if why:
                     self._fall_back(why)
+                if getattr(self.sink, "stalls", 0) > stalls:
+                    stalls = self.sink.stalls
+                    log.warning("the audio device stalled (an underrun): %d so far, %.1f s of "
+                                "sound skipped to keep time; a larger [daemon] "
+                                "output_latency_ms makes them rarer", stalls,
+                                self.sink.skipped / self.rate)  # fmt: skip
                 self._drain()
                 if self.pos < self.sink.played() + self.ahead:
                     self._render_block()

@@ -116,7 +116,7 @@ class Daemon:
         await self.loop.run_in_executor(None, warm_up, self.renderer)
         gc.collect()
         gc.freeze()  # what exists now (model, caches) is never scanned again: shorter pauses
-        sink, why = open_sink(self.sink_spec, self.renderer.rate)
+        sink, why = open_sink(self.sink_spec, self.renderer.rate, d.output_latency_ms)
         log.info("sink: %s (%s)", sink.name, why)
         self.scheduler = Scheduler(self.renderer, sink, max_voices=d.max_voices,
                                    latency_ms=d.latency_ms, buffer_ms=d.buffer_ms,
@@ -158,7 +158,8 @@ class Daemon:
 
     def _fallback_sink(self):
         """``[daemon] fallback_sink`` (from the render worker, when the device fails)."""
-        return open_sink(self.cfg.daemon.fallback_sink, self.renderer.rate)[0]
+        d = self.cfg.daemon
+        return open_sink(d.fallback_sink, self.renderer.rate, d.output_latency_ms)[0]
 
     def stop(self) -> None:
         """Thread-safe stop (tests)."""

@@ -109,29 +109,59 @@ class OfflineSink:
 
 
 class DeviceSink:
-    """A PortAudio output stream whose callback reads a ring buffer."""
+    """A PortAudio output stream whose callback reads a ring buffer.
 
-    def __init__(self, rate: int, device: int | str | None = None, capacity: int = 1 << 16):
+    The clock is the count of samples the callbacks took, so it stops while the stream
+    stalls. PulseAudio's stream stalls ~2 s when it opens, and again after every underrun
+    (ALSA's pulse plugin restarts it). The first stall is waited out (what was scheduled
+    plays when sound starts); a stall of a stream that has been running is an xrun, and the
+    clock jumps over it, so that timed events keep wall time (what fell in it is dropped,
+    like a DAW drops an xrun: counted in ``underruns`` and ``stalls``)."""
+
+    STALL = 0.1  # s without a callback that count as a stall
+    SETTLE = 0.5  # s of callbacks after which the stream counts as running
+
+    def __init__(self, rate: int, device: int | str | None = None, capacity: int = 1 << 16,
+                 latency_ms: float = 20.0):  # fmt: skip
         import sounddevice as sd
 
         self.rate = rate
         self.ring = np.zeros(capacity, np.float32)
         self.read = self.wrote = 0  # total samples
         self.underruns = 0
+        self.stalls = self.skipped = 0  # xruns of a running stream; the samples skipped over
         self._lock = threading.Lock()
         self._last = (time.monotonic(), 0, 0)  # (monotonic time, samples read, block) at a callback
+        self._run_from: float | None = None  # the first callback since the opening stall(s)
         self.device_latency = 0.0  # seconds from a callback to the DAC, as PortAudio reports
         self._dead: str | None = None
+        latency = latency_ms / 1000 if latency_ms > 0 else "low"
         try:
             self.stream = sd.OutputStream(rate, channels=1, dtype="float32", device=device,
-                                          callback=self._callback, latency="low")  # fmt: skip
+                                          callback=self._callback, latency=latency)  # fmt: skip
         except (sd.PortAudioError, ValueError) as e:
             raise SinkError(f"cannot open audio output {device!r}: {e}") from None
         info = sd.query_devices(self.stream.device)
         self.name = f"sounddevice:{info['name']}"
 
+    def _running(self, t: float) -> bool:
+        """Whether the stream had run SETTLE seconds without a stall by ``t`` (after that,
+        every stall is an xrun)."""
+        return self._run_from is not None and t - self._run_from >= self.SETTLE
+
     def _callback(self, out, frames, t, status) -> None:
+        now = time.monotonic()
         with self._lock:
+            t_last, _, block = self._last
+            if self._running(t_last):
+                if now - t_last > self.STALL:  # an xrun: jump the clock over it
+                    skip = max(0, int((now - t_last) * self.rate) - block)
+                    self.read += skip
+                    self.skipped += skip
+                    self.stalls += 1
+                    self.underruns += 1
+            elif self._run_from is None or now - t_last > self.STALL:
+                self._run_from = now  # the stream (re)starts: wait it out
             n = max(0, min(frames, self.wrote - self.read))
             a, b, head = self._spans(self.read, n)
             out[:head, 0] = self.ring[a]
@@ -140,7 +170,7 @@ class DeviceSink:
             if n < frames and self.wrote > 0:
                 self.underruns += 1
             self.read += frames  # samples written late are skipped: the timeline holds
-            self._last = (time.monotonic(), self.read, frames)
+            self._last = (now, self.read, frames)
             self.device_latency = max(0.0, t.outputBufferDacTime - t.currentTime)
 
     def start(self, at: int = 0) -> None:
@@ -148,24 +178,28 @@ class DeviceSink:
         self._started = time.monotonic()
 
     def failed(self) -> str | None:
-        """Why the device is gone: the stream stopped, or no callback for 2 s once it ran
-        (5 s before the first: sound servers stall a while when a stream opens)."""
+        """Why the device is gone: the stream stopped, or no callback for 5 s (an underrun
+        stalls PulseAudio's stream ~2 s, its opening a while longer)."""
         if not getattr(self, "_started", 0) or self._dead:
             return self._dead
-        t_last, n, _ = self._last
+        t_last = self._last[0]
         since = time.monotonic() - max(t_last, self._started)
         if not self.stream.active:
             self._dead = "the output stream stopped"
-        elif since > (2.0 if n else 5.0) + self.device_latency:
+        elif since > 5.0 + self.device_latency:
             self._dead = f"no audio callback for {since:.1f} s"
         return self._dead
 
     def played(self) -> int:
-        """Samples the device has taken, extrapolated by at most one callback's block (a
-        stream that stalls, as PulseAudio's does at start, stops the clock)."""
+        """Samples the device has taken, extrapolated by at most one callback's block, or,
+        while a running stream stalls, by the stall (the jump the next callback makes)."""
         with self._lock:
             t, n, block = self._last
-        return n + min(int((time.monotonic() - t) * self.rate), block)
+            running = self._running(t)
+        late = int((time.monotonic() - t) * self.rate)
+        if running and late > self.STALL * self.rate:
+            return n + late - block
+        return n + min(late, block)
 
     def position_at(self, t: float) -> float:
         """The sample that the DAC plays at monotonic time ``t``."""
@@ -195,8 +229,9 @@ class DeviceSink:
         t.join(2.0)
 
 
-def open_sink(spec: str, rate: int):
-    """``auto``, ``null``, ``wav:PATH`` or ``sounddevice[:DEVICE]``; returns (sink, why)."""
+def open_sink(spec: str, rate: int, latency_ms: float = 20.0):
+    """``auto``, ``null``, ``wav:PATH`` or ``sounddevice[:DEVICE]``; returns (sink, why).
+    ``latency_ms``: the device buffer asked of PortAudio (0: its "low")."""
     if spec == "null":
         return NullSink(rate), "asked for"
     if spec.startswith("wav:"):
@@ -205,7 +240,7 @@ def open_sink(spec: str, rate: int):
         dev = spec.partition(":")[2] or None
         if dev is not None and dev.isdigit():
             dev = int(dev)
-        return DeviceSink(rate, dev), "asked for"
+        return DeviceSink(rate, dev, latency_ms=latency_ms), "asked for"
     if spec == "auto":
         from daemon import devices
 
@@ -213,7 +248,8 @@ def open_sink(spec: str, rate: int):
         default = next((d for d in outputs if d.is_default), None)
         if default is not None:
             try:
-                return DeviceSink(rate, default.index), f"the default output ({default.hostapi})"
+                sink = DeviceSink(rate, default.index, latency_ms=latency_ms)
+                return sink, f"the default output ({default.hostapi})"
             except SinkError as e:
                 problem = str(e)
         why = problem or "no audio output device"

@@ -375,6 +375,35 @@ def osc(address: str, *args, at: float | None = None) -> bytes:
     return bb.build().dgram
 
 
+_XRUN = """
+import json, sys, time
+from daemon.sink import DeviceSink
+s = DeviceSink(22050, latency_ms=float(sys.argv[1]))
+s.start()
+time.sleep(4.0)  # past the stall of the opening stream
+t0, p0 = time.monotonic(), s.played()
+with s._lock:  # the callback waits for it: one late callback, as on a busy CPU
+    time.sleep(0.1)
+time.sleep(3.0)
+t1, p1 = time.monotonic(), s.played()
+s.close()
+print(json.dumps({"wall": t1 - t0, "clock": (p1 - p0) / 22050, "stalls": s.stalls}))
+"""
+
+
+def test_device_clock_keeps_wall_time_through_an_underrun(pulse_null_sink):
+    """One late callback on PortAudio's "low" latency underruns, and PulseAudio stalls the
+    stream ~2 s: the audio clock jumps over the stall instead of falling 2 s behind (which
+    would sound every later timed event 2 s late)."""
+    root = Path(__file__).parents[1]
+    r = subprocess.run([sys.executable, "-c", _XRUN, "0"], env=pulse_null_sink, cwd=root,
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    assert m["stalls"] >= 1, m  # the underrun happened and was seen
+    assert abs(m["clock"] - m["wall"]) < 0.1, m
+
+
 def test_sounddevice_sink_plays_on_pulseaudio(pulse_null_sink, tmp_path):
     """The PortAudio path into a real (null) PulseAudio sink, recorded from its monitor: the
     sound arrives, and an immediate /say and a bundle timed 1.5 s later sound 1.5 s apart
