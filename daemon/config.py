@@ -87,6 +87,7 @@ class VocoderConfig(_LongTrainConfig):
     blocks: int = _opt(lo=1, hi=64)
     rtisi_lookahead: int = _opt(lo=0, hi=16)
     rtisi_iters: int = _opt(lo=0, hi=64)
+    mel_refine: int = _opt(lo=0, hi=256)
     voice_mix: bool = _opt()
     bands: int = _opt(choices=(1, 2, 4, 8))
     channels: int = _opt(lo=8, hi=2048)

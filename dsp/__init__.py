@@ -1,7 +1,8 @@
 """melgand's signal processing: numba kernels, no torch, imports nothing from melgand.
 
 Batch: :func:`stft`, :func:`istft`, :func:`log_mel`, :func:`mel_basis`, :func:`mfcc`,
-:func:`mel_to_magnitude`, :func:`griffin_lim`, :func:`yin`, :func:`log_energy`.
+:func:`mel_to_magnitude`, :func:`refine_to_mel`, :func:`griffin_lim`, :func:`yin`,
+:func:`log_energy`.
 Streaming (explicit state,
 ``out, state = obj.stream(x, state)``): :class:`Analyzer`, :class:`Synthesizer`,
 :class:`Rtisi`. Conventions: :class:`Convention` (``DEFAULT`` is HiFi-GAN's).
@@ -9,7 +10,15 @@ Streaming (explicit state,
 
 from dsp.alignment import monotonic_alignment
 from dsp.convention import DEFAULT, Convention, librosa_center
-from dsp.mel import hz_to_mel, log_mel, mel_basis, mel_to_hz, mel_to_magnitude, mfcc
+from dsp.mel import (
+    hz_to_mel,
+    log_mel,
+    mel_basis,
+    mel_to_hz,
+    mel_to_magnitude,
+    mfcc,
+    refine_to_mel,
+)
 from dsp.phase import Rtisi, griffin_lim
 from dsp.pitch import log_energy, yin
 from dsp.spectral import istft, stft, window
@@ -34,6 +43,7 @@ __all__ = [
     "mel_to_magnitude",
     "mfcc",
     "monotonic_alignment",
+    "refine_to_mel",
     "stft",
     "window",
     "yin",

@@ -166,24 +166,49 @@ def _nnls_mats(conv: Convention):
 
 
 @numba.njit(cache=True, nogil=True)
-def _lee_seung(s, btm, data, indices, indptr, iters):
-    """``s *= (B^T m) / (B^T B s)`` ``iters`` times, B sparse (slaney bands overlap little)."""
-    n_mels, n_frames = indptr.shape[0] - 1, s.shape[1]
+def _lee_seung_frame(s, t, btm, bs, den, data, indices, indptr, iters, keep):  # pragma: no cover
+    """``s[:, t] *= (B^T m) / (B^T B s)`` ``iters`` times, B sparse (slaney bands overlap
+    little); ``btm`` is frame t's B^T m. A bin no band covers goes to 0, or with ``keep``
+    stays as it is."""
+    n_mels = indptr.shape[0] - 1
+    for _ in range(iters):
+        for j in range(n_mels):
+            acc = 0.0
+            for k in range(indptr[j], indptr[j + 1]):
+                acc += data[k] * s[indices[k], t]
+            bs[j] = acc
+        den[:] = 0.0
+        for j in range(n_mels):
+            for k in range(indptr[j], indptr[j + 1]):
+                den[indices[k]] += data[k] * bs[j]
+        for i in range(s.shape[0]):
+            if not (keep and den[i] <= 0.0):
+                s[i, t] *= btm[i] / max(den[i], 1e-12)
+
+
+@numba.njit(cache=True, nogil=True)
+def _lee_seung(s, btm, data, indices, indptr, iters):  # pragma: no cover
+    """Every frame of ``s`` through :func:`_lee_seung_frame`, ``btm = B^T m`` given."""
+    bs = np.empty(indptr.shape[0] - 1)
+    den = np.empty(s.shape[0])
+    for t in range(s.shape[1]):
+        _lee_seung_frame(s, t, btm[:, t], bs, den, data, indices, indptr, iters, False)
+
+
+@numba.njit(cache=True, nogil=True)
+def _refine(s, m, data, indices, indptr, iters):  # pragma: no cover
+    """:func:`_lee_seung` with ``B^T m`` made here frame by frame (the same bits whatever
+    the number of frames, which a BLAS product does not promise), uncovered bins kept."""
+    n_mels = indptr.shape[0] - 1
     bs = np.empty(n_mels)
     den = np.empty(s.shape[0])
-    for t in range(n_frames):
-        for _ in range(iters):
-            for j in range(n_mels):
-                acc = 0.0
-                for k in range(indptr[j], indptr[j + 1]):
-                    acc += data[k] * s[indices[k], t]
-                bs[j] = acc
-            den[:] = 0.0
-            for j in range(n_mels):
-                for k in range(indptr[j], indptr[j + 1]):
-                    den[indices[k]] += data[k] * bs[j]
-            for i in range(s.shape[0]):
-                s[i, t] *= btm[i, t] / max(den[i], 1e-12)
+    btm = np.empty(s.shape[0])
+    for t in range(s.shape[1]):
+        btm[:] = 0.0
+        for j in range(n_mels):
+            for k in range(indptr[j], indptr[j + 1]):
+                btm[indices[k]] += data[k] * m[j, t]
+        _lee_seung_frame(s, t, btm, bs, den, data, indices, indptr, iters, True)
 
 
 def mel_to_magnitude(mel: np.ndarray, conv: Convention = DEFAULT, iters: int = 16) -> np.ndarray:
@@ -198,6 +223,18 @@ def mel_to_magnitude(mel: np.ndarray, conv: Convention = DEFAULT, iters: int = 1
     s = np.ascontiguousarray(np.maximum(pinv @ mel, 1e-8))
     _lee_seung(s, np.ascontiguousarray(bt @ mel), *csr, iters)
     return s.astype(np.float32)
+
+
+def refine_to_mel(mag: np.ndarray, mel: np.ndarray, conv: Convention = DEFAULT,
+                  iters: int = 8) -> np.ndarray:  # fmt: skip
+    """``iters`` Lee-Seung steps of ``min ||B mag - mel||`` from a positive magnitude ``(n_bins,
+    frames)`` toward the linear-amplitude mel ``(n_mels, frames)`` (float64 copy returned).
+    Multiplicative: a bin's level moves, its zeros and fine structure stay, and so do bins
+    beyond the mel's range. Frame by frame: any chunking gives the same bits."""
+    s = np.array(mag, np.float64, order="C")
+    if iters:
+        _refine(s, np.ascontiguousarray(mel, np.float64), *_nnls_mats(conv)[2], iters)
+    return s
 
 
 def warp(log_mel: np.ndarray, factors: np.ndarray, conv: Convention = DEFAULT) -> np.ndarray:

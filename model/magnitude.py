@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dsp.mel import refine_to_mel
 from dsp.phase import Rtisi
 from model.vocoder import SILENCE, CachedConv, NeuralVocoder, bake_weight_norm
 
@@ -156,20 +157,39 @@ class MagnitudeVocoder(NeuralVocoder):
 
     The network computes every frame to the same bits however frames are chunked
     (:func:`linear`, :func:`conv`), which RTISI-LA needs: it is chaotic, and magnitudes one
-    part in 1e15 apart give samples O(1) apart a second later."""
+    part in 1e15 apart give samples O(1) apart a second later.
+
+    ``mel_refine``: Lee-Seung steps that pull the network's magnitude toward its input mel
+    (:func:`dsp.mel.refine_to_mel`) before RTISI-LA. The network keeps the fine structure, the
+    mel the envelope: on an acoustic model's mels, smoother than the analysed ones it was
+    trained on, the network alone strays from the envelope and the words blur."""
 
     def __init__(self, net: MagnitudeNet, conv, header: dict, rtisi_lookahead: int = 2,
-                 rtisi_iters: int = 4):  # fmt: skip
+                 rtisi_iters: int = 4, mel_refine: int = 0):  # fmt: skip
         super().__init__(net, conv, header)
         self.rtisi = Rtisi(conv, rtisi_lookahead, rtisi_iters)
+        self.mel_refine = mel_refine
         self.delay = net.delay * conv.hop_length + self.rtisi.delay
 
-    def _mag(self, logmag: torch.Tensor) -> np.ndarray:
-        return np.exp(logmag[0].float().cpu().numpy().astype(np.float64))
+    def _mag(self, logmag: torch.Tensor, mel: torch.Tensor) -> np.ndarray:
+        """The network's ``(1, bins, n)`` log magnitude, refined toward ``mel`` ``(1, n_mels,
+        n)`` (the input frames it belongs to), as float64 numpy."""
+        mag = np.exp(logmag[0].float().cpu().numpy().astype(np.float64))
+        if not self.mel_refine:
+            return mag
+        m = np.exp(mel[0].float().cpu().numpy().astype(np.float64))
+        return refine_to_mel(mag, m, self.conv, self.mel_refine)
+
+    @staticmethod
+    def _pending(ns: dict | None, mel: torch.Tensor, n: int) -> torch.Tensor:
+        """The mel frames of the ``n`` frames a stream call outputs: those the network held
+        back (its look-ahead) and then this chunk's."""
+        return (torch.cat([ns["mel"], mel], -1) if ns is not None else mel)[..., :n]
 
     @torch.no_grad()
     def magnitude(self, log_mel) -> np.ndarray:
-        return self._mag(self.net(self._in(log_mel)))
+        x = self._in(log_mel)
+        return self._mag(self.net(x), x)
 
     def __call__(self, log_mel) -> np.ndarray:
         return self.rtisi.offline(self.magnitude(log_mel))
@@ -177,9 +197,10 @@ class MagnitudeVocoder(NeuralVocoder):
     @torch.no_grad()
     def stream(self, log_mel, state: tuple | None = None) -> tuple[np.ndarray, tuple]:
         ns, rs = state if state is not None else (None, None)
-        m, ns = self.net.stream(self._in(log_mel), ns)
-        y, rs = self.rtisi.stream(self._mag(m), rs)
-        return y, (ns, rs)
+        x = self._in(log_mel)
+        m, new = self.net.stream(x, ns)
+        y, rs = self.rtisi.stream(self._mag(m, self._pending(ns, x, m.shape[-1])), rs)
+        return y, (new, rs)
 
     @torch.no_grad()
     def stream_many(self, mels: list, states: list, pool=None) -> list[tuple[np.ndarray, tuple]]:
@@ -196,17 +217,18 @@ class MagnitudeVocoder(NeuralVocoder):
                       "mel": torch.cat([s["mel"] for s in st]), "skip": st[0]["skip"]}  # fmt: skip
             x = torch.cat([self._in(mels[i]) for i in ready])
             m, new = self.net.stream(x, joined)
+            pending = self._pending(joined, x, m.shape[-1])
             for j, i in enumerate(ready):
                 part = {"pre": new["pre"][j : j + 1], "mel": new["mel"][j : j + 1],
                         "blocks": [c[j : j + 1] for c in new["blocks"]],
                         "skip": new["skip"]}  # fmt: skip
-                nets[i] = (m[j : j + 1], part)
+                nets[i] = (m[j : j + 1], pending[j : j + 1], part)
 
         def one(i: int) -> tuple[np.ndarray, tuple]:
             if nets[i] is None:
                 return self.stream(mels[i], states[i])
-            m, ns = nets[i]
-            y, rs = self.rtisi.stream(self._mag(m), states[i][1])
+            m, mel, ns = nets[i]
+            y, rs = self.rtisi.stream(self._mag(m, mel), states[i][1])
             return y, (ns, rs)
 
         return list(pool.map(one, range(len(mels)))) if pool else [one(i) for i in range(len(mels))]
@@ -215,5 +237,8 @@ class MagnitudeVocoder(NeuralVocoder):
     def flush(self, state: tuple) -> np.ndarray:
         ns, rs = state
         m = self.net.flush(ns)
-        y, rs = self.rtisi.stream(self._mag(m), rs) if m.shape[-1] else (np.zeros(0), rs)
+        if m.shape[-1]:
+            y, rs = self.rtisi.stream(self._mag(m, ns["mel"][..., : m.shape[-1]]), rs)
+        else:
+            y = np.zeros(0)
         return np.concatenate([y, self.rtisi.flush(rs)]).astype(np.float32)

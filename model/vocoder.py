@@ -207,7 +207,9 @@ class NeuralVocoder:
 
             net = MagnitudeNet(**kwargs)
             net.load_state_dict(tensors, strict=True)
-            return MagnitudeVocoder(net.remove_weight_norm(), have, header, **header["rtisi"])
+            refine = int(header.get("mel_refine", 0))
+            return MagnitudeVocoder(net.remove_weight_norm(), have, header, **header["rtisi"],
+                                    mel_refine=refine)  # fmt: skip
         net = MelGAN(**kwargs)
         net.load_state_dict(tensors, strict=True)
         return cls(net.remove_weight_norm(), have, header)

@@ -85,8 +85,8 @@ def test_streaming_equals_offline_for_every_chunk_size(kw):
         assert first.shape[-1] == 256 - net.delay if net.delay < 256 else first.shape[-1] == 0
 
 
-@pytest.mark.parametrize("lookahead", [0, 1, 2])
-def test_magnitude_vocoder_streams_exactly_for_every_chunk_size(lookahead):
+@pytest.mark.parametrize(("lookahead", "refine"), [(0, 0), (1, 0), (2, 0), (1, 8), (2, 3)])
+def test_magnitude_vocoder_streams_exactly_for_every_chunk_size(lookahead, refine):
     torch.manual_seed(0)
     net = MagnitudeNet(channels=32, blocks=2, lookahead=lookahead).eval()
     assert net.delay == lookahead
@@ -101,7 +101,8 @@ def test_magnitude_vocoder_streams_exactly_for_every_chunk_size(lookahead):
         assert net.stream(mel[..., :2])[0].shape[-1] == max(0, 2 - lookahead)
     # and through RTISI-LA: audio chunks equal the offline audio after the stated delay
     net.head.bias.data -= 5  # magnitudes at speech level, not random weights' (audio ~ 0.1)
-    voc = MagnitudeVocoder(net, dsp.DEFAULT, {}, rtisi_lookahead=2, rtisi_iters=2)
+    voc = MagnitudeVocoder(net, dsp.DEFAULT, {}, rtisi_lookahead=2, rtisi_iters=2,
+                           mel_refine=refine)  # fmt: skip
     assert voc.delay == lookahead * 256 + 2 * 256 + 384
     m = mel[0].numpy()
     whole = voc(m)
@@ -113,6 +114,25 @@ def test_magnitude_vocoder_streams_exactly_for_every_chunk_size(lookahead):
             outs.append(y)
         outs.append(voc.flush(st))
         assert np.abs(np.concatenate(outs) - whole).max() <= 1e-4, chunk
+
+
+def test_mel_refinement_pulls_a_magnitude_toward_its_mel_and_keeps_its_structure():
+    """refine_to_mel: the mel of the refined magnitude is closer to the target the more steps
+    it takes; bins that were zero stay zero (multiplicative), the harmonics stay where the
+    network put them; and the frames are independent (a chunk gives the same bits)."""
+    rng = np.random.default_rng(4)
+    b = dsp.mel_basis(dsp.DEFAULT, np.float64)
+    truth = np.exp(rng.normal(-3, 1.5, (513, 12)))
+    target = b @ truth
+    guess = truth * np.exp(rng.normal(0, 0.7, truth.shape))  # fine structure right, level off
+    guess[100:110] = 0.0
+    errs = [np.abs(np.log(b @ dsp.refine_to_mel(guess, target, iters=k) + 1e-9)
+                   - np.log(target)).mean() for k in (0, 2, 8, 32)]  # fmt: skip
+    assert errs[0] > errs[1] > errs[2] > errs[3] and errs[3] < 0.4 * errs[0], errs
+    got = dsp.refine_to_mel(guess, target, iters=8)
+    assert (got[100:110] == 0).all() and (got > 0).sum() == (guess > 0).sum()
+    part = dsp.refine_to_mel(guess[:, 3:5], target[:, 3:5], iters=8)
+    assert np.array_equal(part, got[:, 3:5])
 
 
 def test_magnitude_targets_are_the_mel_frames_own_spectra():
@@ -254,7 +274,8 @@ def test_packaged_vocoder_is_the_default_streams_and_beats_the_dsp_vocoder(tiny_
     assert np.abs(np.concatenate(outs) - out).max() <= 1e-4
 
 
-def test_many_voices_in_one_network_call_sound_as_each_alone():
+@pytest.mark.parametrize("refine", [0, 8])
+def test_many_voices_in_one_network_call_sound_as_each_alone(refine):
     """The daemon steps all its voices' magnitude networks in one call: each voice's samples
     are the bits it would get alone, voices joining late included."""
     from concurrent.futures import ThreadPoolExecutor
@@ -262,7 +283,8 @@ def test_many_voices_in_one_network_call_sound_as_each_alone():
     torch.manual_seed(1)
     net = MagnitudeNet(channels=32, blocks=2, lookahead=1)
     net.head.bias.data -= 5
-    voc = MagnitudeVocoder(net, dsp.DEFAULT, {}, rtisi_lookahead=2, rtisi_iters=2)
+    voc = MagnitudeVocoder(net, dsp.DEFAULT, {}, rtisi_lookahead=2, rtisi_iters=2,
+                           mel_refine=refine)  # fmt: skip
     rng = np.random.default_rng(0)
     mels = [rng.normal(-5, 2, (80, 24)).astype(np.float32) for _ in range(4)]
     alone = [voc.stream(m)[0] for m in mels]  # one chunk of all 24 frames each

@@ -128,6 +128,7 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
           lr_step: int = 100000, lr_gamma: float = 0.5, seed: int = 0, bands: int = 4,
           channels: int = 256, ratios: tuple[int, ...] = (4, 4, 4), lookahead: int = 1,
           arch: str = "melgan", blocks: int = 6, rtisi_lookahead: int = 2, rtisi_iters: int = 4,
+          mel_refine: int = 0,
           voice_mix: bool = False,
           adversarial_start: int = 20000, adversarial_weight: float = 2.5,
           feature_match_weight: float = 0.0, mel_weight: float = 1.0, disc_width: int = 16,
@@ -196,7 +197,7 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
                                  "voice": str(voice) if voice else None},
                   "metrics": metrics}  # fmt: skip
         if spectral:  # the phase reconstruction it was validated with
-            header["rtisi"] = rtisi
+            header["rtisi"], header["mel_refine"] = rtisi, mel_refine
         checkpoint.save(ckpt, net.state_dict(), header)
         train_state.save(state_path, step, rng, opts, scheds, {"disc": disc_net})
 
@@ -210,7 +211,8 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
         for i, c in enumerate(val):
             with torch.no_grad():
                 if spectral:
-                    y = torch.from_numpy(MagnitudeVocoder(net, conv, {}, **rtisi)(c.mel))
+                    voc = MagnitudeVocoder(net, conv, {}, **rtisi, mel_refine=mel_refine)
+                    y = torch.from_numpy(voc(c.mel))
                 else:
                     y = net(torch.from_numpy(c.mel)[None].to(rt.device))[0].float()
                 m = log_mel(y[None].to(rt.device))[0].cpu().numpy()
