@@ -62,8 +62,8 @@ def main() -> None:
         voc = NeuralVocoder.load(path, conv)
         if isinstance(voc, MagnitudeVocoder) and settings:
             for la, it in settings:
-                vocoders[f"{name} (RTISI-LA {la}/{it})"] = MagnitudeVocoder(
-                    voc.net, conv, voc.header, la, it
+                vocoders[f"{name} (RTISI-LA {la}/{it}, mel refine {voc.mel_refine})"] = (
+                    MagnitudeVocoder(voc.net, conv, voc.header, la, it, voc.mel_refine)
                 )
         else:
             vocoders[name] = voc
@@ -96,8 +96,9 @@ def main() -> None:
         "multi-band MelGAN (4 bands, 256 ch)": NeuralVocoder(mb.remove_weight_norm(), conv, {}),
     }
     for la, it in settings:
-        name = f"magnitude net ({v.channels} ch x {v.blocks}) + RTISI-LA {la}/{it}"
-        timed[name] = MagnitudeVocoder(mag, conv, {}, la, it)
+        name = (f"magnitude net ({v.channels} ch x {v.blocks}) + mel refine {v.mel_refine} "
+                f"+ RTISI-LA {la}/{it}")  # fmt: skip
+        timed[name] = MagnitudeVocoder(mag, conv, {}, la, it, v.mel_refine)
     timed["RTISI-LA (DSP: NNLS + RTISI-LA 2/4)"] = dsp.DspVocoder(conv, "rtisi")
     nets = {"MelGAN, paper config": paper, "multi-band MelGAN (4 bands, 256 ch)": mb}
     seconds = 10.0

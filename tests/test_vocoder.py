@@ -253,6 +253,7 @@ def test_packaged_vocoder_is_the_default_streams_and_beats_the_dsp_vocoder(tiny_
     cfg = config.load()
     voc = cli._vocoder(cfg, None)
     assert isinstance(voc, MagnitudeVocoder) and cfg.daemon.render_vocoder == "neural"
+    assert voc.mel_refine == cfg.vocoder.mel_refine > 0  # trained and packaged with it
     assert voc.header["provenance"]["command"].startswith("melgand train vocoder")
     dsp_voc = cli._vocoder(cfg, "rtisi")
     wavs = sorted((tiny_corpus / "wavs").glob("*.wav"))[:2]
