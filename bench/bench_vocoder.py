@@ -100,7 +100,6 @@ def main() -> None:
                 f"+ RTISI-LA {la}/{it}")  # fmt: skip
         timed[name] = MagnitudeVocoder(mag, conv, {}, la, it, v.mel_refine)
     timed["RTISI-LA (DSP: NNLS + RTISI-LA 2/4)"] = dsp.DspVocoder(conv, "rtisi")
-    nets = {"MelGAN, paper config": paper, "multi-band MelGAN (4 bands, 256 ch)": mb}
     seconds = 10.0
     frames = int(seconds * conv.sample_rate / conv.hop_length)
     mel = np.random.default_rng(0).normal(-5, 2, (conv.n_mels, frames)).astype(np.float32)
@@ -109,7 +108,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     chunk_ms = args.chunk * conv.hop_length / conv.sample_rate * 1000
     for name, voc in timed.items():
-        net = nets.get(name, mag if isinstance(voc, MagnitudeVocoder) else None)
+        net = getattr(voc, "net", None)  # the DSP vocoder has none
         n = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M" if net is not None else "0"
         t = best_of(lambda voc=voc: voc(mel), 3)
         st = None

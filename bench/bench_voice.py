@@ -107,7 +107,8 @@ def main() -> None:
     torch.set_num_threads(2)
     v = _voice.Voice.load(args.voice) if args.voice else _voice.packaged()
     names = args.vocoder or ["rtisi"]
-    vocoders = {n: _vocoder(config.load(), n) for n in names}
+    cfg = config.load()
+    vocoders = {n: _vocoder(cfg, n) for n in names}
     totals = {n: np.zeros((args.draws, 2), int) for n in names}
     totals["festival"] = np.zeros((1, 2), int)  # deterministic: one draw
     sentences = SENTENCES

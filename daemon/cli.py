@@ -67,16 +67,20 @@ VOCODER_HELP = (
 )
 
 
+def _vocoder_name(cfg, name: str | None, live: bool = False) -> str:
+    """``name``, else ``[daemon] vocoder`` live or ``render_vocoder`` for the renders, else
+    ``[dsp_vocoder] method``."""
+    d = cfg.daemon
+    return name or (d.vocoder if live else d.render_vocoder) or cfg.dsp_vocoder.method
+
+
 def _vocoder(cfg, name: str | None, live: bool = False):
-    """The vocoder ``name`` (default ``[daemon] vocoder`` live, ``render_vocoder`` for the
-    renders, else ``[dsp_vocoder] method``):
-    "neural" (the packaged checkpoint), a DSP method as [dsp_vocoder] configures it, or the
-    neural vocoder checkpoint at path ``name``."""
+    """The vocoder :func:`_vocoder_name` names: "neural" (the packaged checkpoint), a DSP
+    method as [dsp_vocoder] configures it, or the neural vocoder checkpoint at that path."""
     import dsp
     from model.vocoder import PACKAGED, NeuralVocoder
 
-    d = cfg.daemon
-    name = name or (d.vocoder if live else d.render_vocoder) or cfg.dsp_vocoder.method
+    name = _vocoder_name(cfg, name, live)
     if name == "neural":
         return NeuralVocoder.load(PACKAGED, cfg.audio)
     if name not in dsp.vocoder.METHODS:
@@ -124,7 +128,7 @@ def cmd_vocode(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     conv = cfg.audio
     y = audio_io.read_mono(args.input, conv.sample_rate)
-    name = args.vocoder or cfg.daemon.render_vocoder or cfg.dsp_vocoder.method
+    name = _vocoder_name(cfg, args.vocoder)
     vocoder = _vocoder(cfg, name)
     t0 = time.perf_counter()
     mel = dsp.log_mel(y, conv)

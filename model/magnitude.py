@@ -124,6 +124,11 @@ class MagnitudeNet(nn.Module):
     def stream(self, mel: torch.Tensor, state: dict | None = None) -> tuple[torch.Tensor, dict]:
         """A chunk ``(B, n_mels, k)`` -> the magnitude frames now final (``lookahead`` fewer
         at the start of a stream; :meth:`flush` gives them)."""
+        return self.step(mel, state)[:2]
+
+    def step(self, mel: torch.Tensor, state: dict | None = None):
+        """:meth:`stream`, plus the input frames ``(B, n_mels, n)`` its ``n`` output frames
+        belong to (those held back for the look-ahead, then this chunk's)."""
         st = state if state is not None else self.initial_state(mel.shape[0], mel.device)
         x, pre = conv(self.pre, mel, st["pre"])
         caches = []
@@ -137,17 +142,22 @@ class MagnitudeNet(nn.Module):
         out = self._head(x, pending[..., :n])
         new = {"pre": pre, "blocks": caches, "mel": pending[..., n:],
                "skip": torch.tensor(max(0, skip - mel.shape[-1]))}  # fmt: skip
-        return out, new
+        return out, new, pending[..., :n]
 
     def remove_weight_norm(self) -> MagnitudeNet:
         return bake_weight_norm(self)
 
     def flush(self, state: dict) -> torch.Tensor:
+        return self.flush_step(state)[0]
+
+    def flush_step(self, state: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The held-back frames' output and input frames, as :meth:`step` gives them."""
         b = state["pre"].shape[0]
         if not self.lookahead:
-            return state["pre"].new_zeros(b, self.head.out_features, 0)
+            return state["pre"].new_zeros(b, self.head.out_features, 0), state["mel"]
         pad = state["pre"].new_full((b, self.pre.conv.in_channels, self.lookahead), SILENCE)
-        return self.stream(pad, state)[0]
+        out, _, mel = self.step(pad, state)
+        return out, mel
 
 
 class MagnitudeVocoder(NeuralVocoder):
@@ -180,12 +190,6 @@ class MagnitudeVocoder(NeuralVocoder):
         m = np.exp(mel[0].float().cpu().numpy().astype(np.float64))
         return refine_to_mel(mag, m, self.conv, self.mel_refine)
 
-    @staticmethod
-    def _pending(ns: dict | None, mel: torch.Tensor, n: int) -> torch.Tensor:
-        """The mel frames of the ``n`` frames a stream call outputs: those the network held
-        back (its look-ahead) and then this chunk's."""
-        return (torch.cat([ns["mel"], mel], -1) if ns is not None else mel)[..., :n]
-
     @torch.no_grad()
     def magnitude(self, log_mel) -> np.ndarray:
         x = self._in(log_mel)
@@ -197,10 +201,9 @@ class MagnitudeVocoder(NeuralVocoder):
     @torch.no_grad()
     def stream(self, log_mel, state: tuple | None = None) -> tuple[np.ndarray, tuple]:
         ns, rs = state if state is not None else (None, None)
-        x = self._in(log_mel)
-        m, new = self.net.stream(x, ns)
-        y, rs = self.rtisi.stream(self._mag(m, self._pending(ns, x, m.shape[-1])), rs)
-        return y, (new, rs)
+        m, ns, mel = self.net.step(self._in(log_mel), ns)
+        y, rs = self.rtisi.stream(self._mag(m, mel), rs)
+        return y, (ns, rs)
 
     @torch.no_grad()
     def stream_many(self, mels: list, states: list, pool=None) -> list[tuple[np.ndarray, tuple]]:
@@ -216,8 +219,7 @@ class MagnitudeVocoder(NeuralVocoder):
                       "blocks": [torch.cat(c) for c in blocks],
                       "mel": torch.cat([s["mel"] for s in st]), "skip": st[0]["skip"]}  # fmt: skip
             x = torch.cat([self._in(mels[i]) for i in ready])
-            m, new = self.net.stream(x, joined)
-            pending = self._pending(joined, x, m.shape[-1])
+            m, new, pending = self.net.step(x, joined)
             for j, i in enumerate(ready):
                 part = {"pre": new["pre"][j : j + 1], "mel": new["mel"][j : j + 1],
                         "blocks": [c[j : j + 1] for c in new["blocks"]],
@@ -236,9 +238,6 @@ class MagnitudeVocoder(NeuralVocoder):
     @torch.no_grad()
     def flush(self, state: tuple) -> np.ndarray:
         ns, rs = state
-        m = self.net.flush(ns)
-        if m.shape[-1]:
-            y, rs = self.rtisi.stream(self._mag(m, ns["mel"][..., : m.shape[-1]]), rs)
-        else:
-            y = np.zeros(0)
+        m, mel = self.net.flush_step(ns)
+        y, rs = self.rtisi.stream(self._mag(m, mel), rs) if m.shape[-1] else (np.zeros(0), rs)
         return np.concatenate([y, self.rtisi.flush(rs)]).astype(np.float32)

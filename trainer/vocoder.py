@@ -208,10 +208,10 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
         """Whole held-out items: audio, a mel PNG, mel L1, PESQ-WB and STOI."""
         net.eval()
         scores: dict[str, list[float]] = {"mel_l1": [], "pesq_wb": [], "stoi": []}
+        voc = MagnitudeVocoder(net, conv, {}, **rtisi, mel_refine=mel_refine) if spectral else None
         for i, c in enumerate(val):
             with torch.no_grad():
-                if spectral:
-                    voc = MagnitudeVocoder(net, conv, {}, **rtisi, mel_refine=mel_refine)
+                if voc is not None:
                     y = torch.from_numpy(voc(c.mel))
                 else:
                     y = net(torch.from_numpy(c.mel)[None].to(rt.device))[0].float()
