@@ -1,32 +1,50 @@
-"""Vocoders side by side: copy-synthesis quality on held-out teacher audio, and speed.
+"""Vocoders side by side: copy-synthesis quality and pitch on held-out teacher audio, and speed.
 
     .venv/bin/python bench/bench_vocoder.py [--vocoder NAME=CHECKPOINT ...] [--sentences N]
+                                            [--quick] [--skip-quality] [--skip-pitch]
+                                            [--skip-speed]
 
 Quality: the bench_voice sentences (in no training corpus) rendered by Festival, resampled to
-the convention's rate, analysed to log-mel and resynthesized; PESQ-WB and STOI against the
-original, for Griffin-Lim (32 iterations), RTISI-LA (the streaming DSP vocoder) and every
-trained checkpoint given. Speed (random weights suffice: the cost does not depend on them):
-offline real-time factor on 10 s of mel and streaming cost per chunk at the daemon's chunk
-size, for the paper's MelGAN, the multi-band MelGAN, the configured magnitude vocoder and the
-DSP vocoder, in one run.
+the convention's rate, analysed to log-mel and frame f0 (``dsp.yin``, aligned to the mel) and
+resynthesized; PESQ-WB and STOI against the original and DNSMOS OVRL/SIG of the result, for
+Griffin-Lim (32 iterations), RTISI-LA (the streaming DSP vocoder), the packaged neural and
+harmonic vocoders (``model.registry``) and every checkpoint given; beside the teacher audio
+itself (DNSMOS only) and WORLD analysis-synthesis (pyworld harvest/cheaptrick/d4c, the true
+features: a ceiling for a source-filter vocoder).
+
+Pitch: sung audio made with WORLD from teacher speech (two Festival sentences; f0 replaced by
+six held notes across MIDI 55-72 with 5.5 Hz / 30-cent vibrato on the voiced frames; unvoiced
+frames stay unvoiced), then copy-synthesized by each vocoder; f0 of the output (``dsp.yin``)
+over each note's middle 50 % (frames voiced in the sung input): median absolute error in cents
+against the ideal contour (vibrato included) and against the nominal note, and the % of those
+frames the output leaves unvoiced. The sung input itself is the pitch tracker's floor.
+
+Speed (random weights suffice: the cost does not depend on them): offline real-time factor on
+10 s of mel and streaming cost per chunk at the daemon's chunk size, for the paper's MelGAN,
+the multi-band MelGAN, the configured magnitude vocoder and the DSP vocoder, plus the
+registry's vocoders loaded above, in one run.
 Run it on an idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import time
 
 import numpy as np
 import soxr
 import torch
 from bench_voice import SENTENCES, festival
+from judges import dnsmos
 
 import dsp
 from daemon import config
-from model.magnitude import MagnitudeNet, MagnitudeVocoder
-from model.vocoder import MelGAN, NeuralVocoder
-from trainer.vocoder import quality
+
+# The sung probe: (MIDI note, seconds), vibrato rate (Hz) and depth (cents, peak).
+NOTES = ((55, 0.8), (62, 0.6), (59, 1.0), (67, 0.7), (64, 0.9), (72, 0.75))
+VIBRATO_HZ, VIBRATO_CENTS = 5.5, 30.0
+SUNG_SENTENCES = (2, 7)  # indices into SENTENCES, concatenated
 
 
 def best_of(fn, repeats: int = 5) -> float:
@@ -39,88 +57,325 @@ def best_of(fn, repeats: int = 5) -> float:
     return min(times)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--vocoder", action="append", default=[], metavar="NAME=CHECKPOINT")
-    ap.add_argument("--sentences", type=int, default=len(SENTENCES))
-    ap.add_argument("--chunk", type=int, default=2, help="frames a streaming chunk")
-    ap.add_argument("--skip-quality", action="store_true")
-    ap.add_argument("--rtisi", nargs="+", default=[], metavar="LOOKAHEAD/ITERS",
-                    help="RTISI-LA settings to try magnitude vocoders with (default: each "
-                    "checkpoint's own; the speed rows: [vocoder] config)")  # fmt: skip
-    args = ap.parse_args()
-    settings = [tuple(int(x) for x in r.split("/")) for r in args.rtisi]
-    torch.set_num_threads(2)
-    cfg = config.load()
-    conv = cfg.audio
+# ----------------------------------------------------------------------------- vocoders
+
+
+def _takes_f0(fn) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "f0" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def synth(voc, mel: np.ndarray, f0: np.ndarray) -> np.ndarray:
+    """Offline ``voc(log_mel, f0=f0)``; vocoders from before the f0 argument get the mel."""
+    y = voc(mel, f0=f0) if _takes_f0(voc.__call__) else voc(mel)
+    return np.asarray(y, np.float32).reshape(-1)
+
+
+def stream(voc, mel: np.ndarray, state, f0: np.ndarray):
+    if _takes_f0(voc.stream):
+        return voc.stream(mel, state, f0=f0)
+    return voc.stream(mel, state)
+
+
+def load_vocoders(conv, specs: list[str], settings: list) -> dict:
+    """The rows: Griffin-Lim 32, RTISI-LA, neural, harmonic (from ``model.registry``), then
+    ``--vocoder NAME=CHECKPOINT`` (magnitude checkpoints once per ``--rtisi`` setting)."""
     vocoders = {
         "Griffin-Lim 32": dsp.DspVocoder(conv, "griffin_lim", griffin_lim_iters=32),
         "RTISI-LA (DSP, streaming)": dsp.DspVocoder(conv, "rtisi"),
     }
-    for spec in args.vocoder:
+    try:
+        from model import registry
+    except ImportError as e:
+        print(f"> note: model.registry unavailable ({e}); DSP vocoders only\n")
+        return vocoders
+    for name in ("neural", "harmonic"):
+        try:
+            vocoders[name] = registry.load(name, conv)
+        except Exception as e:
+            print(f"> note: skipping {name}: registry.load raised {type(e).__name__}: {e}\n")
+    for spec in specs:
         name, _, path = spec.partition("=")
-        voc = NeuralVocoder.load(path, conv)
-        if isinstance(voc, MagnitudeVocoder) and settings:
+        path = path or name
+        voc = registry.load(path, conv)
+        if type(voc).__name__ == "MagnitudeVocoder" and settings:
+            cls = type(voc)
             for la, it in settings:
-                vocoders[f"{name} (RTISI-LA {la}/{it}, mel refine {voc.mel_refine})"] = (
-                    MagnitudeVocoder(voc.net, conv, voc.header, la, it, voc.mel_refine)
+                vocoders[f"{name} (RTISI-LA {la}/{it}, mel refine {voc.mel_refine})"] = cls(
+                    voc.net, conv, voc.header, la, it, voc.mel_refine
                 )
         else:
             vocoders[name] = voc
+    return vocoders
 
-    if not args.skip_quality:
-        clips = []
-        for s in SENTENCES[: args.sentences]:
-            y, sr = festival(s)
-            y = soxr.resample(y, sr, conv.sample_rate).astype(np.float32)
-            clips.append(y[: len(y) // conv.hop_length * conv.hop_length])
-        print(
-            f"# copy-synthesis: {len(clips)} held-out Festival sentences, {conv.sample_rate} Hz\n"
-        )
-        print("| vocoder | PESQ-WB | STOI |")
-        print("|---|---:|---:|")
-        for name, voc in vocoders.items():
-            scores = [quality(y, voc(dsp.log_mel(y, conv)), conv.sample_rate) for y in clips]
-            p = np.mean([s["pesq_wb"] for s in scores])
-            st = np.mean([s["stoi"] for s in scores])
-            print(f"| {name} | {p:.2f} | {st:.3f} |")
 
+# ----------------------------------------------------------------------------- WORLD
+
+
+def _pyworld():
+    import warnings
+
+    with warnings.catch_warnings():  # pyworld imports pkg_resources, deprecated
+        warnings.simplefilter("ignore")
+        import pyworld
+
+    return pyworld
+
+
+def _world_analyse(y: np.ndarray, conv):
+    pw = _pyworld()
+
+    x = y.astype(np.float64)
+    fp = 1000.0 * conv.hop_length / conv.sample_rate
+    f0, t = pw.harvest(x, conv.sample_rate, f0_floor=60.0, f0_ceil=1000.0, frame_period=fp)
+    sp = pw.cheaptrick(x, f0, t, conv.sample_rate)
+    ap = pw.d4c(x, f0, t, conv.sample_rate)
+    return f0, sp, ap, fp
+
+
+def _world_synth(f0, sp, ap, fp, conv, n: int) -> np.ndarray:
+    pw = _pyworld()
+
+    y = pw.synthesize(f0, sp, ap, conv.sample_rate, fp).astype(np.float32)
+    y = np.pad(y, (0, max(0, n - len(y))))[:n]
+    return np.clip(y, -1.0, 1.0)
+
+
+def world_resynth(y: np.ndarray, conv) -> np.ndarray:
+    """WORLD analysis-synthesis with the true features."""
+    return _world_synth(*_world_analyse(y, conv), conv, len(y))
+
+
+def note_contour(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """At times ``t`` (s, from the first note's start): ``(ideal Hz, nominal Hz, note index)``,
+    0 Hz and index -1 outside the notes."""
+    ideal, nominal, idx = np.zeros_like(t), np.zeros_like(t), np.full(t.shape, -1)
+    start = 0.0
+    for j, (m, d) in enumerate(NOTES):
+        sel = (t >= start) & (t < start + d)
+        hz = 440.0 * 2.0 ** ((m - 69) / 12)
+        cents = VIBRATO_CENTS * np.sin(2 * np.pi * VIBRATO_HZ * (t[sel] - start))
+        ideal[sel], nominal[sel], idx[sel] = hz * 2.0 ** (cents / 1200), hz, j
+        start += d
+    return ideal, nominal, idx
+
+
+def sung_probe(conv) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(audio, voiced mask per WORLD frame, first note's start in s)``: teacher speech with
+    its f0 replaced by :data:`NOTES` on its voiced frames."""
+    parts = []
+    for i in SUNG_SENTENCES:
+        y, sr = festival(SENTENCES[i])
+        parts.append(soxr.resample(y, sr, conv.sample_rate).astype(np.float32))
+    y = np.concatenate(parts)
+    f0, sp, ap, fp = _world_analyse(y, conv)
+    t = np.arange(len(f0)) * fp / 1000.0
+    t0 = float(t[np.argmax(f0 > 0)])
+    total = sum(d for _, d in NOTES)
+    ideal, _, idx = note_contour(t - t0)
+    voiced = (f0 > 0) & (idx >= 0)
+    f0s = np.where(voiced, ideal, 0.0)
+    end = int(np.ceil((t0 + total + 0.3) * 1000.0 / fp))
+    n = min(end, len(f0))
+    n_samples = n * conv.hop_length
+    out = _world_synth(f0s[:n].copy(), sp[:n].copy(), ap[:n].copy(), fp, conv, n_samples)
+    return out, voiced[:n], t0
+
+
+def pitch_errors(y: np.ndarray, conv, voiced_in: np.ndarray, t0: float) -> tuple[float, ...]:
+    """(median |cents| vs ideal, vs nominal, % unvoiced) over the notes' middle 50 %."""
+    f0, v = dsp.yin(y, conv)
+    t = (np.arange(len(f0)) + 0.5) * conv.hop_length / conv.sample_rate  # frame centres
+    ideal, nominal, idx = note_contour(t - t0)
+    rel = t - t0
+    mid = np.zeros(len(f0), bool)
+    start = 0.0
+    for _, d in NOTES:
+        mid |= (rel >= start + 0.25 * d) & (rel <= start + 0.75 * d)
+        start += d
+    # only frames voiced in the sung input (WORLD frame k is at k * hop; take the nearest)
+    k = np.clip(np.rint(t * conv.sample_rate / conv.hop_length).astype(int), 0, len(voiced_in) - 1)
+    sel = mid & voiced_in[k] & (idx >= 0)
+    ok = sel & v & (f0 > 0)
+    if not sel.any():
+        return float("nan"), float("nan"), float("nan")
+    unv = 100.0 * (1 - ok.sum() / sel.sum())
+    if not ok.any():
+        return float("nan"), float("nan"), unv
+    e_ideal = np.median(np.abs(1200 * np.log2(f0[ok] / ideal[ok])))
+    e_nom = np.median(np.abs(1200 * np.log2(f0[ok] / nominal[ok])))
+    return float(e_ideal), float(e_nom), float(unv)
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def analyse(y: np.ndarray, conv) -> tuple[np.ndarray, np.ndarray]:
+    mel = dsp.log_mel(y, conv)
+    f0, _ = dsp.yin(y, conv)
+    n = min(mel.shape[1], len(f0))
+    return mel[:, :n], f0[:n].astype(np.float32)
+
+
+def quality_section(vocoders: dict, conv, n_sentences: int) -> None:
+    from trainer.vocoder import quality
+
+    clips = []
+    for s in SENTENCES[:n_sentences]:
+        y, sr = festival(s)
+        y = soxr.resample(y, sr, conv.sample_rate).astype(np.float32)
+        clips.append(y[: len(y) // conv.hop_length * conv.hop_length])
+    sr = conv.sample_rate
+    print(f"# copy-synthesis: {len(clips)} held-out Festival sentences, {sr} Hz\n")
+    print("| vocoder | DNSMOS OVRL | DNSMOS SIG | PESQ-WB | STOI |")
+    print("|---|---:|---:|---:|---:|")
+    rows = {"teacher audio itself (Festival cmu_us_slt_arctic_hts)": None,
+            "WORLD analysis-synthesis (harvest/cheaptrick/d4c, true features)": "world",
+            **vocoders}  # fmt: skip
+    for name, voc in rows.items():
+        q, m = [], []
+        try:
+            for y in clips:
+                if voc is None:
+                    out = y
+                elif voc == "world":
+                    out = world_resynth(y, conv)
+                else:
+                    out = synth(voc, *analyse(y, conv))
+                m.append(dnsmos(out, sr))
+                if voc is not None:
+                    q.append(quality(y, out, sr))
+        except Exception as e:
+            print(f"| {name} | failed: {type(e).__name__}: {e} | | | |")
+            continue
+        ovrl, sig = (np.mean([x[k] for x in m]) for k in ("ovrl", "sig"))
+        if q:
+            p, st = (np.mean([x[k] for x in q]) for k in ("pesq_wb", "stoi"))
+            print(f"| {name} | {ovrl:.2f} | {sig:.2f} | {p:.2f} | {st:.3f} |")
+        else:
+            print(f"| {name} | {ovrl:.2f} | {sig:.2f} | — | — |")
+
+
+def pitch_section(vocoders: dict, conv) -> None:
+    y, voiced, t0 = sung_probe(conv)
+    notes = ", ".join(f"{m}" for m, _ in NOTES)
+    print(f"\n# pitch: WORLD-sung teacher speech ({len(y) / conv.sample_rate:.1f} s), notes MIDI "
+          f"{notes} ({sum(d for _, d in NOTES):.2f} s), vibrato {VIBRATO_HZ} Hz / "
+          f"{VIBRATO_CENTS:.0f} cents; f0 by dsp.yin over note middles (50 %)\n")  # fmt: skip
+    print("| vocoder | median abs error vs ideal (cents) | vs nominal note (cents) "
+          "| unvoiced % |")  # fmt: skip
+    print("|---|---:|---:|---:|")
+    rows = {"sung input itself (tracker floor)": None,
+            "WORLD analysis-synthesis (true features)": "world", **vocoders}  # fmt: skip
+    for name, voc in rows.items():
+        try:
+            if voc is None:
+                out = y
+            elif voc == "world":
+                out = world_resynth(y, conv)
+            else:
+                out = synth(voc, *analyse(y, conv))
+            e_i, e_n, unv = pitch_errors(out, conv, voiced, t0)
+        except Exception as e:
+            print(f"| {name} | failed: {type(e).__name__}: {e} | | |")
+            continue
+        print(f"| {name} | {e_i:.1f} | {e_n:.1f} | {unv:.1f} |")
+
+
+def _speed_models(cfg, conv, settings) -> dict:
+    """The configured architectures with random weights (module names as of the registry)."""
     v = cfg.vocoder
-    settings = settings or [(v.rtisi_lookahead, v.rtisi_iters)]
+    timed = {}
+    try:
+        from model.melgan import MelGAN, MelGANVocoder
+    except ImportError:
+        from model.vocoder import MelGAN
+        from model.vocoder import NeuralVocoder as MelGANVocoder
     mb = MelGAN(conv.n_mels, conv.hop_length, 256, (4, 4, 4), bands=4, lookahead=1)
     paper = MelGAN(conv.n_mels, conv.hop_length, 512, (8, 8, 2, 2))
+    timed["MelGAN, paper config"] = MelGANVocoder(paper.remove_weight_norm(), conv, {})
+    timed["multi-band MelGAN (4 bands, 256 ch)"] = MelGANVocoder(mb.remove_weight_norm(), conv, {})
+    from model.magnitude import MagnitudeNet, MagnitudeVocoder
+
     mag = MagnitudeNet(conv.n_mels, conv.n_bins, v.channels, v.blocks, v.lookahead)
     mag.remove_weight_norm()
-    timed = {
-        "MelGAN, paper config": NeuralVocoder(paper.remove_weight_norm(), conv, {}),
-        "multi-band MelGAN (4 bands, 256 ch)": NeuralVocoder(mb.remove_weight_norm(), conv, {}),
-    }
     for la, it in settings:
         name = (f"magnitude net ({v.channels} ch x {v.blocks}) + mel refine {v.mel_refine} "
                 f"+ RTISI-LA {la}/{it}")  # fmt: skip
         timed[name] = MagnitudeVocoder(mag, conv, {}, la, it, v.mel_refine)
     timed["RTISI-LA (DSP: NNLS + RTISI-LA 2/4)"] = dsp.DspVocoder(conv, "rtisi")
+    return timed
+
+
+def speed_section(timed: dict, conv, chunk: int) -> None:
     seconds = 10.0
     frames = int(seconds * conv.sample_rate / conv.hop_length)
-    mel = np.random.default_rng(0).normal(-5, 2, (conv.n_mels, frames)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    mel = rng.normal(-5, 2, (conv.n_mels, frames)).astype(np.float32)
+    f0 = np.where(rng.random(frames) < 0.7, 220.0, 0.0).astype(np.float32)
     print(f"\n# speed: {seconds:.0f} s of audio, {torch.get_num_threads()} threads\n")
-    print("| vocoder | parameters | offline x real time | stream ms per chunk | chunk audio ms |")
-    print("|---|---:|---:|---:|---:|")
-    chunk_ms = args.chunk * conv.hop_length / conv.sample_rate * 1000
+    print("| vocoder | parameters | offline x real time | stream ms per chunk | chunk audio ms "
+          "| delay ms |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|")
+    chunk_ms = chunk * conv.hop_length / conv.sample_rate * 1000
     for name, voc in timed.items():
         net = getattr(voc, "net", None)  # the DSP vocoder has none
         n = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M" if net is not None else "0"
-        t = best_of(lambda voc=voc: voc(mel), 3)
-        st = None
-        for i in range(0, 40, args.chunk):  # warm
-            _, st = voc.stream(mel[:, i : i + args.chunk], st)
-        t0 = time.perf_counter()
-        k = 0
-        for i in range(40, 400, args.chunk):
-            _, st = voc.stream(mel[:, i : i + args.chunk], st)
-            k += 1
-        per = (time.perf_counter() - t0) / k * 1000
-        print(f"| {name} | {n} | {seconds / t:.1f} | {per:.2f} | {chunk_ms:.1f} |")
+        delay = f"{1000 * getattr(voc, 'delay', 0) / conv.sample_rate:.1f}"
+        try:
+            t = best_of(lambda voc=voc: synth(voc, mel, f0), 3)
+        except Exception as e:
+            print(f"| {name} | {n} | failed: {type(e).__name__}: {e} | | | {delay} |")
+            continue
+        per = "—"
+        if getattr(voc, "method", "rtisi") == "rtisi":  # Griffin-Lim cannot stream
+            st = None
+            for i in range(0, 40, chunk):  # warm
+                _, st = stream(voc, mel[:, i : i + chunk], st, f0[i : i + chunk])
+            t0 = time.perf_counter()
+            k = 0
+            for i in range(40, 400, chunk):
+                _, st = stream(voc, mel[:, i : i + chunk], st, f0[i : i + chunk])
+                k += 1
+            per = f"{(time.perf_counter() - t0) / k * 1000:.2f}"
+        print(f"| {name} | {n} | {seconds / t:.1f} | {per} | {chunk_ms:.1f} | {delay} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vocoder", action="append", default=[], metavar="NAME=CHECKPOINT")
+    ap.add_argument("--sentences", type=int, default=len(SENTENCES))
+    ap.add_argument("--quick", action="store_true", help="3 sentences: a smoke test")
+    ap.add_argument("--chunk", type=int, default=2, help="frames a streaming chunk")
+    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-pitch", action="store_true")
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--rtisi", nargs="+", default=[], metavar="LOOKAHEAD/ITERS",
+                    help="RTISI-LA settings to try magnitude vocoders with (default: each "
+                    "checkpoint's own; the speed rows: [vocoder] config)")  # fmt: skip
+    args = ap.parse_args()
+    if args.quick:
+        args.sentences = min(args.sentences, 3)
+    settings = [tuple(int(x) for x in r.split("/")) for r in args.rtisi]
+    torch.set_num_threads(2)
+    cfg = config.load()
+    conv = cfg.audio
+    vocoders = load_vocoders(conv, args.vocoder, settings)
+
+    if not args.skip_quality:
+        quality_section(vocoders, conv, args.sentences)
+    if not args.skip_pitch:
+        pitch_section(vocoders, conv)
+    if not args.skip_speed:
+        v = cfg.vocoder
+        timed = _speed_models(cfg, conv, settings or [(v.rtisi_lookahead, v.rtisi_iters)])
+        for name, voc in vocoders.items():
+            if name not in ("Griffin-Lim 32", "RTISI-LA (DSP, streaming)"):
+                timed[f"{name} (loaded)"] = voc
+        speed_section(timed, conv, args.chunk)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ and peak memory. Run it on an idle machine.
 from __future__ import annotations
 
 import argparse
-import re
 import resource
 import subprocess
 import tempfile
@@ -22,11 +21,11 @@ import numpy as np
 import soundfile as sf
 import soxr
 import torch
+from judges import wer, words
 
 from daemon import config
 from daemon.cli import _vocoder
 from model import voice as _voice
-from model.text_norm import normalize
 
 SENTENCES = [
     "The weather will be sunny this afternoon.",
@@ -50,20 +49,6 @@ SENTENCES = [
     "They walked home together after the concert.",
     "Remember to water the plants on Friday.",
 ]
-
-
-def words(text: str) -> list[str]:
-    return re.sub(r"[^a-z' ]", " ", normalize(text).lower().replace("-", " ")).split()
-
-
-def wer(ref: list[str], hyp: list[str]) -> tuple[int, int]:
-    """(edits, reference words) by Levenshtein distance over words."""
-    d = np.arange(len(hyp) + 1)
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d.copy(), i
-        for j, h in enumerate(hyp, 1):
-            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (r != h))
-    return int(d[-1]), len(ref)
 
 
 def recognize(y: np.ndarray, sr: int) -> list[str]:

@@ -61,8 +61,9 @@ class UserError(ValueError):
 
 
 VOCODER_HELP = (
-    "neural (the vocoder packaged beside the default voice), rtisi or griffin_lim (the DSP "
-    "vocoder), or a trained vocoder checkpoint (RUNDIR/vocoder.safetensors); "
+    "harmonic (the f0-driven vocoder packaged beside the default voice), neural (the "
+    "magnitude network + RTISI-LA), rtisi or griffin_lim (the DSP vocoder), or a trained "
+    "vocoder checkpoint (RUNDIR/vocoder.safetensors); "
     "default: [daemon] render_vocoder"
 )
 
@@ -75,30 +76,17 @@ def _vocoder_name(cfg, name: str | None, live: bool = False) -> str:
 
 
 def _vocoder(cfg, name: str | None, live: bool = False):
-    """The vocoder :func:`_vocoder_name` names: "neural" (the packaged checkpoint), a DSP
-    method as [dsp_vocoder] configures it, or the neural vocoder checkpoint at that path."""
-    import dsp
-    from model.vocoder import PACKAGED, NeuralVocoder
+    """The vocoder :func:`_vocoder_name` names, through :mod:`model.registry`."""
+    from model import registry
 
-    name = _vocoder_name(cfg, name, live)
-    if name == "neural":
-        return NeuralVocoder.load(PACKAGED, cfg.audio)
-    if name not in dsp.vocoder.METHODS:
-        if not Path(name).is_file():
-            raise UserError(
-                f"--vocoder {name}: neither neural, a DSP method {list(dsp.vocoder.METHODS)} "
-                "nor a vocoder checkpoint file"
-            )
-        return NeuralVocoder.load(name, cfg.audio)
-    d = cfg.dsp_vocoder
-    return dsp.DspVocoder(
-        cfg.audio,
-        name or d.method,
-        d.griffin_lim_iters,
-        d.rtisi_lookahead,
-        d.rtisi_iters,
-        d.nnls_iters,
-    )
+    try:
+        return registry.load(_vocoder_name(cfg, name, live), cfg.audio, _dsp_settings(cfg))
+    except registry.RegistryError as e:
+        raise UserError(f"--vocoder: {e}") from None
+
+
+def _dsp_settings(cfg) -> dict:
+    return dataclasses.asdict(cfg.dsp_vocoder)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -151,7 +139,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     cfg = _load_config(args)
     try:
-        d = Daemon(cfg, sink=args.sink, osc=args.osc, mqtt=args.mqtt, version=_version())
+        d = Daemon(
+            cfg,
+            sink=args.sink,
+            osc=args.osc,
+            mqtt=args.mqtt,
+            version=_version(),
+            wyoming=args.wyoming,
+        )
         return asyncio.run(d.run())
     except OSError as e:  # the OSC port taken, say
         raise UserError(f"cannot serve: {e}") from None
@@ -161,22 +156,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_sing(args: argparse.Namespace) -> int:
     from daemon import audio_io, score
+    from daemon.scheduler import render_score
     from daemon.synth import Renderer
     from model import voice as _voice
 
+    if not 0.0 <= args.preroll <= 60.0:
+        raise UserError(f"--preroll {args.preroll}: give seconds from 0 to 60")
     cfg = _load_config(args)
     sing = score.load(args.score)
     v = _voice.Voice.load(args.voice, cfg.audio) if args.voice else _voice.packaged(cfg.audio)
     r = Renderer.configured(v, _vocoder(cfg, args.vocoder), cfg.daemon)
     t0 = time.perf_counter()
-    y = score.render(r, sing, cfg.daemon.max_voices)
-    secs = y.size / cfg.audio.sample_rate
-    took = time.perf_counter() - t0
+    y = render_score(r, sing, cfg.daemon.max_voices, args.preroll)
+    rate = cfg.audio.sample_rate
+    secs, took = y.size / rate, time.perf_counter() - t0
+    timeline = (
+        f"score time 0 at {args.preroll:g} s (--preroll)" if args.preroll
+        else f"on the score's timeline (sample n = score time n / {rate})"
+    )  # fmt: skip
     if args.output:
-        audio_io.write(args.output, y, cfg.audio.sample_rate)
-        print(f"{args.output}: {len(sing.notes)} notes, {secs:.2f} s in {took:.1f} s")
+        audio_io.write(args.output, y, rate)
+        print(f"{args.output}: {len(sing.notes)} notes, {secs:.2f} s in {took:.1f} s, {timeline}")
     else:
-        print(audio_io.play(y, cfg.audio.sample_rate))
+        log.info("singing %d notes, %s", len(sing.notes), timeline)
+        print(audio_io.play(y, rate))
     return 0
 
 
@@ -232,7 +235,9 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
     _load_config(args)
     t0 = time.perf_counter()
-    m = corpus.build(args.out, args.sentences, args.seed, args.pitch_shift, args.jobs)
+    m = corpus.build(
+        args.out, args.sentences, args.seed, args.pitch_shift, args.jobs, sung=args.sung
+    )
     cov = m["coverage"]
     print(
         f"{args.out}: {m['items']} utterances ({args.sentences} sentences, seed {args.seed}) "
@@ -388,6 +393,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CHECKPOINT",
         help="an acoustic checkpoint (default: the packaged voice)",
     )
+    sg.add_argument(
+        "--preroll",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds of silence before the score's time 0, room for the consonants sung "
+        "ahead of a first note at 0 (default 0: the file is on the score's timeline, sample n "
+        "= score time n / 22050, and such consonants are cut short)",
+    )
     sg.set_defaults(func=cmd_sing)
 
     sv = sub.add_parser(
@@ -402,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sv.add_argument("--osc", metavar="HOST:PORT", help="default: [osc] host and port")
     sv.add_argument("--mqtt", metavar="URL|off", help="mqtt://HOST[:PORT]; default: [mqtt] url")
+    sv.add_argument(
+        "--wyoming",
+        metavar="URI|off",
+        help="serve Home Assistant's Wyoming TTS at tcp://HOST:PORT (e.g. tcp://0.0.0.0:10200); "
+        "default: [wyoming] uri",
+    )
     sv.set_defaults(func=cmd_serve)
 
     s = sub.add_parser(
@@ -449,6 +469,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write a WORLD pitch-shifted copy of each item (repeatable)",
     )
     f.add_argument("--jobs", type=_positive, default=None, help="Festival processes (all cores)")
+    f.add_argument(
+        "--sung",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also sing K of the sentences onto generated melodies (WORLD re-timing; ids "
+        "<id>_sung, with f0/<id>_sung.npy)",
+    )
     f.set_defaults(func=cmd_corpus)
 
     pr = sub.add_parser(

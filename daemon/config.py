@@ -83,7 +83,7 @@ class AcousticConfig(_LongTrainConfig, _TextTrainConfig):
 
 @dataclass(frozen=True)
 class VocoderConfig(_LongTrainConfig):
-    arch: str = _opt(choices=("magnitude", "melgan"))
+    arch: str = _opt(choices=("harmonic", "magnitude", "melgan"))
     blocks: int = _opt(lo=1, hi=64)
     rtisi_lookahead: int = _opt(lo=0, hi=16)
     rtisi_iters: int = _opt(lo=0, hi=64)
@@ -144,6 +144,16 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class WyomingConfig:
+    uri: str = _opt()
+
+
+@dataclass(frozen=True)
+class OscQueryConfig:
+    port: int = _opt(lo=0, hi=65535)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = _opt(choices=("debug", "info", "warning", "error"))
 
@@ -158,6 +168,8 @@ class Config:
     daemon: DaemonConfig
     osc: OscConfig
     mqtt: MqttConfig
+    wyoming: WyomingConfig
+    oscquery: OscQueryConfig
     log: LogConfig
 
 

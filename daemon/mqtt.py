@@ -3,7 +3,8 @@
 Topics under ``melgand/<node>``: ``say`` and ``sing`` (QoS 1, acknowledged only once the job
 is queued: paho's manual acks), ``control``; out: ``status`` (retained ``online``, with an
 ``offline`` Will), ``event`` (audio-start, audio-stop, done, error, late) and ``stats``
-(periodic).
+(periodic). A job's ``"id"`` (a JSON string or integer) is echoed unchanged in every event of
+that job, its error events included.
 With ``pool`` (MQTT 5) the daemon also takes jobs from ``$share/melgand/melgand/pool/say``.
 Lost connections are retried with exponential backoff and the subscriptions renewed. The
 session persists (``clean_start`` off, ``session_expiry`` seconds): QoS 1 jobs published while
@@ -43,6 +44,15 @@ class Target:
             raise ValueError(f"MQTT URL {url!r}: use mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
         tls = u.scheme == "mqtts"
         return cls(u.hostname, u.port or (8883 if tls else 1883), tls)
+
+
+def _id_of(payload: bytes) -> P.JobId | None:
+    """The id of a refused job, where one can be read (its error event carries it)."""
+    try:
+        d = json.loads(payload)
+        return P.job_id(d) if isinstance(d, dict) else None
+    except (ValueError, P.ProtocolError):
+        return None
 
 
 class MqttLink:
@@ -129,6 +139,7 @@ class MqttLink:
             elif kind == "control":
                 self.daemon.scheduler.submit(Job(P.mqtt_control(payload), None, "mqtt"))
         except P.ProtocolError as e:
+            jid = jid if jid is not None else _id_of(payload)
             self.publish_event({"type": "error", "id": jid, "topic": topic, "reason": str(e)})
         except Exception as e:  # a bug must not end the MQTT link: say so, serve on
             log.exception("MQTT message on %s", topic)

@@ -23,10 +23,15 @@ class ProtocolError(ValueError):
     pass
 
 
+JobId = int | str  # OSC: integers; MQTT: integers or strings (Home Assistant, Node-RED)
+
+MAX_JOB_ID = 128  # characters of a string job id (MQTT)
+
+
 @dataclass
 class Say:
     text: str
-    id: int | None = None
+    id: JobId | None = None
     voice: str | None = None
 
 
@@ -59,7 +64,7 @@ class NoteParam:
 @dataclass
 class Sing:
     notes: list[dict]
-    id: int | None = None
+    id: JobId | None = None
 
 
 @dataclass
@@ -101,6 +106,68 @@ class Packet:
 
 PARAMS = {"volume": (0.0, 4.0), "vibrato_depth": (0.0, 2.0), "vibrato_rate": (0.0, 20.0),
           "speed": (0.25, 4.0), "legato": (0.0, 1.0), "portamento": (0.0, 2.0)}  # fmt: skip
+
+_PARAM_HELP = {"volume": "output gain (1 = unchanged)", "vibrato_depth": "vibrato depth, semitones",
+               "vibrato_rate": "vibrato rate, Hz", "speed": "speaking rate (1 = normal)",
+               "legato": ">= 0.5: a new note glides the sounding one (legato)",
+               "portamento": "glide time of legato notes, seconds"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of an OSC address: its type tag, name, and allowed range or values."""
+
+    tag: str  # "s", "f" or "i" (a number argument also takes the other numeric type)
+    name: str
+    lo: float | None = None
+    hi: float | None = None
+    optional: bool = False
+    values: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Address:
+    args: tuple[Arg, ...]
+    description: str
+    reply: str | None = None  # the reply's address, for queries
+
+
+_ID = Arg("i", "id", optional=True)
+_NOTE = Arg("f", "pitch", 0, 127)
+_HZ = Arg("f", "frequency", 8.0, 13000.0)
+_VEL = Arg("f", "velocity", 0, 127)
+
+# The OSC address space: what ``command`` parses (names, ranges) and what OSCQuery
+# (daemon/oscquery.py) describes, from this one table. ``/vkb_midi/<ch>/note/<pitch>`` is the
+# pattern ``VKB``; the ``/param/<name>`` addresses come from ``PARAMS``.
+OSC: dict[str, Address] = {
+    "/say": Address((Arg("s", "text"), _ID), "speak text; /done [id] once it has been heard"),
+    "/mnote": Address((_NOTE, _VEL, _ID), "note on at a MIDI pitch (velocity 0: note off)"),
+    "/mnote/rel": Address((_NOTE, Arg("f", "release velocity", 0, 127, optional=True), _ID),
+                          "note off (with a note id the pitch is ignored)"),
+    "/fnote": Address((_HZ, _VEL, _ID), "note on at a frequency in Hz (velocity 0: note off)"),
+    "/fnote/rel": Address((_HZ, Arg("f", "release velocity", 0, 127, optional=True), _ID),
+                          "note off by frequency (with a note id the frequency is ignored)"),
+    "/lyric": Address((Arg("s", "lyric"), _ID), "syllable(s) for the next note, or the note id"),
+    "/ne/pitch": Address((Arg("i", "note id"), Arg("f", "pitch", -48, 48)),
+                         "pitch offset of a sounding note, semitones"),
+    "/ne/volume": Address((Arg("i", "note id"), Arg("f", "volume", 0, 4)),
+                          "volume of a sounding note"),
+    "/allnotesoff": Address((), "release every note"),
+    "/allsoundoff": Address((), "silence everything now"),
+    "/voice": Address((Arg("s", "voice"),), "switch voice (by name) for new jobs"),
+    "/status": Address((), "ask for /status.reply: 1, active voices, queued jobs, underruns, "
+                       "avg load %, peak load %, nominal rate, actual rate", "/status.reply"),
+    "/sync": Address((Arg("i", "sync id"),), "/synced id once everything before it is done",
+                     "/synced"),
+    "/notify": Address((Arg("i", "on", 0, 1, values=(0, 1)),),
+                       "1: send /n_go, /n_end and /late to this client; 0: stop"),
+    "/version": Address((), "ask for /version.reply s", "/version.reply"),
+    **{f"/param/{k}": Address((Arg("f", k, lo, hi),), _PARAM_HELP.get(k, k))
+       for k, (lo, hi) in PARAMS.items()},
+}  # fmt: skip
+VKB = Address((_VEL,), "note velocity (Reaper / DrivenByMoss virtual keyboard; 0: off)")
+VKB_PATTERN = "/vkb_midi/{channel}/note/{pitch}"
 
 
 def midi_of_hz(f: float) -> float:
@@ -164,58 +231,67 @@ def _text(args: list, what: str) -> str:
 _VKB = re.compile(r"^/vkb_midi/(\d+)/note/(\d+)$")
 
 
+def _take(spec: Address, a: list, i: int) -> Any:
+    """Argument ``i`` as the table ``OSC`` declares it (None: an optional one left out)."""
+    g = spec.args[i]
+    if g.tag == "s":
+        return _text(a[i:], g.name)
+    if g.tag == "i" and g.lo is None:  # an id
+        v = _opt_id(a, i)
+        if v is None and not g.optional:
+            raise ProtocolError(f"argument {i + 1} ({g.name}) is missing")
+        return v
+    return _num(a, i, g.name, g.lo, g.hi)
+
+
 def command(address: str, args: list) -> Any:
-    """The typed command for an OSC message; a :class:`ProtocolError` says what is wrong."""
+    """The typed command for an OSC message; a :class:`ProtocolError` says what is wrong.
+    Names and ranges come from the table :data:`OSC` (which OSCQuery publishes)."""
     a = args
-    if address == "/say":
-        return Say(_text(a, "text"), _opt_id(a, 1))
+    spec = OSC.get(address)
+    if spec is None:
+        m = _VKB.match(address)
+        if m:
+            pitch = float(m.group(2))
+            if pitch > 127:
+                raise ProtocolError(f"note {m.group(2)} is outside 0..127")
+            vel = _take(VKB, a, 0)
+            vel = vel * 127 if 0 < vel <= 1 and isinstance(a[0], float) else vel
+            return NoteOff(pitch) if vel == 0 else NoteOn(pitch, vel)
+        if address.startswith("/param/"):
+            raise ProtocolError(f"unknown parameter {address[7:]!r}; known: {sorted(PARAMS)}")
+        raise ProtocolError(f"unknown address {address}")
+    if address in ("/say", "/lyric"):
+        return (Say if address == "/say" else Lyric)(_take(spec, a, 0), _take(spec, a, 1))
     if address in ("/mnote", "/fnote"):
         pitch = _pitch(address, a)
-        vel = _num(a, 1, "velocity", 0, 127)
-        return NoteOff(pitch, _opt_id(a, 2)) if vel == 0 else NoteOn(pitch, vel, _opt_id(a, 2))
+        vel = _take(spec, a, 1)
+        nid = _take(spec, a, 2)
+        return NoteOff(pitch, nid) if vel == 0 else NoteOn(pitch, vel, nid)
     if address in ("/mnote/rel", "/fnote/rel"):
         pitch = _pitch(address, a)
         k = 2 if len(a) > 1 and isinstance(a[1], float) else 1  # optional release velocity
+        if k == 2:
+            _take(spec, a, 1)
         return NoteOff(pitch, _opt_id(a, k))
-    if address == "/lyric":
-        return Lyric(_text(a, "lyric"), _opt_id(a, 1))
     if address in ("/ne/pitch", "/ne/volume"):
-        nid = _opt_id(a, 0)
-        if nid is None:
-            raise ProtocolError("argument 1 (note id) is missing")
-        lo, hi = (-48, 48) if address == "/ne/pitch" else (0, 4)
-        return NoteParam(nid, address[4:], _num(a, 1, address[4:], lo, hi))
-    if address in ("/allnotesoff", "/allsoundoff", "/status", "/version"):
+        return NoteParam(_take(spec, a, 0), address[4:], _take(spec, a, 1))
+    if not spec.args:  # /allnotesoff, /allsoundoff, /status, /version
         return Simple(address[1:])
     if address.startswith("/param/"):
-        name = address[7:]
-        if name not in PARAMS:
-            raise ProtocolError(f"unknown parameter {name!r}; known: {sorted(PARAMS)}")
-        return Param(name, _num(a, 0, name, *PARAMS[name]))
+        return Param(address[7:], _take(spec, a, 0))
     if address == "/voice":
-        return SwitchVoice(_text(a, "voice"))
+        return SwitchVoice(_take(spec, a, 0))
     if address == "/sync":
-        sid = _opt_id(a, 0)
-        if sid is None:
-            raise ProtocolError("argument 1 (sync id) is missing")
-        return Sync(sid)
+        return Sync(_take(spec, a, 0))
     if address == "/notify":
-        return Notify(bool(_num(a, 0, "on", 0, 1)))
-    m = _VKB.match(address)
-    if m:
-        pitch = float(m.group(2))
-        if pitch > 127:
-            raise ProtocolError(f"note {m.group(2)} is outside 0..127")
-        vel = _num(a, 0, "velocity", 0, 127)
-        vel = vel * 127 if 0 < vel <= 1 and isinstance(a[0], float) else vel
-        return NoteOff(pitch) if vel == 0 else NoteOn(pitch, vel)
-    raise ProtocolError(f"unknown address {address}")
+        return Notify(bool(_take(spec, a, 0)))
+    raise ProtocolError(f"{address} is in the table but not parsed")  # a bug: a test holds it
 
 
 def _pitch(address: str, a: list) -> float:
-    if address.startswith("/f"):
-        return midi_of_hz(_num(a, 0, "frequency", 8.0, 13000.0))
-    return _num(a, 0, "pitch", 0, 127)
+    v = _take(OSC[address], a, 0)
+    return midi_of_hz(v) if address.startswith("/f") else v
 
 
 def reply(address: str, *args: Any) -> bytes:
@@ -233,6 +309,23 @@ def reply(address: str, *args: Any) -> bytes:
 
 
 # MQTT payloads ------------------------------------------------------------------------
+
+
+def job_id(d: dict) -> JobId | None:
+    """An MQTT job's ``"id"``: a JSON string (up to ``MAX_JOB_ID`` characters) or integer,
+    echoed unchanged in the job's events; absent: None."""
+    jid = d.get("id")
+    if jid is None or (isinstance(jid, int) and not isinstance(jid, bool)):
+        return jid
+    if isinstance(jid, str):
+        if len(jid) > MAX_JOB_ID:
+            raise ProtocolError(
+                f'"id" is {len(jid)} characters; the limit (MAX_JOB_ID in '
+                f"daemon/protocol.py) is {MAX_JOB_ID}: send a shorter id"
+            )
+        return jid
+    raise ProtocolError(f'"id" must be a string (up to {MAX_JOB_ID} characters) or an integer, '
+                        f"not {type(jid).__name__}")  # fmt: skip
 
 
 def mqtt_say(payload: bytes) -> tuple[Say, float | None]:
@@ -254,10 +347,7 @@ def mqtt_say(payload: bytes) -> tuple[Say, float | None]:
         voice = d.get("voice")
         if voice is not None and not isinstance(voice, str):
             raise ProtocolError('"voice" must be a voice\'s name')
-        jid = d.get("id")
-        if jid is not None and not isinstance(jid, int):
-            raise ProtocolError('"id" must be an integer')
-        return Say(_text([text], "text"), jid, voice), at
+        return Say(_text([text], "text"), job_id(d), voice), at
     return Say(_text([s], "text")), None
 
 
@@ -283,7 +373,7 @@ def mqtt_sing(payload: bytes) -> Sing:
                                 "velocity 1..127")  # fmt: skip
         out.append({"pitch": pitch, "start": start * scale, "dur": dur * scale,
                     "lyric": str(n.get("lyric", "la"))[:64], "velocity": velocity})  # fmt: skip
-    return Sing(out, d.get("id") if isinstance(d.get("id"), int) else None)
+    return Sing(out, job_id(d))
 
 
 def mqtt_control(payload: bytes) -> Any:

@@ -23,48 +23,34 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from daemon import protocol as P
 from daemon import score
-from daemon.sink import NullSink
+from daemon.jobs import Job, ScoreEnd
+from daemon.sink import NullSink, OfflineSink
 from daemon.synth import Note, Renderer, Speech, fill
 from dsp.dynamics import limit
 
 log = logging.getLogger("melgand.scheduler")
-
-
-@dataclass
-class Job:
-    """A command and where its replies go (``ctx`` is the transport's, opaque here)."""
-
-    cmd: Any
-    ctx: Any = None
-    source: str = "osc"
-    arrival: float = 0.0  # monotonic
-    at: float | None = None  # unix time wanted, None: immediately
-    pos: int = 0  # sample position on the audio clock
-    sound: Any = None  # the voice, made before the job reaches the worker
-    lyric: str = "la"
-    waited: bool = False  # queued behind other speech
-    ready: Any = None  # the future of the voice's preparation
-    renderer: Any = None  # another voice than the current one (MQTT "voice")
+RAMP = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, 110))).astype(np.float32)  # a 5 ms fade-in
 
 
 @dataclass
 class Active:
     job: Job
-    sound: Any  # a synth voice
+    sound: Speech | Note
     offset: int  # first sample within the next block
     born: int = field(default_factory=itertools.count().__next__)
     fading: bool = False
     heard: bool = False
     key: tuple = ()  # (note id, pitch) that a note-off must name; legato moves it
-    joined: list = field(default_factory=list)  # jobs sung legato by this voice
+    joined: list[Job] = field(default_factory=list)  # jobs sung legato by this voice
+    ramp: np.ndarray | None = None  # a fade-in still to apply (a voice that starts cut)
 
 
 class Scheduler:
@@ -107,6 +93,17 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started_at = 0.0
+        self._handlers: dict[type, Callable[[Job, int], None]] = {
+            P.Say: self._say,
+            P.NoteOn: self._note_on,
+            P.NoteOff: self._note_off,
+            P.NoteParam: self._note_param,
+            P.Param: self._param,
+            P.Simple: self._simple,
+            P.Sing: self._sing,
+            ScoreEnd: self._score_end,
+            P.Sync: self._sync,
+        }
 
     # --- from the event loop -------------------------------------------------------------
     def submit(self, job: Job) -> None:
@@ -268,6 +265,10 @@ class Scheduler:
                     nxt = self.speech_queue.popleft()
                     self._add(Active(nxt, nxt.sound, 0))
                 continue
+            if v.ramp is not None:
+                m = min(len(y), len(v.ramp))
+                y[:m] *= v.ramp[:m]
+                v.ramp = v.ramp[m:] if m < len(v.ramp) else None
             if v.fading:
                 y = y * np.linspace(1.0, 0.0, len(y), dtype=np.float32)
             mix[v.offset : v.offset + len(y)] += y
@@ -297,7 +298,7 @@ class Scheduler:
             self.syncs.clear()
 
     def _apply(self, job: Job, offset: int) -> None:
-        cmd = job.cmd
+        """Run a command at ``offset`` samples into the block being rendered."""
         if job.ready is not None:
             try:
                 job.ready.result()  # the render waits (inside its buffer); the onset stays exact
@@ -305,55 +306,78 @@ class Scheduler:
                 return
             if job.sound is None:
                 return
-        if isinstance(cmd, P.Say):
-            if any(isinstance(v.sound, Speech) for v in self.voices):
-                job.waited = True
-                self.speech_queue.append(job)
+        handler = self._handlers.get(type(job.cmd))
+        if handler is not None:
+            handler(job, offset)
+
+    def _say(self, job: Job, offset: int) -> None:
+        if any(isinstance(v.sound, Speech) for v in self.voices):
+            job.waited = True
+            self.speech_queue.append(job)
+        else:
+            self._add(Active(job, job.sound, offset))
+
+    def _note_on(self, job: Job, offset: int) -> None:
+        cmd = job.cmd
+        held = self._notes(None, None, held=True)
+        if self.params["legato"] >= 0.5 and held:  # one voice glides to the new note
+            v = held[-1]
+            v.sound.glide_to(cmd.pitch, self.params["portamento"])
+            v.key = (cmd.id, cmd.pitch)
+            v.joined.append(job)
+            self.on_event("go", job, voice=v)
+            return
+        ramp = None
+        if job.skip:  # its start falls before now: not sung, and the cut faded in
+            job.sound.render(job.skip)
+            ramp = RAMP
+            log.debug("%s: its first %.0f ms fall before now: not sung", cmd,
+                      1000 * job.skip / self.rate)  # fmt: skip
+        self._add(Active(job, job.sound, offset, key=(cmd.id, cmd.pitch), ramp=ramp))
+
+    def _note_off(self, job: Job, offset: int) -> None:
+        for v in self._notes(job.cmd.id, job.cmd.pitch):
+            v.sound.release()
+
+    def _note_param(self, job: Job, offset: int) -> None:
+        cmd = job.cmd
+        for v in self._notes(cmd.id, None):
+            if cmd.name == "pitch":
+                v.sound.bend = cmd.value
+            elif cmd.name == "glide":
+                v.sound.glide_to(cmd.value, 0.06)
             else:
-                self._add(Active(job, job.sound, offset))
-        elif isinstance(cmd, P.NoteOn):
-            held = [v for v in self._notes(None, None, held=True)]
-            if self.params["legato"] >= 0.5 and held:  # one voice glides to the new note
-                v = held[-1]
-                v.sound.glide_to(cmd.pitch, self.params["portamento"])
-                v.key = (cmd.id, cmd.pitch)
-                v.joined.append(job)
-                self.on_event("go", job, voice=v)
-            else:
-                self._add(Active(job, job.sound, offset, key=(cmd.id, cmd.pitch)))
-        elif isinstance(cmd, P.NoteOff):
-            for v in self._notes(cmd.id, cmd.pitch):
-                v.sound.release()
-        elif isinstance(cmd, P.NoteParam):
-            for v in self._notes(cmd.id, None):
-                if cmd.name == "pitch":
-                    v.sound.bend = cmd.value
-                elif cmd.name == "glide":
-                    v.sound.glide_to(cmd.value, 0.06)
-                else:
-                    v.sound.gain = cmd.value
-        elif isinstance(cmd, P.Param):
-            self.params[cmd.name] = cmd.value
-        elif isinstance(cmd, P.Simple) and cmd.name == "allnotesoff":  # notes, not speech
+                v.sound.gain = cmd.value
+
+    def _param(self, job: Job, offset: int) -> None:
+        self.params[job.cmd.name] = job.cmd.value
+
+    def _simple(self, job: Job, offset: int) -> None:
+        if job.cmd.name == "allnotesoff":  # notes, not speech
             for v in self.voices:
                 if isinstance(v.sound, Note):
                     v.sound.release()
-        elif isinstance(cmd, P.Simple) and cmd.name == "allsoundoff":
+        elif job.cmd.name == "allsoundoff":
             for v in self.voices:
                 v.fading = True
             while self.speech_queue:  # dropped unsung: their senders hear that they ended
                 self.on_event("end", self.speech_queue.popleft(), voice=None)
-        elif isinstance(cmd, P.Sing):  # the score's notes become events of their own
-            self.on_event("go", job, voice=None)
-            base = score.PRIVATE - 10_000 * (next(self.seq) % 10_000)  # its own note ids
-            for at, j in score.events(cmd.notes, job.sound, job.pos, self.pos, self.rate, base):
-                heapq.heappush(self.events, (at, next(self.seq), j))
-            end = job.pos + max(int((n["start"] + n["dur"]) * self.rate) for n in cmd.notes)
-            heapq.heappush(self.events, (end, next(self.seq), Job(_ScoreEnd(job), pos=end)))
-        elif isinstance(cmd, _ScoreEnd):
-            self.on_event("end", cmd.job, voice=None)
-        elif isinstance(cmd, P.Sync):
-            self.syncs.append(job)
+
+    def _sing(self, job: Job, offset: int) -> None:
+        """The score's notes become events of their own, from its time 0 at ``job.pos``."""
+        notes = job.cmd.notes
+        self.on_event("go", job, voice=None)
+        base = score.PRIVATE - 10_000 * (next(self.seq) % 10_000)  # its own note ids
+        for at, j in score.events(notes, job.sound, job.pos, self.pos, self.rate, base):
+            heapq.heappush(self.events, (at, next(self.seq), j))
+        end = job.pos + max(int((n["start"] + n["dur"]) * self.rate) for n in notes)
+        heapq.heappush(self.events, (end, next(self.seq), Job(ScoreEnd(job), pos=end)))
+
+    def _score_end(self, job: Job, offset: int) -> None:
+        self.on_event("end", job.cmd.job, voice=None)
+
+    def _sync(self, job: Job, offset: int) -> None:
+        self.syncs.append(job)
 
     def _add(self, a: Active) -> None:
         sounding = [v for v in self.voices if not v.fading]
@@ -381,9 +405,11 @@ class Scheduler:
                 out.append(v)
         return out
 
-    def render_offline(self, job: Job, preroll: float = 0.5, limit_s: float = 600.0):
+    def render_offline(self, job: Job, preroll: float = 0.0, limit_s: float = 600.0) -> None:
         """Render one job (a score, a phrase) as fast as the CPU goes, through the same
-        events, voices and mixer as live; the job's time 0 is ``preroll`` seconds in."""
+        events, voices and mixer as live; the job's time 0 is ``preroll`` seconds in (sample
+        ``round(preroll * rate)``). A score is placed before the first block, so that its
+        first onset consonants start in the preroll, or are cut where they fall before 0."""
         self._prepare(job)
         if job.sound is None:
             raise ValueError(f"cannot render {job.cmd}")
@@ -393,8 +419,11 @@ class Scheduler:
             finished.append(j) if kind == "end" else None,
             hook(kind, j, **kw),
         )
-        job.pos = int(preroll * self.rate)
-        heapq.heappush(self.events, (job.pos, next(self.seq), job))
+        job.pos = round(preroll * self.rate)
+        if isinstance(job.cmd, P.Sing):
+            self._apply(job, 0)
+        else:
+            heapq.heappush(self.events, (job.pos, next(self.seq), job))
         while not (any(j is job for j in finished) and not self.voices):
             self._render_block()
             if self.pos > limit_s * self.rate:
@@ -413,6 +442,21 @@ class Scheduler:
             time.sleep(0.005)  # the fade reaches the device before it closes
 
 
-@dataclass
-class _ScoreEnd:
-    job: Job
+def render_score(renderer: Renderer, sing: P.Sing, max_voices: int = 8,
+                 preroll: float = 0.0) -> np.ndarray:  # fmt: skip
+    """A score sung offline on its own timeline: sample ``n`` is score time ``n / rate``
+    after ``preroll`` seconds of silence. Onset consonants that the singer starts before
+    the score's time 0 (less the preroll) are cut at 0, and the log says by how much."""
+    sink = OfflineSink(renderer.rate)
+    sched = Scheduler(renderer, sink, max_voices=max_voices)
+    job = Job(sing, source="score")
+    sched.render_offline(job, preroll)
+    if isinstance(job.sound, list):
+        for i, (n, snd) in enumerate(zip(sing.notes, job.sound, strict=True)):
+            cut = snd.lead - job.pos - int(n["start"] * renderer.rate)
+            if cut > 0 and n["lyric"].strip() not in score.MELISMA:
+                log.info("note %d (%r at %.3f s): its onset consonants would start %.0f ms "
+                         "before the audio does and are cut by that much; --preroll %.2f "
+                         "keeps them whole", i, n["lyric"], n["start"],
+                         1000 * cut / renderer.rate, cut / renderer.rate)  # fmt: skip
+    return sink.audio()

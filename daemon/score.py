@@ -1,19 +1,22 @@
 """Scores for `melgand sing`: the design's score JSON, or MIDI / KAR files with lyric events.
 
-Both become the :class:`~daemon.protocol.Sing` command that the daemon takes over MQTT, and
-:func:`render` plays it through the same scheduler, voices and mixer as live, only as fast as
-the CPU goes.
+Both become the :class:`~daemon.protocol.Sing` command that the daemon takes over MQTT;
+:func:`events` turns its notes into the jobs the scheduler plays (live, or offline for
+`melgand sing`: :func:`daemon.scheduler.render_score`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from daemon import protocol as P
+from daemon.jobs import Job
 from model.frontend import lyric_phones
 from model.g2p import is_vowel
+
+if TYPE_CHECKING:
+    from daemon.synth import Note
 
 MELISMA = ("_", "+", "~")  # a syllable that holds the previous vowel
 PRIVATE = -(10**6)  # a score's note ids lie below this, out of the way of users' ids
@@ -86,14 +89,16 @@ def phones(notes: list[dict]) -> list[tuple[str, ...]]:
     return out
 
 
-def events(notes: list[dict], sounds: list, t0: int, now: int, rate: int,
-           base: int = PRIVATE) -> list[tuple]:  # fmt: skip
+def events(notes: list[dict], sounds: list[Note], t0: int, now: int, rate: int,
+           base: int = PRIVATE) -> list[tuple[int, Job]]:  # fmt: skip
     """A score's notes as ``(sample, Job)`` events from sample ``t0``, sung as singers do:
     the onset consonants before the beat so the vowel lands on it, the vowel giving way in
     time for the coda and for the onset of a note that follows at once, and a melisma gliding
-    the held vowel on to its pitch (legato, one voice). Note ids are ``base - index``."""
-    from daemon.scheduler import Job
+    the held vowel on to its pitch (legato, one voice). Note ids are ``base - index``.
 
+    Nothing starts before ``now``: a note whose consonants would start earlier starts at
+    ``now`` with their first ``skip`` samples cut, so that its vowel still lands on the beat
+    (a note whose beat has passed starts late, whole from its vowel on)."""
     beats = [t0 + int(n["start"] * rate) for n in notes]
     ends = [b + int(n["dur"] * rate) for b, n in zip(beats, notes, strict=True)]
     touching = rate // 20  # 50 ms: notes this close follow one another
@@ -112,8 +117,10 @@ def events(notes: list[dict], sounds: list, t0: int, now: int, rate: int,
             out.append((beats[i], Job(glide, pos=beats[i])))
         else:
             head = i
-            start = max(now, beats[i] - snd.lead)
-            on = Job(P.NoteOn(n["pitch"], n["velocity"], base - i), pos=start, sound=snd)
+            skip = min(max(0, now - (beats[i] - snd.lead)), snd.lead)  # consonants only
+            start = max(now, beats[i] - snd.lead + skip)
+            on = Job(P.NoteOn(n["pitch"], n["velocity"], base - i), pos=start, sound=snd,
+                     skip=skip)  # fmt: skip
             out.append((start, on))
         if not melisma(i + 1):  # the end of this note (or of its melisma)
             nxt = [
@@ -124,15 +131,3 @@ def events(notes: list[dict], sounds: list, t0: int, now: int, rate: int,
             stop = max(beats[i] + touching, min([ends[i], *nxt]) - sounds[head].tail)
             out.append((stop, Job(P.NoteOff(None, base - head), pos=stop)))
     return out
-
-
-def render(renderer, sing: P.Sing, max_voices: int = 8, preroll: float = 0.5) -> np.ndarray:
-    """The score sung, ``preroll`` seconds of lead-in first (room for the consonants sung
-    ahead of the first beat)."""
-    from daemon.scheduler import Job, Scheduler
-    from daemon.sink import OfflineSink
-
-    sink = OfflineSink(renderer.rate)
-    sched = Scheduler(renderer, sink, max_voices=max_voices)
-    sched.render_offline(Job(sing, source="score"), preroll)
-    return sink.audio()

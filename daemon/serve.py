@@ -1,4 +1,5 @@
-"""`melgand serve`: one asyncio process wiring OSC and MQTT to the scheduler and the sink.
+"""`melgand serve`: one asyncio process wiring OSC and MQTT to the scheduler and the sink
+(and, when configured, Wyoming text to speech and an OSCQuery endpoint).
 
 Start: load the voice and vocoder, open the sink (saying which and why), bind OSC, connect
 MQTT (unless off), speak the greeting. Stop (SIGINT / SIGTERM): take no more work, fade out,
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import signal
@@ -22,13 +24,15 @@ from daemon.osc import OscServer
 from daemon.scheduler import Job, Scheduler
 from daemon.sink import open_sink
 from daemon.synth import Note, Renderer, Speech
+from model import registry
 
 log = logging.getLogger("melgand")
 
 
 class Daemon:
     def __init__(self, cfg, *, sink: str | None = None, osc: str | None = None,
-                 mqtt: str | None = None, version: str = "", ready=None):  # fmt: skip
+                 mqtt: str | None = None, version: str = "", ready=None,
+                 wyoming: str | None = None):  # fmt: skip
         self.cfg, self.version = cfg, version
         self.sink_spec = sink or cfg.daemon.sink
         self.osc_spec = osc
@@ -38,6 +42,11 @@ class Daemon:
         self.osc: OscServer | None = None
         self.mqtt = None
         self.osc_addr: tuple[str, int] | None = None
+        self.wyoming_uri = cfg.wyoming.uri if wyoming is None else (
+            "" if wyoming == "off" else wyoming)  # fmt: skip
+        self.wyoming = self.oscquery = None
+        self.wyoming_addr: tuple[str, int] | None = None
+        self.oscquery_addr: tuple[str, int] | None = None
 
     def known_voices(self) -> dict[str, Path | None]:
         """Voices by name: "default" (the packaged one) and each ``NAME.safetensors`` of
@@ -67,9 +76,10 @@ class Daemon:
         return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
     def _vocoder(self):
-        from daemon.cli import _vocoder
-
-        return _vocoder(self.cfg, None, live=True)
+        """``[daemon] vocoder``, through the registry."""
+        d = self.cfg.daemon
+        name = d.vocoder or self.cfg.dsp_vocoder.method
+        return registry.load(name, self.cfg.audio, dataclasses.asdict(self.cfg.dsp_vocoder))
 
     def renderer_for(self, name: str) -> Renderer:
         """The named voice's renderer (loaded once, then kept)."""
@@ -106,11 +116,16 @@ class Daemon:
             torch.set_num_threads(d.threads)
         sys.setswitchinterval(0.0005)  # the loop gets the GIL soon after a datagram lands
         self.device = self._device(d.device)
-        vocoder = self._vocoder()
+        if self.wyoming_uri:  # listening first: describe is answered while the models load
+            from daemon.wyoming import WyomingServer
+
+            self.wyoming = WyomingServer(self, self.wyoming_uri)
+            self.wyoming_addr = await self.wyoming.start()
+        vocoder = await self.loop.run_in_executor(None, self._vocoder)  # the loop serves on
         if hasattr(vocoder, "to"):  # a neural vocoder
             vocoder.to(self.device)
-        self.renderer = Renderer.configured(self._voice(d.voice or "default").to(self.device),
-                                            vocoder, d)  # fmt: skip
+        voice = await self.loop.run_in_executor(None, self._voice, d.voice or "default")
+        self.renderer = Renderer.configured(voice.to(self.device), vocoder, d)
         self.renderers = {d.voice or "default": self.renderer}
         log.info("models on %s", self.device)
         await self.loop.run_in_executor(None, warm_up, self.renderer)
@@ -129,6 +144,14 @@ class Daemon:
         self.osc = OscServer(self)
         self.osc_addr = self.osc.open(self.loop, host or "127.0.0.1", port)
         log.info("OSC on udp://%s:%d", *self.osc_addr)
+        if self.cfg.oscquery.port:
+            from daemon.oscquery import OscQueryServer
+
+            self.oscquery = OscQueryServer(self)
+            self.oscquery_addr = await self.oscquery.start(self.osc_addr[0], self.cfg.oscquery.port)
+            log.info("OSCQuery on http://%s:%d", *self.oscquery_addr)
+        if self.wyoming is not None:
+            self.wyoming.models_ready()
         mqtt_task = None
         if self.mqtt_url:
             from daemon.mqtt import MqttLink
@@ -146,6 +169,9 @@ class Daemon:
         await self.stopping.wait()
         log.info("stopping: fading out")
         self.osc.close()  # no more work
+        for server in (self.wyoming, self.oscquery):
+            if server is not None:
+                await server.stop()
         await self.loop.run_in_executor(None, self.scheduler.stop)
         await self.loop.run_in_executor(None, self.scheduler.sink.close)
         if self.mqtt is not None:

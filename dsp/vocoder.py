@@ -41,7 +41,9 @@ class DspVocoder:
         log_mel = checks.spectrum(log_mel, self.conv.n_mels, "log_mel", complex_ok=False)
         return _mel.mel_to_magnitude(np.exp(log_mel), self.conv, self.nnls_iters)
 
-    def __call__(self, log_mel: np.ndarray) -> np.ndarray:
+    needs_f0 = False  # the phase is reconstructed; an f0 given is not used
+
+    def __call__(self, log_mel: np.ndarray, f0: np.ndarray | None = None) -> np.ndarray:
         """``(n_mels, frames)`` log-mel -> float32 audio of ``frames * hop`` samples."""
         mag = self._mag(log_mel)
         if self.method == "griffin_lim":
@@ -49,7 +51,7 @@ class DspVocoder:
         return self.rtisi.offline(mag)
 
     def stream(
-        self, log_mel: np.ndarray, state: RtisiState | None = None
+        self, log_mel: np.ndarray, state: RtisiState | None = None, f0: np.ndarray | None = None
     ) -> tuple[np.ndarray, RtisiState]:
         """A log-mel chunk ``(n_mels, k)`` -> the samples now final (RTISI-LA only)."""
         if self.method != "rtisi":

@@ -22,63 +22,15 @@ from torch import nn
 
 from dsp.mel import refine_to_mel
 from dsp.phase import Rtisi
-from model.vocoder import SILENCE, CachedConv, NeuralVocoder, bake_weight_norm
-
-ROWS = 16  # below this many rows BLAS takes another path that rounds differently
-
-
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``F.linear`` over the last axis of ``(B, T, C)``, each row rounded the same however many
-    rows come at once (a short chunk is padded to ``ROWS`` rows). RTISI-LA is chaotic: a
-    magnitude one part in 1e15 off changes the samples a second later, so streaming equals
-    offline only if every frame's magnitudes are the same bits."""
-    b, t, c = x.shape
-    rows = x.reshape(b * t, c)
-    n = rows.shape[0]
-    if n < ROWS:
-        rows = F.pad(rows, (0, 0, 0, ROWS - n))
-    return F.linear(rows, weight, bias)[:n].reshape(b, t, weight.shape[0])
-
-
-def conv(cc: CachedConv, x: torch.Tensor, cache: torch.Tensor | None = None):
-    """``cc``'s causal convolution of ``x`` ``(B, C, T)`` after ``cache`` (zeros if None) ->
-    ``(B, C_out, T)`` and the next cache, frame by frame the same bits for any ``T``: a dense
-    convolution as :func:`linear` over the unfolded taps (torch's dense kernel rounds by chunk
-    length); a depthwise one directly (its sums do not depend on the length; tested)."""
-    x = F.pad(x, (cc.context, 0)) if cache is None else torch.cat([cache, x], -1)
-    tail = x[..., x.shape[-1] - cc.context :]
-    w, bias = cc.conv.weight, cc.conv.bias
-    k = w.shape[-1]
-    t = x.shape[-1] - k + 1
-    if cc.conv.groups == 1:
-        cols = x.unfold(-1, k, 1).permute(0, 2, 1, 3).reshape(x.shape[0], t, -1)
-        return linear(cols, w.reshape(w.shape[0], -1), bias).transpose(1, 2), tail
-    return F.conv1d(x, w, bias, groups=cc.conv.groups), tail  # per-output sums: chunk-invariant
-
-
-class Block(nn.Module):
-    """Causal ConvNeXt block: ``x + mlp(norm(depthwise_conv(x)))``."""
-
-    def __init__(self, channels: int, kernel: int = 7, expand: int = 3):
-        super().__init__()
-        self.dw = CachedConv(channels, channels, kernel, groups=channels)
-        self.norm = nn.LayerNorm(channels)
-        self.up = nn.Linear(channels, expand * channels)
-        self.down = nn.Linear(expand * channels, channels)
-        self.scale = nn.Parameter(torch.full((channels,), 0.1))
-
-    def _mlp(self, h: torch.Tensor) -> torch.Tensor:
-        up, down = self.up, self.down
-        h = F.gelu(linear(self.norm(h.transpose(1, 2)), up.weight, up.bias))
-        h = linear(h, down.weight, down.bias)
-        return (self.scale * h).transpose(1, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self._mlp(conv(self.dw, x)[0])
-
-    def stream(self, x: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, cache = conv(self.dw, x, cache)
-        return x + self._mlp(h), cache
+from model.layers import (
+    SILENCE,
+    Block,
+    CachedConv,
+    TorchVocoder,
+    bake_weight_norm,
+    frame_conv,
+    linear,
+)
 
 
 class MagnitudeNet(nn.Module):
@@ -101,7 +53,7 @@ class MagnitudeNet(nn.Module):
         return h.transpose(1, 2).clamp(-12.0, 8.0)
 
     def _causal(self, mel: torch.Tensor) -> torch.Tensor:
-        x = conv(self.pre, mel)[0]
+        x = frame_conv(self.pre, mel)[0]
         for b in self.blocks:
             x = b(x)
         return x
@@ -130,7 +82,7 @@ class MagnitudeNet(nn.Module):
         """:meth:`stream`, plus the input frames ``(B, n_mels, n)`` its ``n`` output frames
         belong to (those held back for the look-ahead, then this chunk's)."""
         st = state if state is not None else self.initial_state(mel.shape[0], mel.device)
-        x, pre = conv(self.pre, mel, st["pre"])
+        x, pre = frame_conv(self.pre, mel, st["pre"])
         caches = []
         for b, c in zip(self.blocks, st["blocks"], strict=True):
             x, c = b.stream(x, c)
@@ -160,8 +112,8 @@ class MagnitudeNet(nn.Module):
         return out, mel
 
 
-class MagnitudeVocoder(NeuralVocoder):
-    """:class:`MagnitudeNet` then RTISI-LA, behind :class:`NeuralVocoder`'s interface:
+class MagnitudeVocoder(TorchVocoder):
+    """:class:`MagnitudeNet` then RTISI-LA, behind the vocoder interface:
     ``(n_mels, T)`` numpy log-mel in, float32 audio out; ``stream`` / ``flush``; ``delay`` in
     samples.
 
@@ -176,10 +128,9 @@ class MagnitudeVocoder(NeuralVocoder):
 
     def __init__(self, net: MagnitudeNet, conv, header: dict, rtisi_lookahead: int = 2,
                  rtisi_iters: int = 4, mel_refine: int = 0):  # fmt: skip
-        super().__init__(net, conv, header)
         self.rtisi = Rtisi(conv, rtisi_lookahead, rtisi_iters)
+        super().__init__(net, conv, header, net.delay * conv.hop_length + self.rtisi.delay)
         self.mel_refine = mel_refine
-        self.delay = net.delay * conv.hop_length + self.rtisi.delay
 
     def _mag(self, logmag: torch.Tensor, mel: torch.Tensor) -> np.ndarray:
         """The network's ``(1, bins, n)`` log magnitude, refined toward ``mel`` ``(1, n_mels,
@@ -195,18 +146,20 @@ class MagnitudeVocoder(NeuralVocoder):
         x = self._in(log_mel)
         return self._mag(self.net(x), x)
 
-    def __call__(self, log_mel) -> np.ndarray:
+    def __call__(self, log_mel, f0=None) -> np.ndarray:
         return self.rtisi.offline(self.magnitude(log_mel))
 
     @torch.no_grad()
-    def stream(self, log_mel, state: tuple | None = None) -> tuple[np.ndarray, tuple]:
+    def stream(self, log_mel, state: tuple | None = None, f0=None) -> tuple[np.ndarray, tuple]:
         ns, rs = state if state is not None else (None, None)
         m, ns, mel = self.net.step(self._in(log_mel), ns)
         y, rs = self.rtisi.stream(self._mag(m, mel), rs)
         return y, (ns, rs)
 
     @torch.no_grad()
-    def stream_many(self, mels: list, states: list, pool=None) -> list[tuple[np.ndarray, tuple]]:
+    def stream_many(
+        self, mels: list, states: list, pool=None, f0s=None
+    ) -> list[tuple[np.ndarray, tuple]]:
         """:meth:`stream` for several voices' chunks of one length: the network runs once on
         all those past their first chunk (its cost is per call more than per voice), RTISI-LA
         per voice (on ``pool``'s threads if given: the numba kernel releases the GIL)."""

@@ -59,3 +59,78 @@ def test_log_energy_of_a_sine():
     e = dsp.log_energy(y)
     assert e.shape == (SR // 256,)
     np.testing.assert_allclose(e[4:-4], np.log(0.5 / np.sqrt(2)), atol=0.01)
+
+
+def _vowel(f0: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A vowel-like harmonic signal on the f0 contour (1/k amplitudes) with a little noise."""
+    ph = 2 * np.pi * np.cumsum(f0) / SR
+    y = sum(np.sin(k * ph) / k for k in range(1, 12))
+    return 0.2 * y / np.abs(y).max() + 0.003 * rng.standard_normal(f0.size)
+
+
+def test_vibrato_tone_follows_the_frame_centre():
+    t = np.arange(3 * SR) / SR
+    f_true = 220 * 2 ** (50 / 1200 * np.sin(2 * np.pi * 5.5 * t))
+    ph = 2 * np.pi * np.cumsum(f_true) / SR
+    y = (0.4 * np.sin(ph) + 0.1 * np.sin(2 * ph)).astype(np.float32)
+    f0, voiced = dsp.yin(y)
+    inner = slice(4, -4)
+    assert voiced[inner].all()
+    centre = np.arange(f0.size) * 256 + 128
+    cents = 1200 * np.abs(np.log2(f0[inner] / f_true[centre[inner]]))
+    assert np.median(cents) <= 2 and cents.max() < 5
+
+
+def test_vowel_fricative_vowel_voicing():
+    """Harmonic parts voiced (also the weakly periodic ones), white-noise burst unvoiced."""
+    rng = np.random.default_rng(1)
+    n = int(0.5 * SR)
+    glide = np.linspace(180, 240, n)
+    a = _vowel(glide, rng)
+    noise = 0.1 * rng.standard_normal(int(0.25 * SR))
+    # then a falling vowel that turns breathy: weaker harmonics under much noise (dips
+    # ~0.37, over the strict threshold), phase-continuous
+    m = int(0.25 * SR)
+    bb = _vowel(np.concatenate([glide[::-1] * 0.9, np.full(m, 162.0)]), rng)
+    bb[n:] = 0.5 * bb[n:] + 0.04 * rng.standard_normal(m)
+    b, breathy = bb[:n], bb[n:]
+    y = np.concatenate([a, noise, b, breathy, np.zeros(SR // 4)]).astype(np.float32)
+    f0, voiced = dsp.yin(y)
+    frames = np.arange(f0.size) * 256 + 128  # frame centres
+
+    def part(lo, hi):  # frames well inside [lo, hi) samples
+        return (frames >= lo + 1024) & (frames < hi - 1024)
+
+    edges = np.cumsum([0, a.size, noise.size, b.size, breathy.size, SR // 4])
+    assert voiced[part(edges[0], edges[1])].mean() > 0.97
+    assert not voiced[part(edges[1], edges[2])].any()
+    assert voiced[part(edges[2], edges[3])].mean() > 0.97
+    assert voiced[part(edges[3], edges[4])].mean() > 0.9
+    assert not voiced[part(edges[4], edges[5])].any()
+    # f0 where voiced follows the glide (no octave errors)
+    sel = part(edges[0], edges[1]) & voiced
+    cents = 1200 * np.abs(np.log2(f0[sel] / np.interp(frames[sel], np.arange(n), glide)))
+    assert np.percentile(cents, 95) < 10
+    assert (f0[~voiced] == 0).all()
+
+
+def test_loose_voicing_is_hysteresis_not_a_lower_threshold():
+    """Weakly periodic frames alone stay unvoiced; next to clear voicing they are voiced."""
+    rng = np.random.default_rng(2)
+    m = int(0.5 * SR)
+    weak = _vowel(np.full(m, 200.0), rng) * 0.5 + 0.04 * rng.standard_normal(m)
+    strong = _vowel(np.full(m, 200.0), rng)
+    _, v_weak = dsp.yin(weak.astype(np.float32))  # dips ~0.37: over the strict threshold
+    _, v_both = dsp.yin(np.concatenate([strong, weak]).astype(np.float32))
+    _, v_strict = dsp.yin(np.concatenate([strong, weak]).astype(np.float32), loose_threshold=0.15)
+    assert not v_weak.any()
+    assert v_both[4:-4].mean() > 0.97
+    assert v_strict[v_strict.size // 2 + 4 : -4].mean() < 0.1
+
+
+def test_a_single_periodic_blip_is_not_voiced():
+    rng = np.random.default_rng(3)
+    y = 0.1 * rng.standard_normal(SR)
+    y[SR // 2 : SR // 2 + 300] += 0.5 * np.sin(2 * np.pi * 200 * np.arange(300) / SR)
+    _, voiced = dsp.yin(y.astype(np.float32))
+    assert not voiced.any()

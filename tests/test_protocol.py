@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 
 import pytest
@@ -144,3 +145,23 @@ def test_hostile_say_fields_are_refused():
         P.mqtt_say(b'{"text": "hi", "at": NaN}')
     with pytest.raises(P.ProtocolError, match='"voice" must be'):
         P.mqtt_say(b'{"text": "hi", "voice": ["a"]}')
+
+
+def test_mqtt_job_ids_are_strings_or_integers_echoed_unchanged():
+    """Home Assistant and Node-RED send string ids; OSC ids stay integers."""
+    assert P.mqtt_say(b'{"text": "hi", "id": "j42"}')[0].id == "j42"
+    assert P.mqtt_say(b'{"text": "hi", "id": 42}')[0].id == 42
+    assert P.mqtt_say(b'{"text": "hi", "id": ""}')[0].id == ""
+    long = "x" * P.MAX_JOB_ID
+    assert P.mqtt_say(json.dumps({"text": "hi", "id": long}).encode())[0].id == long
+    sing = b'{"id": "s-1", "notes": [{"pitch": 60, "start": 0, "dur": 1}]}'
+    assert P.mqtt_sing(sing).id == "s-1"
+    with pytest.raises(P.ProtocolError, match="MAX_JOB_ID"):
+        P.mqtt_say(json.dumps({"text": "hi", "id": long + "x"}).encode())
+    for bad in (b"1.5", b"true", b"[1]", b'{"a": 1}'):
+        with pytest.raises(P.ProtocolError, match=r'"id" must be a string .* or an integer'):
+            P.mqtt_say(b'{"text": "hi", "id": ' + bad + b"}")
+        with pytest.raises(P.ProtocolError, match='"id" must be a string'):
+            P.mqtt_sing(b'{"id": ' + bad + b', "notes": [{"pitch": 60, "start": 0, "dur": 1}]}')
+    with pytest.raises(P.ProtocolError, match=r"argument 2 \(id\) must be an integer"):
+        P.command("/say", ["hi", "j42"])

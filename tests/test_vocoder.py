@@ -13,12 +13,12 @@ import torch.nn.functional as F
 import dsp
 from daemon import cli, config
 from dsp import pqmf
-from model import checkpoint
+from model import checkpoint, registry
 from model.discriminators import MultiScale
 from model.losses import LogMel, MultiResolutionSTFTLoss, frame_log_magnitude
 from model.magnitude import MagnitudeNet, MagnitudeVocoder
+from model.melgan import MelGAN
 from model.pqmf import PQMF
-from model.vocoder import MelGAN, NeuralVocoder
 from trainer import vocoder
 
 
@@ -202,7 +202,7 @@ def test_vocoder_training_resumes_exactly_and_streams(corpus_copy, tmp_path, arc
     assert (tmp_path / "b" / "val_0000006.wav").is_file()
     assert (tmp_path / "b" / "val_0000006.png").is_file()
     # trained weights, weight norm baked in: streaming still equals offline
-    v = NeuralVocoder.load(tmp_path / "b" / "vocoder.safetensors", dsp.DEFAULT)
+    v = registry.load_checkpoint(tmp_path / "b" / "vocoder.safetensors", dsp.DEFAULT)
     mel = dsp.log_mel(sf.read(next((corpus_copy / "wavs").glob("*.wav")))[0][:20000])
     ref = v(mel)
     for chunk in (1, 2, 5, 32):

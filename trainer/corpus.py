@@ -43,6 +43,9 @@ metadata.csv: id|text|normalized text (LJSpeech layout); wavs/<id>.wav: 22050 Hz
 segments/<id>.lab: Festival's phone segments, one per line: start end phone (seconds,
 the first starting at 0, 'pau' for silence). Ids ending _ps+N / _ps-N are WORLD pitch-shifted
 copies (N semitones) of the item before the suffix, with the same text and segment times.
+Ids ending _sung are sung copies (trainer/sung.py): the item re-timed onto a generated melody,
+segments/<id>_sung.lab its sung phone times, f0/<id>_sung.npy the f0 it was sung at (Hz, 0
+unvoiced, hop-256 frames), notes/<id>_sung.json the melody.
 """
 
 
@@ -210,8 +213,10 @@ def build(
     pitch_shifts: list[int] | None = None,
     jobs: int | None = None,
     progress: bool = True,
+    sung: int = 0,
 ) -> dict:
-    """Build (or resume) the corpus in ``out``; returns its manifest with coverage."""
+    """Build (or resume) the corpus in ``out``; returns its manifest with coverage. ``sung``:
+    also sing that many of its sentences onto generated melodies (:mod:`trainer.sung`)."""
     shifts = sorted(set(pitch_shifts or []))
     if 0 in shifts or any(abs(s) > 12 for s in shifts):
         raise CorpusError(f"pitch shifts must be non-zero semitones within +-12, got {shifts}")
@@ -268,6 +273,11 @@ def build(
         ]
     _atomic_text(out / "metadata.csv", "".join(f"{r.id}|{r.text}|{r.normalized}\n" for r in rows))
     manifest.update(complete=not failed, items=len(rows), failed=failed)
+    if sung:
+        from trainer import sung as _sung
+
+        manifest["sung"] = _sung.make_sung(out, sung, seed, jobs, progress)
+        manifest["items"] += manifest["sung"]["items"]
     _atomic_text(out / "corpus.json", json.dumps(manifest, indent=2))
     return manifest
 

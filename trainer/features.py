@@ -22,8 +22,17 @@ from tqdm import tqdm
 import dsp
 from trainer import dataset
 
-FEATURE_VERSION = 1
-YIN = {"fmin": 60.0, "fmax": 1000.0, "threshold": 0.15}
+FEATURE_VERSION = 2  # 2: YIN with centred windows, hysteresis voicing (pyin-like)
+YIN = {
+    "fmin": 60.0,
+    "fmax": 1000.0,
+    "threshold": 0.15,
+    "loose_threshold": 0.5,
+    "quiet_db": -45.0,
+    "min_run": 3,
+    "max_gap": 2,
+    "max_jump_cents": 200.0,
+}
 
 
 def cache_key(conv: dsp.Convention) -> str:

@@ -25,11 +25,14 @@ import torch
 import torch.nn.functional as F
 
 import dsp
+from dsp.harmonic import SourceFilter
 from model import checkpoint, losses
 from model.discriminators import MultiScale, d_loss, feature_matching, g_adv_loss
+from model.harmonic import HarmonicNet, HarmonicVocoder, synthesize
+from model.layers import SILENCE
 from model.losses import LogMel, MultiResolutionSTFTLoss
 from model.magnitude import MagnitudeNet, MagnitudeVocoder
-from model.vocoder import SILENCE, MelGAN
+from model.melgan import MelGAN
 from trainer import dataset, features, runtime, train_state
 from trainer.acoustic import plot_mels
 
@@ -39,6 +42,7 @@ class Clip:
     id: str
     mel: np.ndarray  # (n_mels, T) float32
     audio: np.ndarray  # (T * hop,) float32
+    f0: np.ndarray | None = None  # (T,) Hz, 0 = unvoiced (the analysed audio's)
 
 
 def load_clips(data: Path, conv: dsp.Convention, voice: Path | None = None,
@@ -52,13 +56,15 @@ def load_clips(data: Path, conv: dsp.Convention, voice: Path | None = None,
     for row in prepared.report.good:
         y = dataset.load_audio(data, row, conv.sample_rate, dataset.Report())
         mels = {}
+        feats = features.load(prepared.cache, row.id)
         if voice is None or mix:
-            mels[row.id] = features.load(prepared.cache, row.id)["mel"]
+            mels[row.id] = feats["mel"]
         if row.id in gta:
             mels[f"{row.id}~voice" if mix else row.id] = gta[row.id]
         for name, mel in mels.items():
-            t = min(mel.shape[1], len(y) // conv.hop_length)
-            clips.append(Clip(name, mel[:, :t].astype(np.float32), y[: t * conv.hop_length]))
+            t = min(mel.shape[1], len(y) // conv.hop_length, len(feats["f0"]))
+            f0 = np.where(feats["voiced"][:t], feats["f0"][:t], 0.0).astype(np.float32)
+            clips.append(Clip(name, mel[:, :t].astype(np.float32), y[: t * conv.hop_length], f0))
     return sorted(clips, key=lambda c: c.id)
 
 
@@ -100,10 +106,71 @@ def make_batch(clips: list[Clip], rng: random.Random, frames: int, context: int,
     return torch.from_numpy(np.stack(mels)), torch.from_numpy(np.stack(audios))
 
 
+def harmonic_batch(clips: list[Clip], rng: random.Random, frames: int, context: int,
+                   source: SourceFilter):  # fmt: skip
+    """For :class:`HarmonicNet`: mel ``(B, n_mels, T)`` and f0 ``(B, T)`` of ``T = context +
+    frames`` frames, the sources over ``T + 1`` frames (random phase and noise), and the
+    audio the loss compares: ``frames * hop`` samples from frame ``context``'s segment
+    start (``c_{context - 1}``, half a hop before the frame's own samples)."""
+    hop, t_all = source.hop, context + frames
+    mels, f0s, hs, ns, audios = [], [], [], [], []
+    for c in clips:
+        t = c.mel.shape[1]
+        s = rng.randrange(max(1, t - t_all + 1))
+        m = c.mel[:, s : s + t_all]
+        f = c.f0[s : s + t_all + 1]
+        m = np.pad(m, ((0, 0), (0, t_all - m.shape[1])), constant_values=SILENCE)
+        f = np.pad(f, (0, t_all + 1 - f.size))
+        h, n, _ = source.source(f, rng.uniform(0, 2 * np.pi), rng.getrandbits(24))
+        lo = (s + context) * hop - hop // 2
+        a = c.audio[max(0, lo) : lo + frames * hop]
+        a = np.pad(a, (max(0, -lo), frames * hop - a.size - max(0, -lo)))
+        mels.append(m)
+        f0s.append(f[:t_all])
+        hs.append(h)
+        ns.append(n)
+        audios.append(a)
+    out = (np.stack(mels), np.stack(f0s), np.stack(hs), np.stack(ns), np.stack(audios))
+    return tuple(torch.from_numpy(np.asarray(x, np.float32)) for x in out)
+
+
+def harmonic_audio(model, mel, f0, harm_src, noise_src, context: int, hop: int):
+    """The network's filters over the batch, synthesized; the samples the loss compares."""
+    harm, noise = model(mel, f0)
+    y = synthesize(harm_src, noise_src, harm, noise, hop)
+    frames = mel.shape[-1] - context
+    return y[:, context * hop : (context + frames) * hop]
+
+
+def pitch_error(f0_in: np.ndarray, audio: np.ndarray, conv: dsp.Convention) -> tuple:
+    """Median |cents| between the f0 given and the f0 of ``audio`` (YIN) where both are
+    voiced, and the fraction of voiced input frames heard unvoiced."""
+    f0_out, v_out = dsp.yin(audio, conv)
+    n = min(f0_in.size, f0_out.size)
+    both = (f0_in[:n] > 0) & v_out[:n]
+    cents = 1200 * np.abs(np.log2(f0_out[:n][both] / f0_in[:n][both]))
+    lost = 1.0 - both.sum() / max(1, (f0_in[:n] > 0).sum())
+    return float(np.median(cents)) if cents.size else float("nan"), float(lost)
+
+
+def dnsmos(audio: np.ndarray, sr: int) -> float | None:
+    """DNSMOS OVRL (the ``speechmos`` package, if installed: the eval extra), else None."""
+    try:
+        from speechmos import dnsmos as _dnsmos
+    except ImportError:
+        return None
+    x = np.clip(soxr.resample(audio, sr, 16000), -1, 1)
+    return float(_dnsmos.run(x, 16000)["ovrl_mos"])
+
+
 def build(arch: str, conv: dsp.Convention, *, channels: int, ratios, bands: int, blocks: int,
-          lookahead: int) -> MelGAN | MagnitudeNet:  # fmt: skip
-    """The network ``[vocoder] arch`` names: "magnitude" (``blocks`` at the frame rate, the
-    phase by RTISI-LA) or "melgan" (``bands``, ``ratios``)."""
+          lookahead: int) -> MelGAN | MagnitudeNet | HarmonicNet:  # fmt: skip
+    """The network ``[vocoder] arch`` names: "harmonic" (the f0-driven source-filter
+    vocoder's filter network, ``blocks`` at the frame rate), "magnitude" (``blocks`` at the
+    frame rate, the phase by RTISI-LA) or "melgan" (``bands``, ``ratios``)."""
+    if arch == "harmonic":
+        return HarmonicNet(conv.n_mels, conv.n_bins, channels, blocks, n_fft=conv.n_fft,
+                           sample_rate=conv.sample_rate, fmax=conv.fmax)  # fmt: skip
     if arch == "magnitude":
         return MagnitudeNet(conv.n_mels, conv.n_bins, channels, blocks, lookahead)
     return MelGAN(conv.n_mels, conv.hop_length, channels, tuple(ratios), bands=bands,
@@ -146,9 +213,11 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
     net = build(arch, conv, channels=channels, ratios=ratios, bands=bands, blocks=blocks,
                 lookahead=lookahead)  # fmt: skip
     spectral = isinstance(net, MagnitudeNet)
+    harmonic = isinstance(net, HarmonicNet)
+    source = SourceFilter(conv)
     rtisi = {"rtisi_lookahead": rtisi_lookahead, "rtisi_iters": rtisi_iters}
     disc_net = MultiScale(width=disc_width)
-    betas = (0.9, 0.99) if spectral else (0.5, 0.9)  # a regression, or a GAN
+    betas = (0.9, 0.99) if spectral or harmonic else (0.5, 0.9)  # a regression, or a GAN
     opts = {"opt": torch.optim.Adam(net.parameters(), lr, betas=betas),
             "opt_d": torch.optim.Adam(disc_net.parameters(), lr, betas=(0.5, 0.9))}  # fmt: skip
     scheds = {name: torch.optim.lr_scheduler.StepLR(o, lr_step, lr_gamma)
@@ -205,14 +274,16 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
     tb = record.tb
 
     def validate() -> dict:
-        """Whole held-out items: audio, a mel PNG, mel L1, PESQ-WB and STOI."""
+        """Whole held-out items: audio, a mel PNG, mel L1, PESQ-WB and STOI (harmonic: also
+        DNSMOS OVRL where speechmos is installed, and the pitch heard against the f0 given)."""
         net.eval()
         scores: dict[str, list[float]] = {"mel_l1": [], "pesq_wb": [], "stoi": []}
         voc = MagnitudeVocoder(net, conv, {}, **rtisi, mel_refine=mel_refine) if spectral else None
+        voc = HarmonicVocoder(net, conv, {}) if harmonic else voc
         for i, c in enumerate(val):
             with torch.no_grad():
                 if voc is not None:
-                    y = torch.from_numpy(voc(c.mel))
+                    y = torch.from_numpy(voc(c.mel, f0=c.f0))
                 else:
                     y = net(torch.from_numpy(c.mel)[None].to(rt.device))[0].float()
                 m = log_mel(y[None].to(rt.device))[0].cpu().numpy()
@@ -220,6 +291,13 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
             scores["mel_l1"].append(float(np.abs(m - c.mel[:, : m.shape[1]]).mean()))
             for k, v in quality(c.audio, y, conv.sample_rate).items():
                 scores[k].append(v)
+            if harmonic:
+                cents, lost = pitch_error(c.f0, y, conv)
+                scores.setdefault("pitch_cents", []).append(cents)
+                scores.setdefault("voicing_lost", []).append(lost)
+                mos = dnsmos(y, conv.sample_rate)
+                if mos is not None:
+                    scores.setdefault("dnsmos", []).append(mos)
             if i == 0:
                 name = run / f"val_{step:07d}"
                 sf.write(f"{name}.wav", y, conv.sample_rate)
@@ -240,13 +318,20 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
                 chosen = [tr[i] for i in picks[rt.rank * batch_size : (rt.rank + 1) * batch_size]]
                 # every process draws the same salt, then cuts its own clips
                 clip_rng = random.Random(rng.getrandbits(32) * 1009 + rt.rank)
-                batch = make_batch(chosen, clip_rng, segment_frames, ctx, hop, margin)
-                mel, padded = (t.to(rt.device) for t in batch)
-                audio = padded[:, margin : padded.shape[-1] - margin]
-                adversarial = step >= adversarial_start and not spectral
+                if harmonic:
+                    hb = harmonic_batch(chosen, clip_rng, segment_frames, ctx, source)
+                    mel, f0, h_src, n_src, audio = (t.to(rt.device) for t in hb)
+                else:
+                    batch = make_batch(chosen, clip_rng, segment_frames, ctx, hop, margin)
+                    mel, padded = (t.to(rt.device) for t in batch)
+                    audio = padded[:, margin : padded.shape[-1] - margin]
+                adversarial = step >= adversarial_start and not (spectral or harmonic)
                 out: dict[str, torch.Tensor] = {}
                 with rt.autocast():
-                    if spectral:  # the frames' own magnitudes are the targets
+                    if harmonic:
+                        y = harmonic_audio(model, mel, f0, h_src, n_src, ctx, hop).float()
+                        total = waveform_losses(y, audio, out, False)
+                    elif spectral:  # the frames' own magnitudes are the targets
                         pred = model(mel)[..., ctx:].float()
                         true = losses.frame_log_magnitude(padded, conv, window)
                         out["spectral"] = F.l1_loss(pred, true)

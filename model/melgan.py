@@ -16,64 +16,15 @@ a PQMF synthesis bank (:mod:`model.pqmf`) joins.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from model.layers import SILENCE, CachedConv, CachedUpsample, TorchVocoder, bake_weight_norm
 from model.pqmf import PQMF
-
-SILENCE = math.log(1e-5)  # the log-mel of silence under the audio convention
-# the vocoder packaged beside the default voice ("neural" on the command line and in config)
-PACKAGED = Path(__file__).resolve().parent / "voices" / "default" / "vocoder.safetensors"
-
-
-class CachedConv(nn.Module):
-    """Causal Conv1d: output ``t`` sees inputs ``t - (k - 1) * dilation .. t``."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, dilation: int = 1, groups: int = 1):
-        super().__init__()
-        self.conv = weight_norm(nn.Conv1d(cin, cout, kernel, dilation=dilation, groups=groups))
-        self.context = (kernel - 1) * dilation
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, (self.context, 0)))
-
-    def stream(self, x: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.cat([cache, x], -1)
-        return self.conv(x), x[..., x.shape[-1] - self.context :]
-
-    def init_cache(self, batch: int, device=None) -> torch.Tensor:
-        w = self.conv.weight
-        return torch.zeros(batch, self.conv.in_channels, self.context, device=device, dtype=w.dtype)
-
-
-class CachedUpsample(nn.Module):
-    """Transposed Conv1d (stride ``s``, kernel ``2s``), causal: the ``s`` outputs of input
-    ``t`` need inputs ``t - 1`` and ``t``, so the cache is one input frame."""
-
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.stride = stride
-        self.conv = weight_norm(nn.ConvTranspose1d(cin, cout, 2 * stride, stride))
-
-    def _core(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[-1] - 1
-        return self.conv(x)[..., self.stride : (n + 1) * self.stride]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._core(F.pad(x, (1, 0)))
-
-    def stream(self, x: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.cat([cache, x], -1)
-        return self._core(x), x[..., -1:]
-
-    def init_cache(self, batch: int, device=None) -> torch.Tensor:
-        return torch.zeros(batch, self.conv.in_channels, 1, device=device)
 
 
 class ResidualStack(nn.Module):
@@ -179,55 +130,19 @@ class MelGAN(nn.Module):
         return bake_weight_norm(self)
 
 
-def bake_weight_norm(net: nn.Module) -> nn.Module:
-    """Bake the weight-norm parametrizations into plain weights (faster inference)."""
-    for m in net.modules():
-        if parametrize.is_parametrized(m, "weight"):
-            parametrize.remove_parametrizations(m, "weight")
-    return net
+class MelGANVocoder(TorchVocoder):
+    """A trained MelGAN checkpoint behind the vocoder interface: ``(n_mels, T)`` numpy log-mel
+    in, float32 audio out; ``stream`` / ``flush``; ``delay`` in samples."""
 
-
-class NeuralVocoder:
-    """A trained vocoder checkpoint behind the DSP vocoder's interface: ``(n_mels, T)`` numpy
-    log-mel in, float32 audio out; ``stream`` / ``flush`` / ``delay`` (samples) for live use."""
-
-    def __init__(self, net: nn.Module, conv, header: dict):
-        self.net = net.eval()
-        self.conv, self.header, self.delay = conv, header, net.delay
-
-    @classmethod
-    def load(cls, path, conv=None) -> NeuralVocoder:
-        from model import checkpoint
-
-        tensors, header = checkpoint.load(path, kind="vocoder")
-        have = checkpoint.convention(header, conv, path, "vocoder")
-        kwargs = dict(header["kwargs"])
-        if kwargs.pop("arch", "melgan") == "magnitude":
-            from model.magnitude import MagnitudeNet, MagnitudeVocoder
-
-            net = MagnitudeNet(**kwargs)
-            net.load_state_dict(tensors, strict=True)
-            refine = int(header.get("mel_refine", 0))
-            return MagnitudeVocoder(net.remove_weight_norm(), have, header, **header["rtisi"],
-                                    mel_refine=refine)  # fmt: skip
-        net = MelGAN(**kwargs)
-        net.load_state_dict(tensors, strict=True)
-        return cls(net.remove_weight_norm(), have, header)
+    def __init__(self, net: MelGAN, conv, header: dict):
+        super().__init__(net, conv, header, net.delay)
 
     @torch.no_grad()
-    def __call__(self, log_mel) -> np.ndarray:
+    def __call__(self, log_mel, f0=None) -> np.ndarray:
         return self.net(self._in(log_mel))[0].cpu().numpy()
 
-    def _in(self, log_mel) -> torch.Tensor:
-        dev = next(self.net.parameters()).device
-        return torch.from_numpy(np.asarray(log_mel, np.float32))[None].to(dev)
-
-    def to(self, device) -> NeuralVocoder:
-        self.net.to(device)
-        return self
-
     @torch.no_grad()
-    def stream(self, log_mel, state: dict | None = None) -> tuple[np.ndarray, dict]:
+    def stream(self, log_mel, state: dict | None = None, f0=None) -> tuple[np.ndarray, dict]:
         y, state = self.net.stream(self._in(log_mel), state)
         return y[0].cpu().numpy(), state
 

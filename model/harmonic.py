@@ -1,0 +1,241 @@
+"""The harmonic vocoder: log-mel + frame f0 -> audio through a source-filter model.
+
+A band-limited harmonic source at the f0 given plus white noise (:mod:`dsp.harmonic`), each
+shaped frame by frame by a filter a small causal network predicts from the log-mel and the
+f0. The pitch heard is the f0 given, by construction; no phase is reconstructed. (pc-ddsp /
+DDSP-SVC's "CombSub" is the model studied; this one differs in its filters: minimum phase,
+so voiced frames carry a vocal-tract-like phase and the synthesis is causal.)
+
+What the DSP already knows is the start: each filter's log magnitude is a linear map of the
+log-mel initialised to interpolate the mel bands onto the FFT bins (the mel is the
+envelope), plus the network's correction; the harmonic filter is silenced in unvoiced
+frames (a mask: no buzz in fricatives), the noise filter is free (aperiodicity, breath).
+
+Shapes: log-mel ``(B, n_mels, T)``, f0 ``(B, T)`` Hz (0 = unvoiced); filters ``(B, T, bins)``
+complex. :class:`HarmonicNet` is causal at the frame rate and computes every frame to the
+same bits however frames are chunked (:func:`model.layers.linear`); ``delay`` of the
+vocoder = the synthesis's ``hop + hop / 2`` samples (17 ms).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+import dsp
+from dsp.harmonic import SourceFilter
+from model.layers import Block, CachedConv, TorchVocoder, bake_weight_norm, frame_conv, linear
+
+F0_REF = 200.0  # Hz: log f0 is fed as octaves from this
+
+
+def mel_prior(conv: dsp.Convention) -> np.ndarray:
+    """``(bins, n_mels)``: each FFT bin as the weighted mean of the mel bands covering it
+    (the transposed filterbank, rows normalised); bins no band covers take the nearest."""
+    basis = dsp.mel_basis(conv).astype(np.float64)  # (n_mels, bins)
+    w = basis.T.copy()
+    sums = w.sum(1)
+    peaks = basis.argmax(1)  # each band's peak bin
+    for k in np.flatnonzero(sums <= 1e-12):
+        w[k, int(np.argmin(np.abs(peaks - k)))] = 1.0
+    return (w / w.sum(1, keepdims=True)).astype(np.float32)
+
+
+def minimum_phase(log_mag: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """``(..., n_fft // 2 + 1)`` natural-log magnitude -> the minimum-phase complex response
+    with that magnitude (folded real cepstrum)."""
+    c = torch.fft.irfft(log_mag, n_fft)
+    half = n_fft // 2
+    fold = torch.ones(n_fft, device=c.device, dtype=c.dtype)
+    fold[1:half] = 2.0
+    fold[half + 1 :] = 0.0
+    return torch.exp(torch.fft.rfft(c * fold))
+
+
+class HarmonicNet(nn.Module):
+    """Log-mel + f0 frames -> harmonic and noise filters, causal (``lookahead`` 0)."""
+
+    def __init__(self, n_mels: int = 80, bins: int = 513, channels: int = 192,
+                 blocks: int = 3, kernel: int = 3, n_fft: int = 1024,
+                 sample_rate: int = 22050, fmax: float = 8000.0):  # fmt: skip
+        super().__init__()
+        self.kwargs = {"arch": "harmonic", "n_mels": n_mels, "bins": bins,
+                       "channels": channels, "blocks": blocks, "kernel": kernel,
+                       "n_fft": n_fft, "sample_rate": sample_rate, "fmax": fmax}  # fmt: skip
+        self.n_fft, self.bins = n_fft, bins
+        self.pre = CachedConv(n_mels + 2, channels, kernel)
+        self.blocks = nn.ModuleList(Block(channels) for _ in range(blocks))
+        self.norm = nn.LayerNorm(channels)
+        self.head = nn.Linear(channels, 2 * bins)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.skip = nn.Linear(n_mels, 2 * bins)  # the mel as the envelope, refined by training
+        conv = dsp.Convention(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmax=fmax)
+        prior = torch.from_numpy(mel_prior(conv))
+        hop_gain = math.log(n_fft / 2 / 2)  # a unit harmonic's peak under the analysis window
+        with torch.no_grad():
+            self.skip.weight.copy_(torch.cat([prior, prior]))
+            # mel ~ mean |X| per bin / bin width; unit harmonic -> n_fft / 4; unit noise ->
+            # sqrt(sum w^2) ~ sqrt(3 n_fft / 8)
+            bin_hz = sample_rate / n_fft
+            self.skip.bias[:bins] = math.log(bin_hz) - hop_gain
+            self.skip.bias[bins:] = math.log(bin_hz) - 0.5 * math.log(3 * n_fft / 8) - 1.0
+
+    @staticmethod
+    def features(mel: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+        """``(B, n_mels + 2, T)``: the log-mel, log f0 (octaves from :data:`F0_REF`, 0 where
+        unvoiced) and the voicing flag."""
+        voiced = (f0 > 0).to(mel.dtype)
+        lf0 = torch.log2(torch.clamp(f0, min=1.0) / F0_REF) * voiced
+        return torch.cat([mel, lf0[:, None], voiced[:, None]], 1)
+
+    def _filters(self, x: torch.Tensor, mel: torch.Tensor, f0: torch.Tensor):
+        head, skip = self.head, self.skip
+        h = linear(self.norm(x.transpose(1, 2)), head.weight, head.bias)
+        h = h + linear(mel.transpose(1, 2), skip.weight, skip.bias)
+        log_h, log_n = h.float().clamp(-20.0, 6.0).split(self.bins, -1)
+        voiced = (f0 > 0).float()[..., None]
+        harm = minimum_phase(log_h, self.n_fft) * voiced
+        return harm, minimum_phase(log_n, self.n_fft)
+
+    def forward(self, mel: torch.Tensor, f0: torch.Tensor):
+        """``(B, n_mels, T)``, ``(B, T)`` -> harmonic and noise responses ``(B, T, bins)``."""
+        x = frame_conv(self.pre, self.features(mel, f0))[0]
+        for b in self.blocks:
+            x = b(x)
+        return self._filters(x, mel, f0)
+
+    def initial_state(self, batch: int = 1, device=None) -> dict:
+        return {
+            "pre": self.pre.init_cache(batch, device),
+            "blocks": [b.dw.init_cache(batch, device) for b in self.blocks],
+        }
+
+    def stream(self, mel: torch.Tensor, f0: torch.Tensor, state: dict | None = None):
+        """A chunk -> its frames' responses (no look-ahead: all of them) and the state."""
+        st = state if state is not None else self.initial_state(mel.shape[0], mel.device)
+        x, pre = frame_conv(self.pre, self.features(mel, f0), st["pre"])
+        caches = []
+        for b, c in zip(self.blocks, st["blocks"], strict=True):
+            x, c = b.stream(x, c)
+            caches.append(c)
+        return self._filters(x, mel, f0), {"pre": pre, "blocks": caches}
+
+    def remove_weight_norm(self) -> HarmonicNet:
+        return bake_weight_norm(self)
+
+
+def synthesize(harm_src: torch.Tensor, noise_src: torch.Tensor, harm: torch.Tensor,
+               noise: torch.Tensor, hop: int) -> torch.Tensor:  # fmt: skip
+    """Training's differentiable twin of :class:`dsp.harmonic.SourceFilter`: sources ``(B,
+    (T + 1) * hop)`` (from ``SourceFilter.source`` over T + 1 frames), responses ``(B, T,
+    bins)`` -> ``(B, (T + 3) * hop)`` audio from ``c_{-1}``, the first frame's segment start
+    (the last ``3 * hop`` samples lack the frames after T)."""
+    b, t, bins = harm.shape
+    n_fft = 2 * (bins - 1)
+    win = torch.hann_window(2 * hop, periodic=True, device=harm.device, dtype=harm_src.dtype)
+    segs_h = harm_src.unfold(-1, 2 * hop, hop)[:, :t] * win
+    segs_n = noise_src.unfold(-1, 2 * hop, hop)[:, :t] * win
+    spec = torch.fft.rfft(segs_h, n_fft) * harm + torch.fft.rfft(segs_n, n_fft) * noise
+    y = torch.fft.irfft(spec, n_fft).reshape(b, t, n_fft // hop, hop)
+    out = harm_src.new_zeros(b, t + n_fft // hop - 1, hop)
+    for j in range(n_fft // hop):
+        out[:, j : j + t] += y[:, :, j]
+    return out.reshape(b, -1)
+
+
+class HarmonicVocoder(TorchVocoder):
+    """:class:`HarmonicNet` and :class:`dsp.harmonic.SourceFilter` behind the vocoder
+    interface: ``(n_mels, T)`` log-mel and ``(T,)`` f0 (Hz, 0 = unvoiced) in, float32 audio
+    out; ``stream`` / ``stream_many`` / ``flush``; ``delay`` in samples."""
+
+    needs_f0 = True
+
+    def __init__(self, net: HarmonicNet, conv: dsp.Convention, header: dict, seed: int = 0):
+        self.source = SourceFilter(conv, seed=seed)
+        super().__init__(net, conv, header, self.source.delay)
+
+    def _check(self, log_mel, f0) -> tuple[np.ndarray, np.ndarray]:
+        mel = np.asarray(log_mel, np.float32)
+        c = self.conv
+        if mel.ndim != 2 or mel.shape[0] != c.n_mels:
+            raise ValueError(f"log-mel must be (n_mels={c.n_mels}, frames); got shape {mel.shape}")
+        if not np.isfinite(mel).all() or mel.min() < math.log(c.log_clamp) - 1e-3:
+            raise ValueError(
+                "log-mel must be finite natural-log magnitudes clamped at "
+                f"log({c.log_clamp}) (the convention's dsp.log_mel); got values down to "
+                f"{mel.min():.3g}: a power or dB mel? convert it first"
+            )
+        if f0 is None:
+            raise ValueError(
+                "the harmonic vocoder needs the frame f0 (Hz, 0 = unvoiced): pass f0=, e.g. "
+                "dsp.yin(audio)[0] for analysed audio"
+            )
+        f0 = np.asarray(f0, np.float64)
+        if f0.shape != (mel.shape[1],):
+            raise ValueError(f"f0 must be ({mel.shape[1]},) to match the mel; got {f0.shape}")
+        if not np.isfinite(f0).all() or (f0 < 0).any() or (f0 >= c.sample_rate / 2).any():
+            raise ValueError(
+                f"f0 must be finite, >= 0 (0 = unvoiced) and below Nyquist "
+                f"({c.sample_rate / 2:.0f} Hz) in every frame; clean the contour (NaN -> 0)"
+            )
+        return mel, f0
+
+    def _run_net(self, mel: np.ndarray, f0: np.ndarray, state: dict | None = None):
+        m = self._in(mel)
+        f = torch.from_numpy(f0.astype(np.float32))[None].to(m.device)
+        (harm, noise), ns = self.net.stream(m, f, state)
+        return harm[0].cpu().numpy(), noise[0].cpu().numpy(), ns
+
+    @torch.no_grad()
+    def filters(self, log_mel, f0) -> tuple[np.ndarray, np.ndarray]:
+        """The network's harmonic and noise responses ``(T, bins)`` for the whole input."""
+        mel, f0 = self._check(log_mel, f0)
+        harm, noise, _ = self._run_net(mel, f0)
+        return harm, noise
+
+    def __call__(self, log_mel, f0=None) -> np.ndarray:
+        mel, f0 = self._check(log_mel, f0)
+        harm, noise = self.filters(mel, f0)
+        return self.source(f0, harm, noise)
+
+    @torch.no_grad()
+    def stream(self, log_mel, state: tuple | None = None, f0=None) -> tuple[np.ndarray, tuple]:
+        mel, f0 = self._check(log_mel, f0)
+        ns, ss = state if state is not None else (None, None)
+        harm, noise, ns = self._run_net(mel, f0, ns)
+        y, ss = self.source.stream(f0, harm, noise, ss)
+        return y, (ns, ss)
+
+    @torch.no_grad()
+    def stream_many(self, mels: list, states: list, pool=None, f0s=None) -> list:
+        """:meth:`stream` for several voices' chunks of one length: the network once for
+        all of them, the synthesis per voice (on ``pool``'s threads: it releases the GIL)."""
+        checked = [self._check(m, f) for m, f in zip(mels, f0s, strict=True)]
+        ns = [s[0] if s is not None else None for s in states]
+        b = len(mels)
+        init = self.net.initial_state(1, next(self.net.parameters()).device)
+        ns = [s if s is not None else init for s in ns]
+        blocks = zip(*(s["blocks"] for s in ns), strict=True)
+        joined = {
+            "pre": torch.cat([s["pre"] for s in ns]),
+            "blocks": [torch.cat(c) for c in blocks],
+        }
+        m = torch.cat([self._in(mel) for mel, _ in checked])
+        f = torch.from_numpy(np.stack([f0 for _, f0 in checked]).astype(np.float32)).to(m.device)
+        (harm, noise), new = self.net.stream(m, f, joined)
+        harm, noise = harm.cpu().numpy(), noise.cpu().numpy()
+
+        def one(i: int):
+            part = {"pre": new["pre"][i : i + 1], "blocks": [c[i : i + 1] for c in new["blocks"]]}
+            ss = states[i][1] if states[i] is not None else None
+            y, ss = self.source.stream(checked[i][1], harm[i], noise[i], ss)
+            return y, (part, ss)
+
+        return list(pool.map(one, range(b))) if pool else [one(i) for i in range(b)]
+
+    def flush(self, state: tuple | None) -> np.ndarray:
+        return self.source.flush(state[1] if state is not None else None)
