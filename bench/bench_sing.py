@@ -235,8 +235,9 @@ def spectrograms(path: Path, title: str, clips: dict[str, np.ndarray]) -> None:
 
     fig, axes = plt.subplots(len(clips), 1, figsize=(12, 3.2 * len(clips)), squeeze=False)
     for ax, (name, y) in zip(axes[:, 0], clips.items(), strict=True):
-        s = librosa.amplitude_to_db(np.abs(librosa.stft(y, n_fft=1024, hop_length=256)), ref=1.0)
-        ax.imshow(s, origin="lower", aspect="auto", vmin=-80, vmax=20, cmap="magma",
+        spec = np.abs(librosa.stft(y, n_fft=1024, hop_length=256))
+        s = librosa.amplitude_to_db(spec, ref=np.max, top_db=None)
+        ax.imshow(s, origin="lower", aspect="auto", vmin=-90, vmax=0, cmap="magma",
                   extent=(0, y.size / SR, 0, SR / 2000))  # fmt: skip
         ax.set_ylim(0, 8)
         ax.set_ylabel("kHz")
@@ -311,6 +312,8 @@ def songs(r, out: Path, transpositions=(0, 7)) -> None:
                 t[6].append(mos["ovrl"])
                 t[7].append(mos["sig"])
                 rate = f"{np.median([v[0] for v in vib]):.1f}" if vib else "-"
+                if vib and np.median([v[1] for v in vib]) < 10:
+                    rate = f"({rate}: flat)"  # under 10 cents the peak is noise
                 depth = f"{np.median([v[1] for v in vib]):.0f}" if vib else "-"
                 rows.append(
                     f"| {name} | +{tr} | {path} | {errs}/{words} | "
@@ -333,6 +336,8 @@ def songs(r, out: Path, transpositions=(0, 7)) -> None:
             if vib
             else "-"
         )
+        if vib and np.median([b for _, b in vib]) < 10:
+            v = f"flat ({np.median([b for _, b in vib]):.0f} c)"
         print(
             f"| {path} | +{tr} | {100 * t[0] / max(t[1], 1):.0f} % ({t[0]}/{t[1]}) | "
             f"{np.median(t[2]) if t[2] else float('nan'):.0f} | {100 * t[3] / t[4]:.0f} % | "

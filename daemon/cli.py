@@ -120,7 +120,11 @@ def cmd_vocode(args: argparse.Namespace) -> int:
     vocoder = _vocoder(cfg, name)
     t0 = time.perf_counter()
     mel = dsp.log_mel(y, conv)
-    out = vocoder(mel)
+    f0 = None
+    if getattr(vocoder, "needs_f0", False):  # the pitch heard is the pitch analysed
+        hz, voiced = dsp.yin(y, conv)
+        f0 = (hz * voiced)[: mel.shape[1]]
+    out = vocoder(mel, f0=f0)
     elapsed = time.perf_counter() - t0
     audio_io.write(args.output, out, conv.sample_rate)
     dur = out.size / conv.sample_rate
@@ -195,7 +199,8 @@ def cmd_say(args: argparse.Namespace) -> int:
     vocoder = _vocoder(cfg, args.vocoder)
 
     def render(text: str) -> np.ndarray:
-        return vocoder(v.mel(text)) * 0.95
+        mel, f0 = v.mel_f0(text)
+        return vocoder(mel, f0=f0) * 0.95
 
     if args.text is not None:
         y = render(args.text)
@@ -312,6 +317,21 @@ def cmd_train_vocoder(args: argparse.Namespace) -> int:
         f"{args.run}: step {m['step']}, validation PESQ-WB {m['val_pesq_wb']:.2f}, "
         f"STOI {m['val_stoi']:.3f}, mel L1 {m['val_mel_l1']:.3f}, "
         f"checkpoint {args.run / 'vocoder.safetensors'}"
+    )
+    return 0
+
+
+def cmd_train_pitch(args: argparse.Namespace) -> int:
+    from trainer import pitch
+
+    cfg = _load_config(args)
+    m = pitch.train(args.voice, args.data, args.run, cfg.audio, steps=args.steps,
+                    command="melgand " + " ".join(sys.argv[1:]))  # fmt: skip
+    print(
+        f"{args.run / 'acoustic.safetensors'}: held-out f0 median error "
+        f"{m['f0_cents_median']:.0f} cents, voicing agreement {100 * m['voicing_agreement']:.1f} % "
+        f"(the per-token step function: {m['step_function_cents_median']:.0f} cents, "
+        f"{100 * m['step_function_voicing_agreement']:.1f} %)"
     )
     return 0
 
@@ -558,6 +578,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(beside the analysed ones with [vocoder] voice_mix = true)",
     )
     vc.set_defaults(func=cmd_train_vocoder)
+    pt = tsub.add_parser(
+        "pitch",
+        parents=[common],
+        help="give a voice a pitch head (the frame f0 the harmonic vocoder sounds)",
+        description="Train the acoustic model's pitch head on DIR's analysed f0, the rest of "
+        "the voice frozen, and write the voice with it to RUNDIR/acoustic.safetensors.",
+    )
+    pt.add_argument("--voice", type=Path, required=True, metavar="CHECKPOINT")
+    pt.add_argument("--data", type=Path, required=True, metavar="DIR")
+    pt.add_argument("--run", type=Path, required=True, metavar="RUNDIR")
+    pt.add_argument("--steps", type=_positive, default=4000)
+    pt.set_defaults(func=cmd_train_pitch)
     return p
 
 

@@ -26,7 +26,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from daemon import protocol as P
-from daemon.scheduler import Job
+from daemon.jobs import Job
 
 log = logging.getLogger("melgand.mqtt")
 

@@ -47,18 +47,28 @@ class Renderer:
         lo, hi = d.native_range[0], d.native_range[-1]
         return cls(voice, vocoder, d.chunk_frames, d.vocoder_threads, (lo, hi))
 
-    def sentence(self, text: str, speed: float) -> torch.Tensor:
-        """Generator inputs ``(T, D)`` for ``text`` (cached: repeated phrases start at once)."""
+    @property
+    def needs_f0(self) -> bool:
+        """Whether the vocoder sounds the frame f0 (the harmonic one) instead of the mel's."""
+        return bool(getattr(self.vocoder, "needs_f0", False))
+
+    def sentence(self, text: str, speed: float) -> tuple[torch.Tensor, np.ndarray]:
+        """Generator inputs ``(T, D)`` for ``text`` and the f0 ``(T,)`` (Hz) of their pitch
+        controls (cached: repeated phrases start at once)."""
         key = (text, speed)
         with self._cache_lock:
             if key in self._sentences:
                 return self._sentences[key]
         inputs = self.voice.frame_inputs(text, speed)[0]
+        with torch.no_grad():
+            c = self.voice.controls_of(inputs)
+        hz = torch.exp(c[:, 0] * self.f0_std + self.f0_mean)
+        f0 = torch.where(c[:, 1] > 0.5, hz, torch.zeros_like(hz)).numpy().astype(np.float64)
         with self._cache_lock:
             if len(self._sentences) >= 256:
                 self._sentences.pop(next(iter(self._sentences)))
-            self._sentences[key] = inputs
-        return inputs
+            self._sentences[key] = (inputs, f0)
+        return inputs, f0
 
     @torch.no_grad()
     def syllable(self, lyric: str | tuple[str, ...]) -> tuple:
@@ -108,6 +118,8 @@ class _Streaming:
     def __init__(self, r: Renderer, gain: float = 1.0):
         self.r, self.gain = r, gain
         self.gen_state = self.voc_state = None
+        # per frame fed, in order: the f0 (Hz) its inputs ask for and their voicing
+        self.f0_in: deque[tuple[float, float]] = deque()
         self.buf = np.zeros(0, np.float32)
         self.ended = False
         self.released = False
@@ -128,10 +140,23 @@ class _Streaming:
             y = gen.flush(self.gen_state) if self.gen_state is not None else None
         self._vocode(y, final=x is None)
 
-    def _mel(self, y: torch.Tensor) -> np.ndarray:
-        """Generator frames ``(1, k, n_mels)`` (normalized) -> the vocoder's log-mel."""
+    def _voc_inputs(self, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Generator frames ``(1, k, n_out)`` -> the vocoder's log-mel ``(n_mels, k)`` and
+        frame f0 ``(k,)`` (Hz, 0 = unvoiced)."""
         r = self.r
-        return self._shape((y[0] * r.mel_std + r.mel_mean).T.cpu().numpy())
+        mel, pitch = r.voice.model.generator.split(y[0])
+        given = np.array([self.f0_in.popleft() if self.f0_in else (0.0, 0.0)
+                          for _ in range(mel.shape[0])]).reshape(-1, 2)  # fmt: skip
+        f0 = self._f0_heard(given, pitch.cpu().numpy() if pitch is not None else None)
+        return self._shape((mel * r.mel_std + r.mel_mean).T.cpu().numpy()), f0
+
+    def _f0_heard(self, given: np.ndarray, pitch: np.ndarray | None) -> np.ndarray:
+        """The f0 to sound: speech takes the pitch head's contour where the voice has one,
+        else its inputs' per-token pitch."""
+        if pitch is None:
+            return np.where(given[:, 1] > 0.5, given[:, 0], 0.0)
+        hz = np.exp(pitch[:, 0] * self.r.f0_std + self.r.f0_mean)
+        return np.where(pitch[:, 1] > 0.0, hz, 0.0)
 
     def _append(self, out: np.ndarray) -> None:
         self.buf = np.concatenate([self.buf, out]).astype(np.float32, copy=False)
@@ -140,7 +165,8 @@ class _Streaming:
         """Generator frames ``(1, k, n_mels)`` (normalized) -> samples in the buffer."""
         r, parts = self.r, []
         if y is not None and y.shape[1]:
-            out, self.voc_state = r.vocoder.stream(self._mel(y), self.voc_state)
+            mel, f0 = self._voc_inputs(y)
+            out, self.voc_state = r.vocoder.stream(mel, self.voc_state, f0=f0)
             parts.append(out)
         if final:
             if self.voc_state is not None:
@@ -207,8 +233,9 @@ def fill(voices: list[_Streaming], n: int) -> None:
         if len(batch) == 1:
             group[0]._vocode(y, final=False)
         elif hasattr(r.vocoder, "stream_many"):  # a network: one call for all the voices
-            mels = [v._mel(part) for v, part in zip(group, y.split(1), strict=True)]
-            done = r.vocoder.stream_many(mels, [v.voc_state for v in group], r.pool)
+            ins = [v._voc_inputs(part) for v, part in zip(group, y.split(1), strict=True)]
+            states = [v.voc_state for v in group]
+            done = r.vocoder.stream_many([m for m, _ in ins], states, r.pool, [f for _, f in ins])
             for v, (out, state) in zip(group, done, strict=True):
                 v.voc_state = state
                 v._append(out)
@@ -219,13 +246,15 @@ def fill(voices: list[_Streaming], n: int) -> None:
 class Speech(_Streaming):
     def __init__(self, r: Renderer, text: str, speed: float = 1.0, gain: float = 1.0):
         super().__init__(r, gain)
-        self.inputs = r.sentence(text, speed)
+        self.inputs, self.f0 = r.sentence(text, speed)
         self.i = 0
 
     def _frames(self):
         if self.i >= len(self.inputs) or self.released:
             return None
         x = self.inputs[self.i : self.i + self.r.chunk]
+        for hz in self.f0[self.i : self.i + len(x)]:
+            self.f0_in.append((hz, 1.0 if hz > 0 else 0.0))
         self.i += len(x)
         return x
 
@@ -246,9 +275,10 @@ class Note(_Streaming):
         self.t = 0  # frames made, for vibrato
         self.factors: deque[float] = deque()  # frequency warp of each frame fed, in order
 
-    def _f0(self) -> tuple[float, float]:
-        """(normalized f0 for the generator, frequency warp): the generator sings inside the
-        voice's native range, the warp takes the harmonics the rest of the way."""
+    def _f0(self) -> tuple[float, float, float]:
+        """(normalized f0 for the generator, frequency warp, f0 in Hz): the generator sings
+        inside the voice's native range; a harmonic vocoder sounds the note's own f0, others
+        have the mel warped the rest of the way."""
         depth = self.params.get("vibrato_depth", 0.0)
         rate = self.params.get("vibrato_rate", 5.5)
         secs = self.t * self.r.hop / self.r.rate
@@ -261,13 +291,21 @@ class Note(_Streaming):
         lo, hi = self.r.native_range
         sung = min(max(midi, lo), hi)
         hz = 440.0 * 2 ** ((sung - 69) / 12)
-        return (math.log(hz) - self.r.f0_mean) / self.r.f0_std, 2 ** ((midi - sung) / 12)
+        warp = 1.0 if self.r.needs_f0 else 2 ** ((midi - sung) / 12)
+        heard = 440.0 * 2 ** ((midi - 69) / 12)
+        return (math.log(hz) - self.r.f0_mean) / self.r.f0_std, warp, heard
 
     def glide_to(self, pitch: float, seconds: float) -> None:
         """Legato: the held vowel moves to ``pitch`` over ``seconds`` (0: at once)."""
         frames = max(1, round(seconds * self.r.rate / self.r.hop))
         self.target = pitch
         self.glide = (self.pitch, (self.t, frames))
+
+    def _f0_heard(self, given: np.ndarray, pitch: np.ndarray | None) -> np.ndarray:
+        """A note sounds its own pitch where its syllable is voiced (the pitch head's voicing
+        where the voice has one, else the syllable's phones')."""
+        voiced = pitch[:, 1] > 0.0 if pitch is not None else given[:, 1] > 0.5
+        return np.where(voiced, given[:, 0], 0.0)
 
     def _shape(self, log_mel: np.ndarray) -> np.ndarray:
         k = np.array([self.factors.popleft() if self.factors else 1.0 for _ in log_mel.T])
@@ -287,8 +325,9 @@ class Note(_Streaming):
             else:
                 break
             c = self.ctrl[k].clone()
-            c[0], factor = self._f0()  # every frame at the note's pitch, voiced or not
+            c[0], factor, hz = self._f0()  # every frame at the note's pitch, voiced or not
             self.factors.append(factor)
+            self.f0_in.append((hz, float(c[1])))
             rows.append((k, c))
             self.t += 1
         if not rows:

@@ -24,9 +24,10 @@ Sharing the CPU with the live voices: every Wyoming synthesis, of all connection
 one dedicated worker thread ("melgand-wyoming"), one request at a time, so it takes at most
 one core beside the render worker, never the event loop. Torch keeps the thread count the
 daemon configured (``[daemon] threads``; torch's pool is process-wide and is not touched
-here). While live voices sound, the worker paces itself to ``LIVE_PACE`` times real time,
-sleeping (the GIL released) between chunks, so that the render worker's blocks keep their
-timing; with nothing live it runs flat out. The voices are the daemon's (the same models,
+here). While live voices sound, the worker paces itself to ``LIVE_PACE`` times real time
+(still ahead of a client playing it), sleeping (the GIL released) after each generator +
+vocoder step, so that the render worker's blocks keep their timing; with nothing live it
+runs flat out. The voices are the daemon's (the same models,
 vocoder and caches as /say), their streaming state private to each synthesis.
 """
 
@@ -68,7 +69,7 @@ log = logging.getLogger("melgand.wyoming")
 VOICES = Path(__file__).resolve().parent.parent / "model" / "voices"
 RATE, WIDTH, CHANNELS = 22050, 2, 1
 CHUNK = 1024  # samples an audio-chunk
-LIVE_PACE = 4.0  # at most this many times real time while live voices sound
+LIVE_PACE = 1.5  # at most this many times real time while live voices sound
 MAX_DATA = 1 << 20  # bytes of an event's data or payload; beyond, the connection is closed
 LANGUAGES = ["en_US"]
 ATTRIBUTION = Attribution(name="melgand", url="")  # no project page yet
@@ -222,15 +223,19 @@ class WyomingServer:
                 speed = sched.params["speed"] if sched is not None else 1.0
                 sp = Speech(r, text, speed)
                 gain = 1.0
+                step, parts = r.hop * r.chunk, []
                 while not sp.done and not (cancelled.is_set() or self.stopping.is_set()):
                     t0 = time.monotonic()
-                    out = sp.render(CHUNK)
-                    if len(out):
-                        out, gain = limit(out, gain, rate=r.rate)
-                        put(pcm16(out))
+                    parts.append(sp.render(step))  # one generator + vocoder step
+                    if sum(map(len, parts)) >= CHUNK or sp.done:
+                        out, gain = limit(np.concatenate(parts), gain, rate=r.rate)
+                        parts = [out[CHUNK:]] if len(out) > CHUNK else []
+                        put(pcm16(out[:CHUNK]))
                     if sched is not None and sched.voices:  # live voices: leave them room
                         spent = time.monotonic() - t0
-                        time.sleep(max(0.0, len(out) / r.rate / LIVE_PACE - spent))
+                        time.sleep(max(0.0, step / r.rate / LIVE_PACE - spent))
+                if parts and sum(map(len, parts)):
+                    put(pcm16(np.concatenate(parts)))
             put(_END)
         except Exception as e:
             put(e)

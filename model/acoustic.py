@@ -107,6 +107,10 @@ class Generator(nn.Module):
     gives the same frames chunk by chunk (any chunk size; ``delay = r - 1`` frames held until
     their group is complete), ``flush(state)`` the rest.
 
+    With ``pitch`` a second head gives each frame's f0 alongside its mel: the output is then
+    ``(B, T, n_mels + 2)``, the last two channels the normalized log f0 and the voicing logit
+    (:meth:`split` parts them). The harmonic vocoder sounds that f0.
+
     With ``feedback > 0`` an :class:`AudioEncoder` of that width reads the frames already
     emitted before each step (autoregressive context). Training passes the target mel
     (``forward(x, mel)``, teacher-forced, one GRU call); ``forward(x)`` and ``stream`` then
@@ -114,14 +118,27 @@ class Generator(nn.Module):
     """
 
     def __init__(self, in_dim: int, n_mels: int = 80, hidden: int = 512, layers: int = 2,
-                 r: int = 2, feedback: int = 0, context: int = 4):  # fmt: skip
+                 r: int = 2, feedback: int = 0, context: int = 4, pitch: bool = False):  # fmt: skip
         super().__init__()
         self.r, self.n_mels, self.in_dim = r, n_mels, in_dim
+        self.n_out = n_mels + (2 if pitch else 0)
         self.delay = r - 1
         self.audio_encoder = AudioEncoder(n_mels, feedback, context) if feedback else None
         self.prenet = nn.Sequential(nn.Linear(in_dim * r + feedback, hidden), nn.ReLU())
         self.gru = nn.GRU(hidden, hidden, layers, batch_first=True)
         self.head = nn.Linear(hidden, n_mels * r)
+        self.pitch = (
+            nn.Sequential(nn.Linear(hidden, 256), nn.ReLU(), nn.Linear(256, 2 * r))
+            if pitch
+            else None
+        )
+
+    def split(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Output frames ``(B, T, n_out)`` -> mel ``(B, T, n_mels)`` and, with the pitch head,
+        ``(B, T, 2)`` (normalized log f0, voicing logit), else None."""
+        if self.pitch is None:
+            return y, None
+        return y[..., : self.n_mels], y[..., self.n_mels :]
 
     @property
     def context(self) -> int:
@@ -130,7 +147,10 @@ class Generator(nn.Module):
     def _steps(self, groups: torch.Tensor, h: torch.Tensor | None):
         b, g, _ = groups.shape
         y, h = self.gru(self.prenet(groups), h)
-        return self.head(y).reshape(b, g * self.r, self.n_mels), h
+        mel = self.head(y).reshape(b, g * self.r, self.n_mels)
+        if self.pitch is None:
+            return mel, h
+        return torch.cat([mel, self.pitch(y).reshape(b, g * self.r, 2)], -1), h
 
     def _run(self, groups: torch.Tensor, h: torch.Tensor | None, history: torch.Tensor):
         """Groups of inputs ``(B, G, D * r)`` from ``h`` and ``history``: frames, state."""
@@ -141,8 +161,19 @@ class Generator(nn.Module):
             fed = self.audio_encoder(history)  # (B, 1, C): the last `context` frames
             y, h = self._steps(torch.cat([groups[:, g : g + 1], fed], -1), h)
             outs.append(y)
-            history = torch.cat([history, y], 1)[:, -self.context :]
+            history = torch.cat([history, y[..., : self.n_mels]], 1)[:, -self.context :]
         return torch.cat(outs, 1), h, history
+
+    def gru_outputs(self, x: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        """The GRU's outputs ``(B, ceil(T / r), hidden)`` for inputs ``x``, teacher-forced by
+        ``mel`` (B, T, n_mels) where the audio feedback is on (what the heads read)."""
+        b, t, d = x.shape
+        pad = (-t) % self.r
+        xg = F.pad(x, (0, 0, 0, pad)).reshape(b, (t + pad) // self.r, d * self.r)
+        if self.audio_encoder is not None:
+            fed = self.audio_encoder(F.pad(mel[:, :t], (0, 0, self.context, 0)))
+            xg = torch.cat([xg, fed[:, :: self.r][:, : xg.shape[1]]], -1)
+        return self.gru(self.prenet(xg))[0]
 
     def forward(self, x: torch.Tensor, mel: torch.Tensor | None = None) -> torch.Tensor:
         """Frames for inputs ``x``; with the feedback on, ``mel`` (B, T, n_mels) teacher-forces
@@ -171,7 +202,7 @@ class Generator(nn.Module):
         b, t, d = x.shape
         full = t - t % self.r
         if full == 0:
-            return x.new_zeros(b, 0, self.n_mels), GeneratorState(st.hidden, x, st.history)
+            return x.new_zeros(b, 0, self.n_out), GeneratorState(st.hidden, x, st.history)
         groups = x[:, :full].reshape(b, full // self.r, d * self.r)
         y, h, history = self._run(groups, st.hidden, st.history)
         return y, GeneratorState(h, x[:, full:], history)
@@ -179,7 +210,7 @@ class Generator(nn.Module):
     def flush(self, state: GeneratorState) -> torch.Tensor:
         k = state.pending.shape[1]
         if k == 0:
-            return state.pending.new_zeros(state.pending.shape[0], 0, self.n_mels)
+            return state.pending.new_zeros(state.pending.shape[0], 0, self.n_out)
         x = F.pad(state.pending, (0, 0, 0, self.r - k))
         b, _, d = x.shape
         return self._run(x.reshape(b, 1, d * self.r), state.hidden, state.history)[0][:, :k]
@@ -190,17 +221,19 @@ class AcousticModel(nn.Module):
 
     def __init__(self, n_symbols: int, n_mels: int = 80, channels: int = 256,
                  hidden: int = 512, layers: int = 2, r: int = 2,
-                 audio_encoder: int = 0):  # fmt: skip
+                 audio_encoder: int = 0, f0_head: bool = False):  # fmt: skip
         super().__init__()
         self.kwargs = {"n_symbols": n_symbols, "n_mels": n_mels, "channels": channels,
                        "hidden": hidden, "layers": layers, "r": r,
                        "audio_encoder": audio_encoder}  # fmt: skip
+        if f0_head:
+            self.kwargs["f0_head"] = True
         self.encoder = TextEncoder(n_symbols, channels)
         self.duration = VariancePredictor(channels, 1)  # log(1 + frames)
         self.prosody = VariancePredictor(channels, 3)  # per-token mean of the 3 controls
         self.control_proj = nn.Linear(3, channels // 4)
         self.generator = Generator(channels + 1 + channels // 4, n_mels, hidden, layers, r,
-                                   feedback=audio_encoder)  # fmt: skip
+                                   feedback=audio_encoder, pitch=f0_head)  # fmt: skip
 
     def frame_inputs(self, enc: torch.Tensor, durations: torch.Tensor,
                      controls: torch.Tensor) -> torch.Tensor:  # fmt: skip
@@ -212,5 +245,7 @@ class AcousticModel(nn.Module):
         """Teacher-forced: ``(mel (B, T, n_mels), log-duration (B, N), prosody (B, N, 3))``;
         ``mel`` (the target) feeds the audio encoder when the model has one."""
         enc = self.encoder(tokens)
-        mel = self.generator(self.frame_inputs(enc, durations, controls), mel)
+        mel = self.generator.split(
+            self.generator(self.frame_inputs(enc, durations, controls), mel)
+        )[0]
         return mel, self.duration(enc)[..., 0], self.prosody(enc)

@@ -75,14 +75,15 @@ class HarmonicNet(nn.Module):
         self.skip = nn.Linear(n_mels, 2 * bins)  # the mel as the envelope, refined by training
         conv = dsp.Convention(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmax=fmax)
         prior = torch.from_numpy(mel_prior(conv))
-        hop_gain = math.log(n_fft / 2 / 2)  # a unit harmonic's peak under the analysis window
         with torch.no_grad():
             self.skip.weight.copy_(torch.cat([prior, prior]))
-            # mel ~ mean |X| per bin / bin width; unit harmonic -> n_fft / 4; unit noise ->
-            # sqrt(sum w^2) ~ sqrt(3 n_fft / 8)
+            # slaney mel ~ the band's mean |X| per Hz: |X| ~ mel * bin_hz. A unit harmonic
+            # peaks at n_fft / 4 under the analysis window and a band holds bin_hz / f0 of its
+            # energy in each peak (the f0 term is added in _filters); unit noise gives
+            # sqrt(3 n_fft / 8) per bin, and voiced speech is mostly harmonic (-30 dB)
             bin_hz = sample_rate / n_fft
-            self.skip.bias[:bins] = math.log(bin_hz) - hop_gain
-            self.skip.bias[bins:] = math.log(bin_hz) - 0.5 * math.log(3 * n_fft / 8) - 1.0
+            self.skip.bias[:bins] = math.log(bin_hz) - math.log(n_fft / 4) - math.log(2 * bin_hz)
+            self.skip.bias[bins:] = math.log(bin_hz) - 0.5 * math.log(3 * n_fft / 8) - 3.5
 
     @staticmethod
     def features(mel: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
@@ -96,8 +97,10 @@ class HarmonicNet(nn.Module):
         head, skip = self.head, self.skip
         h = linear(self.norm(x.transpose(1, 2)), head.weight, head.bias)
         h = h + linear(mel.transpose(1, 2), skip.weight, skip.bias)
-        log_h, log_n = h.float().clamp(-20.0, 6.0).split(self.bins, -1)
+        log_h, log_n = h.float().split(self.bins, -1)
         voiced = (f0 > 0).float()[..., None]
+        log_h = log_h + torch.log(torch.clamp(f0, min=1.0)).float()[..., None]  # see __init__
+        log_h, log_n = log_h.clamp(-20.0, 6.0), log_n.clamp(-20.0, 6.0)
         harm = minimum_phase(log_h, self.n_fft) * voiced
         return harm, minimum_phase(log_n, self.n_fft)
 

@@ -63,9 +63,40 @@ class Voice:
     @torch.no_grad()
     def mel(self, text: str, speed: float = 1.0) -> np.ndarray:
         """``(n_mels, frames)`` log-mel for ``text`` under the voice's convention."""
-        y = self.model.generator(self.frame_inputs(text, speed))[0]  # (T, n_mels), normalized
-        mel = y * self.stats["mel_std"] + self.stats["mel_mean"]
-        return mel.T.cpu().numpy().astype(np.float32)
+        return self.mel_f0(text, speed)[0]
+
+    @torch.no_grad()
+    def mel_f0(self, text: str, speed: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """``(n_mels, frames)`` log-mel and the frame f0 ``(frames,)`` (Hz, 0 = unvoiced) for
+        ``text``: the pitch head's where the model has one, else the per-token pitch
+        controls it was given (see :meth:`frames`)."""
+        x = self.frame_inputs(text, speed)
+        return self.frames(self.model.generator(x)[0], x[0])
+
+    def frames(self, y: torch.Tensor, x: torch.Tensor | None = None):
+        """Generator output ``(T, n_out)`` -> log-mel ``(n_mels, T)`` and f0 ``(T,)`` Hz. A model
+        without a pitch head takes the f0 from the control channels of its inputs ``x``."""
+        mel, pitch = self.model.generator.split(y)
+        s = self.stats
+        log_mel = (mel * s["mel_std"] + s["mel_mean"]).T.cpu().numpy().astype(np.float32)
+        if pitch is None:
+            if x is None:
+                return log_mel, np.zeros(log_mel.shape[1])
+            pitch = self.controls_of(x)
+            voiced = pitch[:, 1] > 0.5
+        else:
+            voiced = pitch[:, 1] > 0.0
+        hz = torch.exp(pitch[:, 0] * s["f0_std"] + s["f0_mean"])
+        return log_mel, torch.where(voiced, hz, torch.zeros_like(hz)).cpu().numpy().astype(
+            np.float64
+        )
+
+    def controls_of(self, x: torch.Tensor) -> torch.Tensor:
+        """The normalized (log f0, voicing) controls behind generator inputs ``(T, D)``: the
+        control projection inverted (it is linear, 3 -> channels / 4)."""
+        proj = self.model.control_proj
+        c = x[:, -proj.out_features :] - proj.bias
+        return torch.linalg.lstsq(proj.weight, c.T).solution.T[:, :2]
 
 
 def packaged(conv: dsp.Convention | None = None) -> Voice:

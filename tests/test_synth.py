@@ -46,7 +46,7 @@ def test_speech_ends_and_phrases_are_cached(renderer):
     s = Speech(renderer, "Good morning.")
     out = np.concatenate([s.render(256) for _ in range(400)])
     assert s.done and 0.4 * 22050 < len(out) < 3 * 22050
-    assert renderer.sentence("Good morning.", 1.0) is renderer.sentence("Good morning.", 1.0)
+    assert renderer.sentence("Good morning.", 1.0)[0] is renderer.sentence("Good morning.", 1.0)[0]
     up, ctrl, onset, hold, coda = renderer.syllable("la")
     assert 0 < onset <= hold < coda <= len(up) and ctrl[hold, 1] == 1.0  # "l", then "aa"
 

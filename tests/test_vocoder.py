@@ -180,7 +180,7 @@ def kw(**over):
     )
 
 
-@pytest.mark.parametrize("arch", ["melgan", "magnitude"])
+@pytest.mark.parametrize("arch", ["melgan", "magnitude", "harmonic"])
 def test_vocoder_training_resumes_exactly_and_streams(corpus_copy, tmp_path, arch):
     torch.set_num_threads(1)
     vocoder.train(corpus_copy, tmp_path / "a", dsp.DEFAULT, **kw(arch=arch))
@@ -191,7 +191,8 @@ def test_vocoder_training_resumes_exactly_and_streams(corpus_copy, tmp_path, arc
     assert [x["step"] for x in lb] == list(range(1, 7))
     if arch == "melgan":
         assert "disc" not in la[2] and {"disc", "adv", "feature_match"} <= set(la[3])
-    keys = ("total", "spectral", "sc") if arch == "magnitude" else ("total", "sc", "mel", "disc")
+    keys = {"magnitude": ("total", "spectral", "sc"), "melgan": ("total", "sc", "mel", "disc"),
+            "harmonic": ("total", "sc", "mag", "mel")}[arch]  # fmt: skip
     assert set(keys) <= set(la[3])
     for key in keys:
         np.testing.assert_allclose([x.get(key, 0) for x in lb], [x.get(key, 0) for x in la],
@@ -199,16 +200,21 @@ def test_vocoder_training_resumes_exactly_and_streams(corpus_copy, tmp_path, arc
     metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert {"val_pesq_wb", "val_stoi", "val_mel_l1"} <= set(metrics)
     assert 1.0 <= metrics["val_pesq_wb"] <= 4.7 and -1 <= metrics["val_stoi"] <= 1
+    if arch == "harmonic":  # the pitch heard against the f0 given, on held-out audio
+        assert metrics["val_pitch_cents"] < 20 and 0 <= metrics["val_voicing_lost"] <= 1
     assert (tmp_path / "b" / "val_0000006.wav").is_file()
     assert (tmp_path / "b" / "val_0000006.png").is_file()
     # trained weights, weight norm baked in: streaming still equals offline
     v = registry.load_checkpoint(tmp_path / "b" / "vocoder.safetensors", dsp.DEFAULT)
-    mel = dsp.log_mel(sf.read(next((corpus_copy / "wavs").glob("*.wav")))[0][:20000])
-    ref = v(mel)
+    audio = sf.read(next((corpus_copy / "wavs").glob("*.wav")))[0][:20000]
+    mel = dsp.log_mel(audio)
+    hz, voiced = dsp.yin(audio)
+    f0 = (hz * voiced)[: mel.shape[1]]
+    ref = v(mel, f0=f0)
     for chunk in (1, 2, 5, 32):
         outs, st = [], None
         for i in range(0, mel.shape[1], chunk):
-            y, st = v.stream(mel[:, i : i + chunk], st)
+            y, st = v.stream(mel[:, i : i + chunk], st, f0=f0[i : i + chunk])
             outs.append(y)
         outs.append(v.flush(st))
         assert np.abs(np.concatenate(outs) - ref).max() <= 1e-4

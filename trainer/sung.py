@@ -239,6 +239,12 @@ def analyze(audio: np.ndarray, sr: int, harvest: bool = False) -> World:
     return World(f0, pw.cheaptrick(x, f0, t, sr), pw.d4c(x, f0, t, sr), sr)
 
 
+def _vowel_floor(note: float, min_vowel: float) -> float:
+    """The least vowel a note keeps: ``min_vowel`` of its length (a fraction), at least
+    60 ms, and never more than 90 % of the note; consonants give way to it."""
+    return min(0.9 * note, max(0.06, min_vowel * note))
+
+
 def _layout(phones, syls: list[Syllable], notes: list[Note], min_vowel: float):
     """Output segments ``(t0, t1, phone index, is_vowel)`` and each syllable's pitch-change
     time; see the module docstring for the rules."""
@@ -266,7 +272,7 @@ def _layout(phones, syls: list[Syllable], notes: list[Note], min_vowel: float):
             if on_len[0] > room:
                 on_scale[0] = room / on_len[0]
             continue
-        floor = beats[k - 1] + min(min_vowel, 0.5 * (ends[k - 1] - beats[k - 1]))
+        floor = beats[k - 1] + _vowel_floor(ends[k - 1] - beats[k - 1], min_vowel)
         o, c = on_len[k], co_len[k - 1]
         if ends[k - 1] <= beats[k] - o:  # a rest at least as long as the onset
             if ends[k - 1] - c < floor:
@@ -274,7 +280,7 @@ def _layout(phones, syls: list[Syllable], notes: list[Note], min_vowel: float):
         elif o + c > beats[k] - floor:
             on_scale[k] = co_scale[k - 1] = max(0.0, beats[k] - floor) / max(o + c, 1e-9)
     last = len(syls) - 1
-    floor = beats[last] + min(min_vowel, 0.5 * (ends[last] - beats[last]))
+    floor = beats[last] + _vowel_floor(ends[last] - beats[last], min_vowel)
     if co_len[last] > ends[last] - floor:
         co_scale[last] = max(0.0, ends[last] - floor) / co_len[last]
     segs, changes = [], []
@@ -315,7 +321,7 @@ def retime(
     syllables: list[Syllable] | None = None,
     world: World | None = None,
     tail: float = 0.3,
-    min_vowel: float = 0.06,
+    min_vowel: float = 0.5,
     edge: float = 0.03,
 ) -> tuple[np.ndarray, list[tuple[float, float, str]], np.ndarray]:
     """Speech ``audio`` with its phone times sung on ``notes``.
@@ -323,8 +329,10 @@ def retime(
     Returns ``(sung audio at sr, sung phone times [(start, end, phone)] with 'pau' between,
     f0 contour)`` — f0 in Hz per 5 ms WORLD frame (frame i at i*5 ms), 0 where unvoiced.
     ``syllables`` defaults to :func:`syllabify`; ``world`` to :func:`analyze` of ``audio``.
-    A stretched vowel keeps ``edge`` seconds at each end at spoken rate (its transitions) and
-    stretches its middle.
+    Where a note's onset and coda consonants would leave its vowel under ``min_vowel`` of the
+    note (a fraction; at least 60 ms), they are shortened in proportion. A stretched vowel
+    keeps ``edge`` seconds at each end at spoken rate (its transitions) and stretches its
+    middle; a diphthong holds its first target and glides at its end.
     """
     expr = expression if expression is not None else Expression()
     syls = syllables if syllables is not None else syllabify(phones)
@@ -424,10 +432,10 @@ def melody(
     melisma_p: float = 0.08,
 ) -> list[Note]:
     """A generated melody of ``n_syllables`` syllables: note lengths ``min_dur``..``max_dur``
-    s (mostly 0.2-0.8), pitches within ``span`` semitones either side of the speaker's median
-    f0 (a random walk in the major scale with leaps, drifting across the range), rests,
-    legato, occasional melismas (2-3 notes on one syllable). The same rng state gives the
-    same melody."""
+    s (median 0.45 s, one in nine over 1 s), pitches within ``span`` semitones either side
+    of the speaker's median f0 (a random walk in the major scale with leaps, drifting across
+    the range), rests, legato, occasional melismas (2-3 notes on one syllable). The same rng
+    state gives the same melody."""
     centre = 69.0 + 12.0 * np.log2(median_f0 / 440.0)
     lo, hi = centre - span, centre + span
     scale = np.array([0, 2, 4, 5, 7, 9, 11])
@@ -448,7 +456,7 @@ def melody(
                 step = int(rng.choice([-2, -1, -1, 0, 1, 1, 2]))
             step += int(np.sign(goal - degrees[idx])) * (rng.random() < 0.4)
             idx = int(np.clip(idx + step, 0, len(degrees) - 1))
-            dur = float(np.clip(np.exp(rng.normal(np.log(0.4), 0.55)), min_dur, max_dur))
+            dur = float(np.clip(np.exp(rng.normal(np.log(0.45), 0.65)), min_dur, max_dur))
             if count > 1:
                 dur = float(np.clip(dur * 0.6, min_dur, max_dur))
             notes.append(Note(round(t, 4), round(dur, 4), float(degrees[idx]), s))

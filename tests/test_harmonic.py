@@ -1,0 +1,202 @@
+"""The harmonic vocoder: the source and its filters in dsp, the network in model, one
+registry for every vocoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import dsp
+from dsp.harmonic import SourceFilter
+from model import registry
+from model.harmonic import HarmonicNet, HarmonicVocoder, mel_prior, minimum_phase, synthesize
+
+CONV = dsp.DEFAULT
+BINS = CONV.n_bins
+
+
+def _vowel(f0: np.ndarray, seconds: float = 1.0, seed: int = 0) -> np.ndarray:
+    """A vowel-like test signal: harmonics of ``f0`` (Hz, per sample) under two formants."""
+    sr = CONV.sample_rate
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    y = np.zeros_like(phase)
+    for k in range(1, 40):
+        f = k * f0
+        amp = np.exp(-(((f - 700) / 250) ** 2)) + 0.5 * np.exp(-(((f - 1800) / 300) ** 2)) + 0.02
+        y += np.where(f < sr / 2, amp * np.cos(k * phase), 0.0)
+    return (0.3 * y / np.abs(y).max()).astype(np.float32)
+
+
+def _vocoder(seed: int = 0, channels: int = 32) -> HarmonicVocoder:
+    torch.manual_seed(seed)
+    net = HarmonicNet(channels=channels, blocks=2).eval()
+    with torch.no_grad():
+        for p in net.head.parameters():
+            p.normal_(0, 0.05)
+    return HarmonicVocoder(net.remove_weight_norm(), CONV, {})
+
+
+def _stream(voc, mel, f0, chunk: int) -> np.ndarray:
+    outs, st = [], None
+    for i in range(0, mel.shape[1], chunk):
+        y, st = voc.stream(mel[:, i : i + chunk], st, f0=f0[i : i + chunk])
+        outs.append(y)
+    outs.append(voc.flush(st))
+    return np.concatenate(outs)
+
+
+@pytest.fixture(scope="module")
+def speechlike():
+    t = np.arange(int(1.2 * CONV.sample_rate)) / CONV.sample_rate
+    f0 = 180 + 40 * np.sin(2 * np.pi * 1.5 * t)
+    y = _vowel(f0)
+    y[8000:11000] = np.random.default_rng(1).normal(0, 0.05, 3000)  # a fricative
+    mel = dsp.log_mel(y, CONV)
+    hz, voiced = dsp.yin(y, CONV)
+    return mel, (hz * voiced)[: mel.shape[1]].astype(np.float64)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4, 5, 7, 8, 13, 16, 31, 32])
+def test_stream_equals_offline_exactly_for_every_chunk_size(speechlike, chunk):
+    mel, f0 = speechlike
+    voc = _vocoder()
+    ref = voc(mel, f0=f0)
+    assert ref.shape == (mel.shape[1] * CONV.hop_length,)
+    assert np.abs(ref).max() > 1e-3
+    np.testing.assert_array_equal(_stream(voc, mel, f0, chunk), ref)
+
+
+def test_delay_is_within_the_budget_and_the_stream_holds_back_exactly_it(speechlike):
+    mel, f0 = speechlike
+    voc = _vocoder()
+    assert voc.delay == CONV.hop_length + CONV.hop_length // 2
+    assert voc.delay / CONV.sample_rate <= 0.030
+    y, st = voc.stream(mel[:, :10], None, f0=f0[:10])
+    assert y.size == 10 * CONV.hop_length - voc.delay
+    assert voc.flush(st).size == voc.delay
+
+
+def test_many_voices_in_one_network_call_sound_as_each_alone(speechlike):
+    mel, f0 = speechlike
+    voc = _vocoder()
+    shifts = [1.0, 1.5, 0.75]
+    alone = [_stream(voc, mel, f0 * k, 2)[: -voc.delay] for k in shifts]
+    states, outs = [None] * 3, [[], [], []]
+    for i in range(0, mel.shape[1] - 1, 2):
+        done = voc.stream_many([mel[:, i : i + 2]] * 3, states, None,
+                               [f0[i : i + 2] * k for k in shifts])  # fmt: skip
+        for j, (y, st) in enumerate(done):
+            outs[j].append(y)
+            states[j] = st
+    for j in range(3):
+        got = np.concatenate(outs[j])
+        np.testing.assert_array_equal(got, alone[j][: got.size])
+
+
+@pytest.mark.parametrize("hz", [110.0, 220.0, 440.0, 880.0])
+def test_the_pitch_heard_is_the_f0_given(hz):
+    """Untrained (the mel as the envelope, the DSP's prior): YIN on the output finds the f0
+    given within 3 cents, at any pitch in two and a half octaves."""
+    y = _vowel(np.full(CONV.sample_rate, 200.0))
+    mel = dsp.log_mel(y, CONV)
+    torch.manual_seed(0)
+    voc = HarmonicVocoder(HarmonicNet(channels=32, blocks=1).eval(), CONV, {})
+    f0 = np.full(mel.shape[1], hz)
+    out = voc(mel, f0=f0)
+    got, voiced = dsp.yin(out, CONV, fmin=60.0, fmax=1000.0)
+    mid = slice(10, -10)
+    assert voiced[mid].mean() > 0.95
+    cents = 1200 * np.abs(np.log2(got[mid][voiced[mid]] / hz))
+    assert np.median(cents) <= 3.0
+
+
+def test_unvoiced_frames_have_no_harmonic_part(speechlike):
+    mel, f0 = speechlike
+    voc = _vocoder()
+    harm, noise = voc.filters(mel, f0)
+    assert np.abs(harm[f0 == 0]).max() == 0.0
+    assert np.abs(harm[f0 > 0]).min() > 0.0 and np.abs(noise).min() > 0.0
+
+
+def test_prior_interpolates_the_mel_bands_onto_the_bins():
+    p = mel_prior(CONV)
+    assert p.shape == (BINS, CONV.n_mels)
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
+    assert (p >= 0).all()
+    flat = np.full(CONV.n_mels, -3.0, np.float32)
+    np.testing.assert_allclose(p @ flat, -3.0, rtol=1e-5)
+
+
+def test_minimum_phase_keeps_the_magnitude_and_is_causal():
+    rng = np.random.default_rng(0)
+    smooth = np.convolve(rng.normal(0, 1, BINS + 40), np.hanning(41) / 20, "valid")
+    log_mag = torch.tensor(smooth, dtype=torch.float64)
+    h = minimum_phase(log_mag, CONV.n_fft)
+    np.testing.assert_allclose(h.abs().log().numpy(), smooth, atol=1e-6)
+    ir = torch.fft.irfft(h, CONV.n_fft).numpy()
+    assert np.sum(ir[: CONV.n_fft // 2] ** 2) > 0.999 * np.sum(ir**2)
+
+
+def test_training_synthesis_is_the_inference_synthesis(speechlike):
+    """The differentiable twin (torch) gives the samples the numba kernels give."""
+    mel, f0 = speechlike
+    voc = _vocoder()
+    ref = voc(mel, f0=f0)
+    h, n, _ = SourceFilter(CONV).source(np.concatenate([f0, f0[-1:]]), 0.0, 0)
+    with torch.no_grad():
+        harm, noise = voc.net(torch.from_numpy(mel)[None], torch.from_numpy(f0).float()[None])
+        out = synthesize(torch.from_numpy(h)[None].float(), torch.from_numpy(n)[None].float(),
+                         harm, noise, CONV.hop_length)[0].numpy()  # fmt: skip
+    half = CONV.hop_length // 2  # the twin's sample 0 is c_{-1}, half a hop before sample 0
+    n_cmp = ref.size - 4 * CONV.hop_length  # the twin lacks the frames after the last
+    np.testing.assert_allclose(out[half : half + n_cmp], ref[:n_cmp], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("f0_fix", "match"),
+    [
+        (lambda f: np.where(np.arange(f.size) == 3, np.nan, f), "finite"),
+        (lambda f: -f, ">= 0"),
+        (lambda f: f + 20000.0, "Nyquist"),
+        (lambda f: f[:-1], "match the mel"),
+    ],
+)
+def test_bad_f0_is_refused_with_what_to_do(speechlike, f0_fix, match):
+    mel, f0 = speechlike
+    voc = _vocoder()
+    with pytest.raises(ValueError, match=match):
+        voc(mel, f0=f0_fix(f0))
+    with pytest.raises(ValueError, match=match):
+        voc.stream(mel[:, :5], None, f0=f0_fix(f0)[:5] if match != "match the mel" else f0[:4])
+
+
+def test_bad_mel_and_missing_f0_are_refused(speechlike):
+    mel, f0 = speechlike
+    voc = _vocoder()
+    with pytest.raises(ValueError, match="n_mels=80"):
+        voc(mel[:40], f0=f0)
+    with pytest.raises(ValueError, match="dB mel"):
+        voc(20 * mel, f0=f0)
+    with pytest.raises(ValueError, match="needs the frame f0"):
+        voc(mel)
+    with pytest.raises(ValueError, match="below Nyquist"):
+        SourceFilter(CONV)(np.full(3, 12000.0), np.zeros((3, BINS)), np.zeros((3, BINS)))
+
+
+def test_registry_resolves_every_name_and_refuses_the_unknown(tmp_path):
+    for name in registry.DSP:
+        v = registry.load(name, CONV)
+        assert isinstance(v, registry.Vocoder) and not v.needs_f0
+    with pytest.raises(registry.RegistryError, match="neither a name"):
+        registry.load("no-such-vocoder", CONV)
+    voc = _vocoder()
+    from model import checkpoint
+
+    path = tmp_path / "h.safetensors"
+    net = HarmonicNet(channels=32, blocks=2)
+    header = {"kind": "vocoder", "kwargs": net.kwargs, "convention": CONV.to_dict()}
+    checkpoint.save(path, net.state_dict(), header)
+    loaded = registry.load(str(path), CONV)
+    assert isinstance(loaded, HarmonicVocoder) and loaded.needs_f0
+    assert loaded.delay == voc.delay
