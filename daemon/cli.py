@@ -171,7 +171,7 @@ def cmd_sing(args: argparse.Namespace) -> int:
     v = _voice.Voice.load(args.voice, cfg.audio) if args.voice else _voice.packaged(cfg.audio)
     r = Renderer.configured(v, _vocoder(cfg, args.vocoder), cfg.daemon)
     t0 = time.perf_counter()
-    y = render_score(r, sing, cfg.daemon.max_voices, args.preroll)
+    y = render_score(r, sing, cfg.daemon.max_voices, args.preroll, cfg.singing.params())
     rate = cfg.audio.sample_rate
     secs, took = y.size / rate, time.perf_counter() - t0
     timeline = (
@@ -285,6 +285,7 @@ def cmd_train_acoustic(args: argparse.Namespace) -> int:
         cfg.audio,
         token_source=kw.pop("tokens"),
         aligner_run=args.aligner,
+        init=args.init,
         resume=args.resume,
         command="melgand " + " ".join(sys.argv[1:]),
         **kw,
@@ -552,6 +553,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="ALIGNER_RUN",
         help="aligner run whose durations/ to use (tokens = frontend)",
+    )
+    ac.add_argument(
+        "--init",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="start from this voice's weights and statistics (a fine-tune, e.g. on a corpus "
+        "with sung copies: `melgand corpus ... --sung K`)",
     )
     ac.set_defaults(func=cmd_train_acoustic)
     vc = tsub.add_parser(

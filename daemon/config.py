@@ -123,6 +123,29 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class SingingConfig:
+    """The sung expression's defaults (daemon/expression.py); ``/param/<name>`` changes them
+    live, a score note's fields or ``/ne/<name>`` per note. 0 switches each off."""
+
+    vibrato_depth: float = _opt(lo=0.0, hi=200.0)
+    vibrato_rate: float = _opt(lo=0.0, hi=20.0)
+    vibrato_delay: float = _opt(lo=0.0, hi=10.0)
+    vibrato_fade: float = _opt(lo=0.0, hi=10.0)
+    portamento: float = _opt(lo=0.0, hi=2.0)
+    overshoot: float = _opt(lo=0.0, hi=2.0)
+    preparation: float = _opt(lo=0.0, hi=2.0)
+    fluctuation: float = _opt(lo=0.0, hi=50.0)
+    breath: float = _opt(lo=0.0, hi=1.0)
+    brightness: float = _opt(lo=-12.0, hi=12.0)
+    velocity_brightness: float = _opt(lo=-24.0, hi=24.0)
+    seed: int = _opt(lo=0, hi=2**31 - 1)
+
+    def params(self) -> dict[str, float]:
+        """As the scheduler's live parameters."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class OscConfig:
     host: str = _opt()
     port: int = _opt(lo=0, hi=65535)
@@ -166,6 +189,7 @@ class Config:
     acoustic: AcousticConfig
     vocoder: VocoderConfig
     daemon: DaemonConfig
+    singing: SingingConfig
     osc: OscConfig
     mqtt: MqttConfig
     wyoming: WyomingConfig

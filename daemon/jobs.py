@@ -41,6 +41,7 @@ class Job:
     pos: int = 0  # sample position on the audio clock
     sound: Sound | None = None  # the voice, made before the job reaches the worker
     lyric: str = "la"
+    context: tuple[tuple, tuple] = ((), ())  # a live note's neighbouring syllables' phones
     waited: bool = False  # queued behind other speech
     ready: Future[None] | None = None  # the future of the voice's preparation
     renderer: Renderer | None = None  # another voice than the current one (MQTT "voice")

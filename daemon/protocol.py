@@ -18,6 +18,8 @@ from pythonosc import osc_bundle, osc_message
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.parsing import osc_types
 
+from daemon import expression
+
 
 class ProtocolError(ValueError):
     pass
@@ -57,7 +59,8 @@ class Lyric:
 @dataclass
 class NoteParam:
     id: int
-    name: str  # "pitch" (semitones offset), "volume", or (scores, internal) "glide"
+    name: str  # "pitch" (semitones offset), "volume", an expression setting (cents, Hz, s:
+    # daemon/expression.py), or (scores, internal) "glide"
     value: float
 
 
@@ -104,13 +107,14 @@ class Packet:
     at: float | None = None
 
 
-PARAMS = {"volume": (0.0, 4.0), "vibrato_depth": (0.0, 2.0), "vibrato_rate": (0.0, 20.0),
-          "speed": (0.25, 4.0), "legato": (0.0, 1.0), "portamento": (0.0, 2.0)}  # fmt: skip
+# live defaults (/param/<name>, MQTT control "param"): the mixer's, speech's, and the sung
+# expression's (daemon/expression.py; also per note: /ne/<name>, score note fields)
+PARAMS = {"volume": (0.0, 4.0), "speed": (0.25, 4.0), "legato": (0.0, 1.0),
+          **expression.RANGES}  # fmt: skip
 
-_PARAM_HELP = {"volume": "output gain (1 = unchanged)", "vibrato_depth": "vibrato depth, semitones",
-               "vibrato_rate": "vibrato rate, Hz", "speed": "speaking rate (1 = normal)",
+_PARAM_HELP = {"volume": "output gain (1 = unchanged)", "speed": "speaking rate (1 = normal)",
                "legato": ">= 0.5: a new note glides the sounding one (legato)",
-               "portamento": "glide time of legato notes, seconds"}  # fmt: skip
+               **expression.HELP}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,9 @@ OSC: dict[str, Address] = {
                          "pitch offset of a sounding note, semitones"),
     "/ne/volume": Address((Arg("i", "note id"), Arg("f", "volume", 0, 4)),
                           "volume of a sounding note"),
+    **{f"/ne/{k}": Address((Arg("i", "note id"), Arg("f", k, lo, hi)),
+                           f"a sounding note's {expression.HELP[k]}")
+       for k, (lo, hi) in expression.RANGES.items()},
     "/allnotesoff": Address((), "release every note"),
     "/allsoundoff": Address((), "silence everything now"),
     "/voice": Address((Arg("s", "voice"),), "switch voice (by name) for new jobs"),
@@ -274,7 +281,7 @@ def command(address: str, args: list) -> Any:
         if k == 2:
             _take(spec, a, 1)
         return NoteOff(pitch, _opt_id(a, k))
-    if address in ("/ne/pitch", "/ne/volume"):
+    if address.startswith("/ne/"):  # /ne/pitch, /ne/volume, /ne/<expression>
         return NoteParam(_take(spec, a, 0), address[4:], _take(spec, a, 1))
     if not spec.args:  # /allnotesoff, /allsoundoff, /status, /version
         return Simple(address[1:])
@@ -371,8 +378,17 @@ def mqtt_sing(payload: bytes) -> Sing:
                 1 <= velocity <= 127):  # fmt: skip
             raise ProtocolError(f"note {i}: pitch 0..127, start 0..3600 s, dur 0..60 s, "
                                 "velocity 1..127")  # fmt: skip
-        out.append({"pitch": pitch, "start": start * scale, "dur": dur * scale,
-                    "lyric": str(n.get("lyric", "la"))[:64], "velocity": velocity})  # fmt: skip
+        note = {"pitch": pitch, "start": start * scale, "dur": dur * scale,
+                "lyric": str(n.get("lyric", "la"))[:64], "velocity": velocity}  # fmt: skip
+        for k, (lo, hi) in expression.RANGES.items():  # its own expression (seconds, cents)
+            v = n.get(k)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
+                raise ProtocolError(f'note {i}: "{k}" must be a number {lo:g}..{hi:g} '
+                                    f"({expression.HELP[k]})")  # fmt: skip
+            note[k] = float(v)
+        out.append(note)
     return Sing(out, job_id(d))
 
 

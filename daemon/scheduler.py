@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from daemon import expression, score
 from daemon import protocol as P
-from daemon import score
 from daemon.jobs import Job, ScoreEnd
 from daemon.sink import NullSink, OfflineSink
 from daemon.synth import Note, Renderer, Speech, fill
@@ -54,6 +54,8 @@ class Active:
 
 
 class Scheduler:
+    MARGIN = 0.010  # s an immediate message may take from its arrival to the render worker
+
     def __init__(
         self,
         renderer: Renderer,
@@ -66,6 +68,7 @@ class Scheduler:
         on_event=None,
         max_queue: int = 256,
         fallback=None,
+        params: dict | None = None,
     ):
         self.r, self.sink = renderer, sink
         self.rate = renderer.rate
@@ -73,6 +76,20 @@ class Scheduler:
         self.fallback = fallback or (lambda: NullSink(self.rate))  # a sink for a dead device
         self.latency = int(latency_ms * self.rate / 1000)
         self.ahead = int(buffer_ms * self.rate / 1000)
+        # an immediate event must land past what is rendered: buffer_ms, the block being
+        # rendered, how far the sink's played() runs ahead of its position_at(now), and
+        # MARGIN for the message's way to the worker; less would make events late, moved
+        # to the next block unrendered: a block's slip
+        rendered = self.ahead + block + int(getattr(sink, "lead", 0.0) * self.rate)
+        least = rendered + int(self.MARGIN * self.rate)
+        if self.latency < least:
+            log.info("immediate commands sound %.0f ms after they arrive: [daemon] latency_ms "
+                     "%.0f is less than the %.0f ms rendered ahead (buffer_ms, a block, the "
+                     "sink's %.0f ms) and %.0f ms to spare", 1000 * least / self.rate,
+                     latency_ms, 1000 * rendered / self.rate,
+                     1000 * getattr(sink, "lead", 0.0), 1000 * self.MARGIN)  # fmt: skip
+            self.latency = least
+        self.slack = [0, float("inf")]  # immediate events: how many, least slack (samples)
         self.on_event = on_event or (lambda kind, job, **kw: None)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.events: list = []  # heap of (pos, seq, job)
@@ -82,8 +99,10 @@ class Scheduler:
         self.speech_queue: deque[Job] = deque()
         self.syncs: list[Job] = []
         self.lyrics: dict[int | None, str] = {}
-        self.params = {"volume": 1.0, "vibrato_depth": 0.0, "vibrato_rate": 5.5, "speed": 1.0,
-                       "legato": 0.0, "portamento": 0.05}  # fmt: skip
+        self._last_syllable: tuple[tuple, float] = ((), 0.0)  # the last live note: phones, time
+        # the live defaults (/param/<name>): the sung expression's from [singing] (``params``)
+        self.params = {"volume": 1.0, "speed": 1.0, "legato": 0.0, "seed": 0,
+                       **expression.DEFAULTS, **(params or {})}  # fmt: skip
         self.gain = 1.0
         self.late = 0
         self.loads: deque[float] = deque(maxlen=400)
@@ -118,6 +137,12 @@ class Scheduler:
             return
         if isinstance(cmd, P.NoteOn):
             job.lyric = self.lyrics.pop(cmd.id, None) or self.lyrics.pop(None, None) or "la"
+            # co-articulation: the syllable sung before and the one queued after, if any
+            nxt = self.lyrics.get(None)
+            last, when = self._last_syllable
+            before = last if job.arrival - when < 1.0 else ()  # a pause ends the phrase
+            job.context = (before, tuple(self.r.phones_of(nxt)) if nxt else ())
+            self._last_syllable = (tuple(self.r.phones_of(job.lyric)), job.arrival)
         if isinstance(cmd, P.Say | P.NoteOn | P.Sing):
             job.ready = self.prep.submit(self._prepare, job)
         self.inbox.put(job)  # placed by its arrival now, whenever its voice is ready
@@ -128,13 +153,16 @@ class Scheduler:
             if isinstance(cmd, P.Say):
                 job.sound = Speech(job.renderer or self.r, cmd.text, self.params["speed"])
             elif isinstance(cmd, P.NoteOn):
-                job.sound = Note(self.r, cmd.pitch, cmd.velocity, job.lyric, self.params)
+                job.sound = Note(self.r, cmd.pitch, cmd.velocity, job.lyric, self.params,
+                                 job.context)  # fmt: skip
             else:  # a score: words split over notes ("hel-", "lo"), melismas ("_")
                 phones = score.phones(cmd.notes)
+                contexts = score.contexts(cmd.notes, phones, self.r)
                 job.sound = [
-                    Note(self.r, n["pitch"], n["velocity"], ph, self.params)
-                    for n, ph in zip(cmd.notes, phones, strict=True)
-                ]
+                    Note(self.r, n["pitch"], n["velocity"], ph, self.params, ctx,
+                         expression={**expression.for_score_note(n), "seed": self._seed(i)})
+                    for i, (n, ph, ctx) in enumerate(zip(cmd.notes, phones, contexts, strict=True))
+                ]  # fmt: skip
             # the first samples, here rather than in the render; not for notes that will
             # likely glide an already sounding voice (melismas, live legato): they start lazily
             if isinstance(cmd, P.Sing):
@@ -169,6 +197,10 @@ class Scheduler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self.slack[0]:
+            log.info("%d immediate commands; the least slack: %.1f ms before its block was "
+                     "rendered (late: %d in all)", self.slack[0],
+                     1000 * self.slack[1] / self.rate, self.late)  # fmt: skip
 
     def status(self) -> dict:
         elapsed = max(time.monotonic() - self.started_at, 1e-9)
@@ -233,6 +265,7 @@ class Scheduler:
                 pos = round(self.sink.position_at(mono))
             else:
                 pos = round(self.sink.position_at(job.arrival)) + self.latency
+                self.slack = [self.slack[0] + 1, min(self.slack[1], pos - self.pos)]
             if pos < self.pos:
                 self.late += 1
                 self.on_event("late", job, seconds=(self.pos - pos) / self.rate)
@@ -322,7 +355,7 @@ class Scheduler:
         held = self._notes(None, None, held=True)
         if self.params["legato"] >= 0.5 and held:  # one voice glides to the new note
             v = held[-1]
-            v.sound.glide_to(cmd.pitch, self.params["portamento"])
+            v.sound.glide_to(cmd.pitch)  # over its portamento
             v.key = (cmd.id, cmd.pitch)
             v.joined.append(job)
             self.on_event("go", job, voice=v)
@@ -344,10 +377,17 @@ class Scheduler:
         for v in self._notes(cmd.id, None):
             if cmd.name == "pitch":
                 v.sound.bend = cmd.value
-            elif cmd.name == "glide":
-                v.sound.glide_to(cmd.value, 0.06)
-            else:
+            elif cmd.name == "glide":  # a melisma: its own note's settings come along
+                own = job.sound.own if isinstance(job.sound, Note) else None
+                v.sound.glide_to(cmd.value, expression=own)
+            elif cmd.name == "volume":
                 v.sound.gain = cmd.value
+            else:  # an expression setting of this note: /ne/vibrato_depth ...
+                v.sound.own[cmd.name] = cmd.value
+
+    def _seed(self, i: int) -> int:
+        """A score note's fluctuation seed: reproducible from the live seed and its index."""
+        return expression.score_seed(int(self.params["seed"]), i)
 
     def _param(self, job: Job, offset: int) -> None:
         self.params[job.cmd.name] = job.cmd.value
@@ -443,12 +483,12 @@ class Scheduler:
 
 
 def render_score(renderer: Renderer, sing: P.Sing, max_voices: int = 8,
-                 preroll: float = 0.0) -> np.ndarray:  # fmt: skip
+                 preroll: float = 0.0, params: dict | None = None) -> np.ndarray:  # fmt: skip
     """A score sung offline on its own timeline: sample ``n`` is score time ``n / rate``
     after ``preroll`` seconds of silence. Onset consonants that the singer starts before
     the score's time 0 (less the preroll) are cut at 0, and the log says by how much."""
     sink = OfflineSink(renderer.rate)
-    sched = Scheduler(renderer, sink, max_voices=max_voices)
+    sched = Scheduler(renderer, sink, max_voices=max_voices, params=params)
     job = Job(sing, source="score")
     sched.render_offline(job, preroll)
     if isinstance(job.sound, list):

@@ -89,6 +89,21 @@ def phones(notes: list[dict]) -> list[tuple[str, ...]]:
     return out
 
 
+def contexts(notes: list[dict], phones: list[tuple[str, ...]], renderer,
+             rest: float = 0.15) -> list[tuple[tuple, tuple]]:  # fmt: skip
+    """Each note's ``(before, after)`` phones in its phrase (:meth:`Renderer.phrase`): the
+    score is encoded phrase by phrase, a rest of ``rest`` seconds or more ending a phrase."""
+    out, start = [], 0
+    for i in range(1, len(notes) + 1):
+        if (
+            i == len(notes)
+            or notes[i]["start"] - (notes[i - 1]["start"] + notes[i - 1]["dur"]) >= rest
+        ):
+            out += renderer.phrase(phones[start:i])
+            start = i
+    return out
+
+
 def events(notes: list[dict], sounds: list[Note], t0: int, now: int, rate: int,
            base: int = PRIVATE) -> list[tuple[int, Job]]:  # fmt: skip
     """A score's notes as ``(sample, Job)`` events from sample ``t0``, sung as singers do:
@@ -112,9 +127,9 @@ def events(notes: list[dict], sounds: list[Note], t0: int, now: int, rate: int,
 
     out, head = [], 0
     for i, (n, snd) in enumerate(zip(notes, sounds, strict=True)):
-        if melisma(i):
+        if melisma(i):  # its Note rides along: the head voice takes its settings
             glide = P.NoteParam(base - head, "glide", n["pitch"])
-            out.append((beats[i], Job(glide, pos=beats[i])))
+            out.append((beats[i], Job(glide, pos=beats[i], sound=snd)))
         else:
             head = i
             skip = min(max(0, now - (beats[i] - snd.lead)), snd.lead)  # consonants only

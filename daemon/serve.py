@@ -136,7 +136,8 @@ class Daemon:
         self.scheduler = Scheduler(self.renderer, sink, max_voices=d.max_voices,
                                    latency_ms=d.latency_ms, buffer_ms=d.buffer_ms,
                                    on_event=self._event, max_queue=d.max_queue,
-                                   fallback=self._fallback_sink)  # fmt: skip
+                                   fallback=self._fallback_sink,
+                                   params=self.cfg.singing.params())  # fmt: skip
         host, port = self.cfg.osc.host, self.cfg.osc.port
         if self.osc_spec:
             host, _, p = self.osc_spec.rpartition(":")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ class SinkError(RuntimeError):
 
 class _Clocked:
     """Real-time pace on the monotonic clock."""
+
+    lead = 0.0  # s that ``played()`` runs ahead of ``position_at(now)`` at most
 
     def __init__(self, rate: int):
         self.rate = rate
@@ -81,6 +84,7 @@ class OfflineSink:
     """No clock: the worker renders as fast as it can (``melgand sing -o``, tests)."""
 
     name = "offline"
+    lead = 0.0
 
     def __init__(self, rate: int):
         self.rate, self.blocks, self.written, self.underruns, self.t0 = rate, [], 0, 0, 0.0
@@ -116,10 +120,19 @@ class DeviceSink:
     (ALSA's pulse plugin restarts it). The first stall is waited out (what was scheduled
     plays when sound starts); a stall of a stream that has been running is an xrun, and the
     clock jumps over it, so that timed events keep wall time (what fell in it is dropped,
-    like a DAW drops an xrun: counted in ``underruns`` and ``stalls``)."""
+    like a DAW drops an xrun: counted in ``underruns`` and ``stalls``).
+
+    ``position_at`` (where an event's sample goes) is a straight line, not ``played()``: a
+    callback can run late but never before the buffer has room for its samples, so the
+    least of ``now - samples before it / rate`` over the recent callbacks is the stream's
+    fixed phase; a callback's time (late by the CPU, a whole callback's block in a burst)
+    and PortAudio's DAC time (which steps with the callback) are not. Events placed on it
+    keep their spacing to the sample; on ``played()`` they took its jitter and, placed in a
+    block already rendered, slipped to the next one."""
 
     STALL = 0.1  # s without a callback that count as a stall
     SETTLE = 0.5  # s of callbacks after which the stream counts as running
+    WINDOW = 2.0  # s of callbacks whose least phase is the clock's (follows a drifting device)
 
     def __init__(self, rate: int, device: int | str | None = None, capacity: int = 1 << 16,
                  latency_ms: float = 20.0):  # fmt: skip
@@ -134,6 +147,7 @@ class DeviceSink:
         self._last = (time.monotonic(), 0, 0)  # (monotonic time, samples read, block) at a callback
         self._run_from: float | None = None  # the first callback since the opening stall(s)
         self.device_latency = 0.0  # seconds from a callback to the DAC, as PortAudio reports
+        self._phase: deque[tuple[float, float]] = deque()  # (time, now - read / rate), rising
         self._dead: str | None = None
         latency = latency_ms / 1000 if latency_ms > 0 else "low"
         try:
@@ -143,6 +157,10 @@ class DeviceSink:
             raise SinkError(f"cannot open audio output {device!r}: {e}") from None
         info = sd.query_devices(self.stream.device)
         self.name = f"sounddevice:{info['name']}"
+        self.delay = float(self.stream.latency)  # s from a sample taken to the DAC (fixed)
+        # played() runs ahead of position_at(now) by the buffer and up to a callback's block
+        # (PortAudio's ALSA periods are a quarter of the buffer: half of it is room to spare)
+        self.lead = 1.5 * self.delay
 
     def _running(self, t: float) -> bool:
         """Whether the stream had run SETTLE seconds without a stall by ``t`` (after that,
@@ -160,8 +178,16 @@ class DeviceSink:
                     self.skipped += skip
                     self.stalls += 1
                     self.underruns += 1
+                    self._phase.clear()  # the stream restarted: a new phase
             elif self._run_from is None or now - t_last > self.STALL:
                 self._run_from = now  # the stream (re)starts: wait it out
+                self._phase.clear()
+            phase, ph = now - self.read / self.rate, self._phase
+            while ph and ph[-1][1] >= phase:  # a rising deque: its head is the window's least
+                ph.pop()
+            ph.append((now, phase))
+            while ph[0][0] < now - self.WINDOW:
+                ph.popleft()
             n = max(0, min(frames, self.wrote - self.read))
             a, b, head = self._spans(self.read, n)
             out[:head, 0] = self.ring[a]
@@ -202,8 +228,16 @@ class DeviceSink:
         return n + min(late, block)
 
     def position_at(self, t: float) -> float:
-        """The sample that the DAC plays at monotonic time ``t``."""
+        """The sample that the DAC plays at monotonic time ``t``: on the stream's phase, a
+        straight line at the sample rate; while a stream that has not run yet stalls (its
+        opening), on ``played()``, which waits with it."""
         now = time.monotonic()
+        with self._lock:
+            t_last = self._last[0]
+            phase = self._phase[0][1] if self._phase else None
+            line = phase is not None and (self._running(t_last) or now - t_last <= self.STALL)
+        if line:
+            return (t - phase - self.delay) * self.rate
         return self.played() + (t - now - self.device_latency) * self.rate
 
     def write(self, block: np.ndarray) -> None:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from daemon import expression as expression_
 from dsp.mel import warp
 from model.acoustic import GeneratorState, upsample
 from model.frontend import lyric_phones
@@ -70,29 +71,43 @@ class Renderer:
             self._sentences[key] = (inputs, f0)
         return inputs, f0
 
+    @staticmethod
+    def phones_of(lyric: str | tuple[str, ...]) -> list[str]:
+        """A syllable's phones: given, or read from its text (``la`` for none)."""
+        phones = list(lyric) if isinstance(lyric, tuple) else [
+            p for syl in lyric_phones([lyric]) for p in syl]  # fmt: skip
+        return phones or ["l", "aa"]
+
     @torch.no_grad()
-    def syllable(self, lyric: str | tuple[str, ...]) -> tuple:
+    def syllable(self, lyric: str | tuple[str, ...], before: tuple[str, ...] = (),
+                 after: tuple[str, ...] = ()) -> tuple:  # fmt: skip
         """A syllable (text, or its phones) -> its upsampled encoding ``(T, C + 1)``, per-frame
         controls ``(T, 3)`` (the vowel voiced), the vowel's first frame (what comes before it
         is the onset, sung ahead of the beat when the future is known), its middle frame,
-        which a held note repeats, and the frame after it (the coda, sung at note-off). Cached."""
-        key = lyric
+        which a held note repeats, and the frame after it (the coda, sung at note-off).
+
+        ``before`` / ``after``: the phones of the neighbouring syllables of its phrase,
+        encoded with it (co-articulation: the text encoder sees them) and then left out.
+        Cached."""
+        key = (before, lyric, after)
         with self._cache_lock:
             hit = self._syllables.get(key)
         if hit is not None:
             up, ctrl, onset, hold, end = hit
             return up, ctrl.clone(), onset, hold, end
-        phones = list(lyric) if isinstance(lyric, tuple) else [
-            p for syl in lyric_phones([lyric]) for p in syl]  # fmt: skip
-        phones = phones or ["l", "aa"]
+        phones = self.phones_of(lyric)
         model, dev = self.voice.model, self.voice.device
         # a bare vowel is encoded between pauses (as in every training sentence), else the
-        # model all but whispers it; syllables with consonants sing best as they are
-        pad = 1 if all(is_vowel(p) for p in phones) else 0
-        units = ["pau"] * pad + phones + ["pau"] * pad
+        # model all but whispers it; a phrase starts and ends with a pause
+        bare = all(is_vowel(p) for p in phones) and not (before or after)
+        head = ["pau"] if bare or not before else list(before)
+        tail = ["pau"] if bare or not after else list(after)
+        if not bare and not before and not after:
+            head, tail = [], []  # a lone syllable with consonants sings best as it is
+        units = head + phones + tail
         tokens = torch.tensor([self.voice.frontend.encode_units(units)], device=dev)
         enc_all = model.encoder(tokens)
-        keep = slice(pad, len(units) - pad)
+        keep = slice(len(head), len(head) + len(phones))
         enc = enc_all[:, keep]
         dur = torch.round(torch.exp(model.duration(enc_all)[0, keep, 0]) - 1)
         dur = torch.clamp(dur, min=1).long()
@@ -110,6 +125,17 @@ class Renderer:
                 self._syllables.pop(next(iter(self._syllables)))
             self._syllables[key] = (up, ctrl, onset, hold, end)
         return up, ctrl.clone(), onset, hold, end
+
+    def phrase(self, lyrics: list, reach: int = 2) -> list[tuple[tuple, tuple]]:
+        """Each syllable's ``(before, after)`` context in its phrase: the phones of up to
+        ``reach`` syllables on each side (what the text encoder's kernels see)."""
+        phones = [tuple(self.phones_of(x)) for x in lyrics]
+        out = []
+        for i in range(len(phones)):
+            before = tuple(p for ph in phones[max(0, i - reach) : i] for p in ph)
+            after = tuple(p for ph in phones[i + 1 : i + 1 + reach] for p in ph)
+            out.append((before, after))
+        return out
 
 
 class _Streaming:
@@ -261,33 +287,46 @@ class Speech(_Streaming):
 
 class Note(_Streaming):
     """A sung syllable: the consonants before the vowel, the vowel held until release, the
-    rest after it. ``pitch`` in MIDI numbers; ``params`` (shared, live) gives vibrato."""
+    rest after it. ``pitch`` in MIDI numbers. Expression (:mod:`daemon.expression`): the
+    settings are ``params`` (shared, live: ``/param/<name>``) under the note's own
+    ``expression`` (a score note's fields, ``/ne/<name>``). Per frame the note carries
+    ``breath`` (0..1) and ``brightness`` (dB/octave, velocity included) for the vocoder."""
 
     def __init__(self, r: Renderer, pitch: float, velocity: float,
-                 lyric: str | tuple[str, ...] = "la", params: dict | None = None):  # fmt: skip
+                 lyric: str | tuple[str, ...] = "la", params: dict | None = None,
+                 context: tuple[tuple, tuple] = ((), ()), *,
+                 expression: dict | None = None):  # fmt: skip
         super().__init__(r, gain=(velocity / 127.0) ** 1.5)
         self.pitch, self.bend, self.params = pitch, 0.0, params if params is not None else {}
-        self.target, self.glide = pitch, None
-        self.up, self.ctrl, onset, self.hold, self.coda = r.syllable(lyric)
+        self.target, self.velocity = pitch, velocity
+        self.own = dict(expression or {})  # this note's settings over the live ones
+        self.up, self.ctrl, onset, self.hold, self.coda = r.syllable(lyric, *context)
         self.lead = onset * r.hop  # samples of consonants before the vowel
         self.tail = (len(self.up) - self.coda) * r.hop  # and after it
         self.i = 0
         self.t = 0  # frames made, for vibrato
         self.factors: deque[float] = deque()  # frequency warp of each frame fed, in order
+        seed = self.own.pop("seed", None)
+        if seed is None:  # reproducible: from the live seed and what tells notes apart
+            seed = expression_.score_seed(int(self.params.get("seed", 0)), pitch, velocity)
+        self.contour = expression_.Contour(pitch, r.hop / r.rate, int(seed), self.lead // r.hop)
+        e = self.expression
+        self.breath, self.brightness = e.breath, e.tilt_db(velocity)
+
+    @property
+    def expression(self) -> expression_.Expression:
+        """The settings now: the defaults, the live ``params``, this note's own."""
+        return expression_.Expression.of(self.params, self.own)
 
     def _f0(self) -> tuple[float, float, float]:
         """(normalized f0 for the generator, frequency warp, f0 in Hz): the generator sings
         inside the voice's native range; a harmonic vocoder sounds the note's own f0, others
-        have the mel warped the rest of the way."""
-        depth = self.params.get("vibrato_depth", 0.0)
-        rate = self.params.get("vibrato_rate", 5.5)
-        secs = self.t * self.r.hop / self.r.rate
-        if self.glide is not None:  # portamento: from the old pitch to the new, linearly
-            start, frames = self.glide
-            self.pitch = start + (self.target - start) * min(1.0, (self.t - frames[0]) / frames[1])
-            if self.t - frames[0] >= frames[1]:
-                self.glide = None
-        midi = self.pitch + self.bend + depth * math.sin(2 * math.pi * rate * secs)
+        have the mel warped the rest of the way. The pitch is the note's expression contour
+        (:class:`daemon.expression.Contour`: portamento, overshoot, vibrato, fluctuation)."""
+        e = self.expression
+        self.breath, self.brightness = e.breath, e.tilt_db(self.velocity)
+        self.pitch = self.contour.control  # where the (glided) control is, without expression
+        midi = self.contour.step(e) + self.bend
         lo, hi = self.r.native_range
         sung = min(max(midi, lo), hi)
         hz = 440.0 * 2 ** ((sung - 69) / 12)
@@ -295,11 +334,15 @@ class Note(_Streaming):
         heard = 440.0 * 2 ** ((midi - 69) / 12)
         return (math.log(hz) - self.r.f0_mean) / self.r.f0_std, warp, heard
 
-    def glide_to(self, pitch: float, seconds: float) -> None:
-        """Legato: the held vowel moves to ``pitch`` over ``seconds`` (0: at once)."""
-        frames = max(1, round(seconds * self.r.rate / self.r.hop))
+    def glide_to(self, pitch: float, seconds: float | None = None,
+                 expression: dict | None = None) -> None:  # fmt: skip
+        """Legato: the held vowel moves to ``pitch`` over ``seconds`` (None: the note's
+        ``portamento``; 0: at once), with overshoot, and its vibrato starts over; a score's
+        melisma brings its own note's settings, ``expression``, which replace the note's."""
+        if expression is not None:
+            self.own = {k: v for k, v in expression.items() if k != "seed"}
         self.target = pitch
-        self.glide = (self.pitch, (self.t, frames))
+        self.contour.glide(pitch, self.expression.portamento if seconds is None else seconds)
 
     def _f0_heard(self, given: np.ndarray, pitch: np.ndarray | None) -> np.ndarray:
         """A note sounds its own pitch where its syllable is voiced (the pitch head's voicing
@@ -336,4 +379,4 @@ class Note(_Streaming):
         with torch.no_grad():
             up = self.up[[k for k, _ in rows]]
             ctrl = torch.stack([c for _, c in rows])
-            return torch.cat([up, model.control_proj(ctrl)], -1)
+            return torch.cat([up, model.project_controls(ctrl, 1.0)], -1)

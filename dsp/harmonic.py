@@ -23,7 +23,7 @@ business; :mod:`model.harmonic` silences it there).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import itertools
 
 import numba
 import numpy as np
@@ -68,25 +68,63 @@ def _source(f0a, f0b, n, phase, limit, sr, counter, harm, noise):  # pragma: no 
 
 
 @numba.njit(cache=True, nogil=True)
-def _frames(f0, hh, hn, prev_f0, last_voiced, phase, counter, half_h, half_n, ola, win,
-            hop, n_fft, limit, sr):  # pragma: no cover  # fmt: skip
-    """Process frames ``0 .. len(f0) - 2`` of the chunk (frame ``j``'s source needs frame
-    ``j + 1``'s f0): returns the ``hop * (len(f0) - 1)`` samples now final and the new state
-    scalars. ``prev_f0`` is the oscillator f0 at the first frame's centre."""
-    n_out = f0.shape[0] - 1
-    out = np.zeros(n_out * hop)
+def _min_phase(log_mag, n_fft):  # pragma: no cover
+    """Natural-log magnitude ``(bins,)`` -> the minimum-phase response with it (the folded
+    real cepstrum; :func:`model.harmonic.minimum_phase` in float64)."""
+    c = np.fft.irfft(log_mag.astype(np.float64), n_fft)
+    half = n_fft // 2
+    for i in range(1, half):
+        c[i] *= 2.0
+    for i in range(half + 1, n_fft):
+        c[i] = 0.0
+    return np.exp(np.fft.rfft(c))
+
+
+# the state of one stream, packed so that many streams stack into arrays for one kernel call
+_PHASE, _F0, _LAST, _PEND_F0, _SCALARS = 0, 1, 2, 3, 4  # buf[:_SCALARS]; then half_h, half_n, ola
+_STARTED, _COUNTER, _SKIP = 0, 1, 2  # ints
+
+
+@numba.njit(cache=True, nogil=True)
+def _voice(buf, ints, pend, f0, hh, hn, lh, ln, hv, log, flush, out, win, hop, n_fft,
+           limit, sr):  # pragma: no cover  # fmt: skip
+    """One stream's chunk of frames (and, if ``flush``, its end) into ``out``; returns how
+    many samples are now final. ``log``: the responses come as log magnitudes ``lh`` /
+    ``ln`` (the harmonic one silenced where ``hv`` is false), made minimum phase here; else
+    as the complex ``hh`` / ``hn``. ``pend`` holds the last frame's two responses, processed
+    once the next frame's f0 is known (frame ``j``'s source needs frame ``j + 1``'s f0)."""
+    n = f0.shape[0]
+    half_h = buf[_SCALARS : _SCALARS + hop]
+    half_n = buf[_SCALARS + hop : _SCALARS + 2 * hop]
+    ola = buf[_SCALARS + 2 * hop : _SCALARS + 2 * hop + n_fft]
+    j0 = 0
+    if n > 0 and ints[_STARTED] == 0:
+        first = f0[0] if f0[0] > 0 else UNVOICED_F0  # no look-ahead: a stream cannot have it
+        ints[_STARTED] = 1
+        buf[_F0] = first
+        buf[_LAST] = first
+        counter = np.uint64(ints[_COUNTER])
+        buf[_PHASE] = _source(first, first, hop, 0.0, limit, sr, counter, half_h, half_n)
+        ints[_COUNTER] += hop
+        j0 = 1
+        _set_pending(pend, buf, f0, hh, hn, lh, ln, hv, log, 0, n_fft)
+    if ints[_STARTED] == 0:
+        return 0
+    n_out = 0
+    new_h = np.empty(hop)
+    new_n = np.empty(hop)
     seg_h = np.zeros(n_fft)
     seg_n = np.zeros(n_fft)
-    new_h = np.zeros(hop)
-    new_n = np.zeros(hop)
-    fa = prev_f0
-    for j in range(n_out):
-        nxt = f0[j + 1]
+    n_proc = n - j0 + (1 if flush else 0)
+    for j in range(n_proc):
+        nxt = f0[j0 + j] if j0 + j < n else buf[_PEND_F0]
         if nxt > 0:
-            last_voiced = nxt
-        fb = nxt if nxt > 0 else last_voiced
-        phase = _source(fa, fb, hop, phase, limit, sr, counter, new_h, new_n)
-        counter += np.uint64(hop)
+            buf[_LAST] = nxt
+        fb = nxt if nxt > 0 else buf[_LAST]
+        counter = np.uint64(ints[_COUNTER])
+        buf[_PHASE] = _source(buf[_F0], fb, hop, buf[_PHASE], limit, sr, counter, new_h, new_n)
+        ints[_COUNTER] += hop
+        buf[_F0] = fb
         for i in range(hop):
             seg_h[i] = half_h[i] * win[i]
             seg_n[i] = half_n[i] * win[i]
@@ -94,64 +132,113 @@ def _frames(f0, hh, hn, prev_f0, last_voiced, phase, counter, half_h, half_n, ol
             seg_n[hop + i] = new_n[i] * win[hop + i]
             half_h[i] = new_h[i]
             half_n[i] = new_n[i]
-        spec = np.fft.rfft(seg_h) * hh[j] + np.fft.rfft(seg_n) * hn[j]
+        spec = np.fft.rfft(seg_h) * pend[0] + np.fft.rfft(seg_n) * pend[1]
         y = np.fft.irfft(spec, n_fft)
         for i in range(n_fft):
             ola[i] += y[i]
-        for i in range(hop):
-            out[j * hop + i] = ola[i]
+        n_out = _emit(ola, ints, out, n_out, hop)
         for i in range(n_fft - hop):
             ola[i] = ola[i + hop]
         for i in range(n_fft - hop, n_fft):
             ola[i] = 0.0
-        fa = fb
-    return out, fa, last_voiced, phase, counter
+        if j0 + j < n:
+            _set_pending(pend, buf, f0, hh, hn, lh, ln, hv, log, j0 + j, n_fft)
+    if flush:
+        n_out = _emit(ola, ints, out, n_out, hop // 2)
+    return n_out
 
 
-@dataclass
+@numba.njit(cache=True, nogil=True)
+def _emit(ola, ints, out, n_out, count):  # pragma: no cover
+    """``ola[:count]`` out, less the samples before sample 0 still to skip."""
+    drop = min(ints[_SKIP], count)
+    ints[_SKIP] -= drop
+    for i in range(drop, count):
+        out[n_out] = ola[i]
+        n_out += 1
+    return n_out
+
+
+@numba.njit(cache=True, nogil=True)
+def _set_pending(pend, buf, f0, hh, hn, lh, ln, hv, log, j, n_fft):  # pragma: no cover
+    buf[_PEND_F0] = f0[j]
+    if log:
+        if hv[j]:
+            pend[0, :] = _min_phase(lh[j], n_fft)
+        else:
+            pend[0, :] = 0.0
+        pend[1, :] = _min_phase(ln[j], n_fft)
+    else:
+        pend[0, :] = hh[j]
+        pend[1, :] = hn[j]
+
+
+@numba.njit(cache=True, nogil=True)
+def _voices(buf, ints, pend, f0, hh, hn, lh, ln, hv, log, flush, out, counts, win, hop,
+            n_fft, limit, sr):  # pragma: no cover  # fmt: skip
+    """:func:`_voice` for each stream (row) of the stacked states and inputs."""
+    for v in range(buf.shape[0]):
+        if log:
+            counts[v] = _voice(buf[v], ints[v], pend[v], f0[v], hh[0], hn[0], lh[v], ln[v],
+                               hv[v], True, flush, out[v], win, hop, n_fft, limit, sr)  # fmt: skip
+        else:
+            counts[v] = _voice(buf[v], ints[v], pend[v], f0[v], hh[v], hn[v], lh[0], ln[0],
+                               hv[0], False, flush, out[v], win, hop, n_fft, limit, sr)  # fmt: skip
+
+
 class SourceState:
-    """Where a stream stands: ``started`` once frame 0 arrived (its f0 sets the oscillator);
-    ``f0``: the oscillator's f0 at the centre of the last frame received; ``pending``: that
-    frame's responses, processed when the next frame's f0 comes; the source of the half
-    segment before it; the overlap-add tail; ``skip``: output samples still to drop (those
-    before sample 0)."""
+    """Where a stream stands, in three arrays (so that many streams stack for one kernel
+    call): ``buf`` float64: the phase, the oscillator's f0 at the centre of the last frame
+    received, the last voiced f0, the last frame's f0, then the source of the half segment
+    before it and the overlap-add tail; ``ints``: started (frame 0 arrived: its f0 set the
+    oscillator), the noise counter, output samples still to drop (those before sample 0);
+    ``pend``: the last frame's harmonic and noise responses, processed when the next
+    frame's f0 comes. The arrays are updated in place."""
 
-    started: bool = False
-    f0: float = 0.0
-    last_voiced: float = 100.0
-    phase: float = 0.0
-    counter: int = 0
-    pending: tuple | None = None
-    half_h: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    half_n: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    ola: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    skip: int = 0
+    __slots__ = ("buf", "ints", "pend")
+
+    def __init__(self, buf: np.ndarray, ints: np.ndarray, pend: np.ndarray):
+        self.buf, self.ints, self.pend = buf, ints, pend
+
+    @property
+    def started(self) -> bool:
+        return bool(self.ints[_STARTED])
+
+    @property
+    def phase(self) -> float:
+        return float(self.buf[_PHASE])
 
 
 class SourceFilter:
     """Frames of (f0, harmonic response, noise response) -> audio, offline or streaming.
 
     ``f0``: ``(T,)`` Hz, 0 where unvoiced. ``harmonic``, ``noise``: ``(T, n_fft // 2 + 1)``
-    complex frequency responses (causal). ``seed`` picks the noise."""
+    complex frequency responses (causal); or, by :meth:`stream_log` / :meth:`stream_many`,
+    natural-log magnitudes made minimum phase here, the harmonic one silenced where a flag
+    says. ``seed`` picks the noise."""
 
     def __init__(self, conv: Convention = DEFAULT, nyquist_ratio: float = 0.98, seed: int = 0):
         if conv.win_length != conv.n_fft or conv.n_fft < 2 * conv.hop_length:
             raise ValueError("the harmonic source needs win_length == n_fft >= 2 * hop_length")
         self.conv, self.seed = conv, seed
         self.hop, self.n_fft, self.sr = conv.hop_length, conv.n_fft, float(conv.sample_rate)
+        self.bins = self.n_fft // 2 + 1
         self.limit = nyquist_ratio * self.sr / 2
         n = 2 * self.hop
         self.win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)  # periodic Hann
         self.delay = self.hop + self.hop // 2
+        self._buf0 = np.zeros(_SCALARS + 2 * self.hop + self.n_fft)
+        self._ints0 = np.array([0, seed << 32, self.hop // 2], np.int64)
+        self._pend0 = np.zeros((2, self.bins), np.complex128)
+        self._no_c = np.zeros((1, 1, 1), np.complex128)
+        self._no_f = np.zeros((1, 1, 1), np.float32)
+        self._no_b = np.zeros((1, 1), np.bool_)
 
     def initial_state(self) -> SourceState:
-        z = np.zeros
-        return SourceState(half_h=z(self.hop), half_n=z(self.hop), ola=z(self.n_fft),
-                           skip=self.hop // 2)  # fmt: skip
+        return SourceState(self._buf0.copy(), self._ints0.copy(), self._pend0.copy())
 
-    def check(self, f0: np.ndarray, harmonic: np.ndarray, noise: np.ndarray):
+    def check_f0(self, f0) -> np.ndarray:
         f0 = np.asarray(f0, np.float64)
-        bins = self.n_fft // 2 + 1
         if f0.ndim != 1:
             raise ValueError(f"f0 must be (frames,) in Hz; got shape {f0.shape}")
         if not np.isfinite(f0).all() or (f0 < 0).any() or (f0 >= self.sr / 2).any():
@@ -159,77 +246,112 @@ class SourceFilter:
                 f"f0 must be finite, >= 0 (0 = unvoiced) and below Nyquist ({self.sr / 2:.0f}"
                 " Hz) in every frame; clean the contour (NaN -> 0) before vocoding"
             )
-        for name, h in (("harmonic", harmonic), ("noise", noise)):
-            if h.shape != (f0.size, bins):
+        return f0
+
+    def _check_shape(self, f0: np.ndarray, *named):
+        for name, h in named:
+            if h.shape != (f0.size, self.bins):
                 raise ValueError(
-                    f"{name} response must be (frames, {bins}) to match f0's {f0.size} "
+                    f"{name} response must be (frames, {self.bins}) to match f0's {f0.size} "
                     f"frames; got {h.shape}"
                 )
+
+    def check(self, f0: np.ndarray, harmonic: np.ndarray, noise: np.ndarray):
+        f0 = self.check_f0(f0)
+        self._check_shape(f0, ("harmonic", harmonic), ("noise", noise))
         return (
             f0,
             np.ascontiguousarray(harmonic, np.complex128),
             np.ascontiguousarray(noise, np.complex128),
         )
 
+    def _go(self, states, f0, hh, hn, lh, ln, hv, flush: bool, pool=None):
+        """The kernel over the stacked ``states`` (new ones where None) -> per-stream outputs
+        and the states (views into the stacked arrays); on ``pool``'s threads if given."""
+        v = len(states)
+        sts = [s if s is not None else self.initial_state() for s in states]
+        if v == 1:
+            s = sts[0]
+            buf, ints, pend = s.buf[None], s.ints[None], s.pend[None]
+        else:
+            buf = np.stack([s.buf for s in sts])
+            ints = np.stack([s.ints for s in sts])
+            pend = np.stack([s.pend for s in sts])
+        n = f0.shape[1]
+        out = np.empty((v, (n + 1) * self.hop + self.hop // 2), np.float32)
+        counts = np.zeros(v, np.int64)
+        log = lh is not None
+        if log:
+            hh = hn = self._no_c
+        else:
+            lh, ln, hv = self._no_f, self._no_f, self._no_b
+
+        def run(a: int, b: int):
+            _voices(buf[a:b], ints[a:b], pend[a:b], f0[a:b], hh[a:b] if not log else hh,
+                    hn[a:b] if not log else hn, lh[a:b] if log else lh,
+                    ln[a:b] if log else ln, hv[a:b] if log else hv, log, flush, out[a:b],
+                    counts[a:b], self.win, self.hop, self.n_fft, self.limit, self.sr)  # fmt: skip
+
+        workers = getattr(pool, "_max_workers", 2) if pool is not None and v > 1 else 1
+        if workers > 1:
+            edges = np.linspace(0, v, min(workers, v) + 1).astype(int)
+            futs = [pool.submit(run, a, b) for a, b in itertools.pairwise(edges[1:])]
+            run(0, edges[1])
+            for f in futs:
+                f.result()
+        else:
+            run(0, v)
+        if v > 1:
+            sts = [SourceState(buf[i], ints[i], pend[i]) for i in range(v)]
+        return [out[i, : counts[i]] for i in range(v)], sts
+
     def stream(self, f0, harmonic, noise, state: SourceState | None = None):
         """A chunk of frames -> ``(samples now final, state)``."""
         f0, hh, hn = self.check(f0, harmonic, noise)
-        st = state if state is not None else self.initial_state()
-        if f0.size == 0:
-            return np.zeros(0, np.float32), st
-        if not st.started:
-            first = f0[0] if f0[0] > 0 else UNVOICED_F0  # no look-ahead: a stream cannot have it
-            st.started, st.f0, st.last_voiced = True, float(first), float(first)
-            st.counter = self.seed << 32
-            st.phase = _source_run(
-                np.array([first, first]),
-                0.0,
-                self.limit,
-                self.sr,
-                np.uint64(st.counter),
-                self.hop,
-                st.half_h,
-                st.half_n,
-            )
-            st.counter += self.hop
-            st.pending = (f0[0], hh[0], hn[0])
-            f0, hh, hn = f0[1:], hh[1:], hn[1:]
-            if f0.size == 0:
-                return np.zeros(0, np.float32), st
-        pf, ph, pn = st.pending
-        f0s = np.concatenate([[pf], f0])
-        hhs = np.concatenate([ph[None], hh])
-        hns = np.concatenate([pn[None], hn])
-        return self._run(f0s, hhs, hns, st)
+        ys, sts = self._go([state], f0[None], hh[None], hn[None], None, None, None, False)
+        return ys[0], sts[0]
 
-    def _run(self, f0s, hhs, hns, st: SourceState):
-        out, st.f0, st.last_voiced, st.phase, counter = _frames(
-            f0s, hhs, hns, st.f0, st.last_voiced, st.phase, np.uint64(st.counter),
-            st.half_h, st.half_n, st.ola, self.win, self.hop, self.n_fft, self.limit,
-            self.sr,
-        )  # fmt: skip
-        st.counter = int(counter)
-        st.pending = (f0s[-1], hhs[-1], hns[-1])
-        drop = min(st.skip, out.size)
-        st.skip -= drop
-        return out[drop:].astype(np.float32), st
+    def stream_log(self, f0, log_h, log_n, voiced, state: SourceState | None = None,
+                   flush: bool = False):  # fmt: skip
+        """:meth:`stream` with the responses as natural-log magnitudes ``(frames, bins)``
+        (float32), made minimum phase here; the harmonic one is zero where ``voiced`` is
+        false. ``flush``: the stream's end too (the chunk's samples then :meth:`flush`'s)."""
+        ys, sts = self.stream_many([f0], log_h[None], log_n[None], voiced[None], [state], flush)
+        return ys[0], sts[0]
+
+    def stream_many(self, f0s, log_h, log_n, voiced, states: list, flush: bool = False,
+                    pool=None):  # fmt: skip
+        """:meth:`stream_log` for several streams' chunks of one length in one kernel call
+        (split over ``pool``'s threads: the kernel releases the GIL): ``f0s`` a list of
+        ``(frames,)``, ``log_h``, ``log_n`` ``(streams, frames, bins)``, ``voiced``
+        ``(streams, frames)``."""
+        f0 = np.stack([self.check_f0(f) for f in f0s]) if len(f0s) != 1 else None
+        f0 = self.check_f0(f0s[0])[None] if f0 is None else f0
+        shape = (f0.shape[0], f0.shape[1], self.bins)
+        if log_h.shape != shape or log_n.shape != shape or voiced.shape != shape[:2]:
+            raise ValueError(
+                f"log responses must be {shape} and the flags {shape[:2]}; got "
+                f"{log_h.shape}, {log_n.shape}, {voiced.shape}"
+            )
+        lh = np.ascontiguousarray(log_h, np.float32)
+        ln = np.ascontiguousarray(log_n, np.float32)
+        hv = np.ascontiguousarray(voiced, np.bool_)
+        return self._go(states, f0, None, None, lh, ln, hv, flush, pool)
 
     def flush(self, state: SourceState | None) -> np.ndarray:
         """The last ``delay`` samples: the last frame processed (its successor's f0 taken as
         its own) and the tail up to its end."""
         if state is None or not state.started:
             return np.zeros(0, np.float32)
-        pf, ph, pn = state.pending
-        f0s = np.array([pf, pf])
-        z = np.zeros_like(ph)
-        out, _ = self._run(f0s, np.stack([ph, z]), np.stack([pn, z]), state)
-        tail = state.ola[: self.hop // 2].astype(np.float32)
-        return np.concatenate([out, tail])
+        z = np.zeros((1, 0, self.bins), np.complex128)
+        ys, _ = self._go([state], np.zeros((1, 0)), z, z, None, None, None, True)
+        return ys[0]
 
     def __call__(self, f0, harmonic, noise) -> np.ndarray:
         """Offline: ``(T * hop,)`` float32 audio, the streamed samples exactly."""
-        y, st = self.stream(f0, harmonic, noise)
-        return np.concatenate([y, self.flush(st)])
+        f0, hh, hn = self.check(f0, harmonic, noise)
+        ys, _ = self._go([None], f0[None], hh[None], hn[None], None, None, None, True)
+        return ys[0]
 
     def source(self, f0: np.ndarray, start_phase: float = 0.0, seed: int | None = None):
         """The excitation alone, for training: ``(harmonic, noise)`` over ``[c_{-1},

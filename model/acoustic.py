@@ -221,27 +221,40 @@ class AcousticModel(nn.Module):
 
     def __init__(self, n_symbols: int, n_mels: int = 80, channels: int = 256,
                  hidden: int = 512, layers: int = 2, r: int = 2,
-                 audio_encoder: int = 0, f0_head: bool = False):  # fmt: skip
+                 audio_encoder: int = 0, f0_head: bool = False,
+                 sung_flag: bool = False):  # fmt: skip
         super().__init__()
         self.kwargs = {"n_symbols": n_symbols, "n_mels": n_mels, "channels": channels,
                        "hidden": hidden, "layers": layers, "r": r,
                        "audio_encoder": audio_encoder}  # fmt: skip
         if f0_head:
             self.kwargs["f0_head"] = True
+        if sung_flag:  # a fourth control: 1 on sung frames (singing data), 0 on speech
+            self.kwargs["sung_flag"] = True
+        self.sung_flag = sung_flag
         self.encoder = TextEncoder(n_symbols, channels)
         self.duration = VariancePredictor(channels, 1)  # log(1 + frames)
         self.prosody = VariancePredictor(channels, 3)  # per-token mean of the 3 controls
-        self.control_proj = nn.Linear(3, channels // 4)
+        self.control_proj = nn.Linear(3 + int(sung_flag), channels // 4)
         self.generator = Generator(channels + 1 + channels // 4, n_mels, hidden, layers, r,
                                    feedback=audio_encoder, pitch=f0_head)  # fmt: skip
 
-    def frame_inputs(self, enc: torch.Tensor, durations: torch.Tensor,
-                     controls: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    def frame_inputs(self, enc: torch.Tensor, durations: torch.Tensor, controls: torch.Tensor,
+                     sung: float | torch.Tensor = 0.0) -> torch.Tensor:  # fmt: skip
         """Generator inputs ``(B, T, D)`` from the encoding, durations and frame controls."""
         up = upsample(enc, durations, controls.shape[1])
-        return torch.cat([up, self.control_proj(controls)], -1)
+        return torch.cat([up, self.project_controls(controls, sung)], -1)
 
-    def forward(self, tokens, durations, controls, mel=None):
+    def project_controls(self, controls: torch.Tensor, sung: float | torch.Tensor = 0.0):
+        """Frame controls ``(..., T, 3)`` -> their projection; ``sung`` (a number, or one per
+        batch item ``(B,)``) is the fourth control of a model with the sung flag."""
+        if self.sung_flag:
+            flag = torch.as_tensor(sung, dtype=controls.dtype, device=controls.device)
+            flag = flag.reshape(*flag.shape, *([1] * (controls.dim() - flag.dim())))
+            controls = torch.cat([controls, flag.expand(*controls.shape[:-1], 1)], -1)
+        return self.control_proj(controls)
+
+    def forward(self, tokens, durations, controls, mel=None, sung=0.0):
         """Teacher-forced: ``(mel (B, T, n_mels), log-duration (B, N), prosody (B, N, 3))``;
         ``mel`` (the target) feeds the audio encoder when the model has one."""
         enc = self.encoder(tokens)

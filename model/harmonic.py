@@ -93,15 +93,19 @@ class HarmonicNet(nn.Module):
         lf0 = torch.log2(torch.clamp(f0, min=1.0) / F0_REF) * voiced
         return torch.cat([mel, lf0[:, None], voiced[:, None]], 1)
 
-    def _filters(self, x: torch.Tensor, mel: torch.Tensor, f0: torch.Tensor):
+    def _log_filters(self, x: torch.Tensor, mel: torch.Tensor, f0: torch.Tensor):
+        """The filters as natural-log magnitudes ``(B, T, bins)`` float32 and the voicing
+        ``(B, T)`` that silences the harmonic one."""
         head, skip = self.head, self.skip
         h = linear(self.norm(x.transpose(1, 2)), head.weight, head.bias)
         h = h + linear(mel.transpose(1, 2), skip.weight, skip.bias)
         log_h, log_n = h.float().split(self.bins, -1)
-        voiced = (f0 > 0).float()[..., None]
         log_h = log_h + torch.log(torch.clamp(f0, min=1.0)).float()[..., None]  # see __init__
-        log_h, log_n = log_h.clamp(-20.0, 6.0), log_n.clamp(-20.0, 6.0)
-        harm = minimum_phase(log_h, self.n_fft) * voiced
+        return log_h.clamp(-20.0, 6.0), log_n.clamp(-20.0, 6.0), f0 > 0
+
+    def _filters(self, x: torch.Tensor, mel: torch.Tensor, f0: torch.Tensor):
+        log_h, log_n, voiced = self._log_filters(x, mel, f0)
+        harm = minimum_phase(log_h, self.n_fft) * voiced.float()[..., None]
         return harm, minimum_phase(log_n, self.n_fft)
 
     def forward(self, mel: torch.Tensor, f0: torch.Tensor):
@@ -117,15 +121,25 @@ class HarmonicNet(nn.Module):
             "blocks": [b.dw.init_cache(batch, device) for b in self.blocks],
         }
 
-    def stream(self, mel: torch.Tensor, f0: torch.Tensor, state: dict | None = None):
-        """A chunk -> its frames' responses (no look-ahead: all of them) and the state."""
+    def _trunk(self, mel: torch.Tensor, f0: torch.Tensor, state: dict | None):
         st = state if state is not None else self.initial_state(mel.shape[0], mel.device)
         x, pre = frame_conv(self.pre, self.features(mel, f0), st["pre"])
         caches = []
         for b, c in zip(self.blocks, st["blocks"], strict=True):
             x, c = b.stream(x, c)
             caches.append(c)
-        return self._filters(x, mel, f0), {"pre": pre, "blocks": caches}
+        return x, {"pre": pre, "blocks": caches}
+
+    def stream(self, mel: torch.Tensor, f0: torch.Tensor, state: dict | None = None):
+        """A chunk -> its frames' responses (no look-ahead: all of them) and the state."""
+        x, st = self._trunk(mel, f0, state)
+        return self._filters(x, mel, f0), st
+
+    def stream_log(self, mel: torch.Tensor, f0: torch.Tensor, state: dict | None = None):
+        """:meth:`stream` with the filters as :meth:`_log_filters` gives them (inference: the
+        synthesis makes them minimum phase, in float64)."""
+        x, st = self._trunk(mel, f0, state)
+        return self._log_filters(x, mel, f0), st
 
     def remove_weight_norm(self) -> HarmonicNet:
         return bake_weight_norm(self)
@@ -166,12 +180,14 @@ class HarmonicVocoder(TorchVocoder):
         c = self.conv
         if mel.ndim != 2 or mel.shape[0] != c.n_mels:
             raise ValueError(f"log-mel must be (n_mels={c.n_mels}, frames); got shape {mel.shape}")
-        if not np.isfinite(mel).all() or mel.min() < math.log(c.log_clamp) - 1e-3:
+        floor = math.log(c.log_clamp)
+        if not np.isfinite(mel).all() or mel.min() < floor - 3.0 or mel.max() > 10.0:
             raise ValueError(
                 "log-mel must be finite natural-log magnitudes clamped at "
-                f"log({c.log_clamp}) (the convention's dsp.log_mel); got values down to "
-                f"{mel.min():.3g}: a power or dB mel? convert it first"
+                f"log({c.log_clamp}) = {floor:.2f} (the convention's dsp.log_mel); got "
+                f"{mel.min():.3g}..{mel.max():.3g}: a power or dB mel? convert it first"
             )
+        mel = np.maximum(mel, floor)  # a generated mel dips a little below the clamp
         if f0 is None:
             raise ValueError(
                 "the harmonic vocoder needs the frame f0 (Hz, 0 = unvoiced): pass f0=, e.g. "
@@ -187,58 +203,70 @@ class HarmonicVocoder(TorchVocoder):
             )
         return mel, f0
 
+    def _f0(self, f0: np.ndarray, device) -> torch.Tensor:
+        return torch.from_numpy(f0.astype(np.float32)).to(device)
+
     def _run_net(self, mel: np.ndarray, f0: np.ndarray, state: dict | None = None):
         m = self._in(mel)
-        f = torch.from_numpy(f0.astype(np.float32))[None].to(m.device)
-        (harm, noise), ns = self.net.stream(m, f, state)
+        (harm, noise), ns = self.net.stream(m, self._f0(f0, m.device)[None], state)
         return harm[0].cpu().numpy(), noise[0].cpu().numpy(), ns
 
-    @torch.no_grad()
+    def _run_log(self, mel: np.ndarray, f0: np.ndarray, state: dict | None = None):
+        """The network on one stream -> log filters ``(1, T, bins)``, voicing, its state."""
+        m = self._in(mel)
+        (log_h, log_n, voiced), ns = self.net.stream_log(m, self._f0(f0, m.device)[None], state)
+        return log_h.cpu().numpy(), log_n.cpu().numpy(), voiced.cpu().numpy(), ns
+
+    @torch.inference_mode()
     def filters(self, log_mel, f0) -> tuple[np.ndarray, np.ndarray]:
         """The network's harmonic and noise responses ``(T, bins)`` for the whole input."""
         mel, f0 = self._check(log_mel, f0)
         harm, noise, _ = self._run_net(mel, f0)
         return harm, noise
 
+    @torch.inference_mode()
     def __call__(self, log_mel, f0=None) -> np.ndarray:
         mel, f0 = self._check(log_mel, f0)
-        harm, noise = self.filters(mel, f0)
-        return self.source(f0, harm, noise)
+        log_h, log_n, voiced, _ = self._run_log(mel, f0)
+        ys, _ = self.source.stream_many([f0], log_h, log_n, voiced, [None], flush=True)
+        return ys[0]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def stream(self, log_mel, state: tuple | None = None, f0=None) -> tuple[np.ndarray, tuple]:
         mel, f0 = self._check(log_mel, f0)
         ns, ss = state if state is not None else (None, None)
-        harm, noise, ns = self._run_net(mel, f0, ns)
-        y, ss = self.source.stream(f0, harm, noise, ss)
-        return y, (ns, ss)
+        log_h, log_n, voiced, ns = self._run_log(mel, f0, ns)
+        ys, sss = self.source.stream_many([f0], log_h, log_n, voiced, [ss])
+        return ys[0], (ns, sss[0])
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def stream_many(self, mels: list, states: list, pool=None, f0s=None) -> list:
         """:meth:`stream` for several voices' chunks of one length: the network once for
-        all of them, the synthesis per voice (on ``pool``'s threads: it releases the GIL)."""
+        all of them, the synthesis in one kernel call (split over ``pool``'s threads: it
+        releases the GIL)."""
         checked = [self._check(m, f) for m, f in zip(mels, f0s, strict=True)]
         ns = [s[0] if s is not None else None for s in states]
-        b = len(mels)
-        init = self.net.initial_state(1, next(self.net.parameters()).device)
-        ns = [s if s is not None else init for s in ns]
-        blocks = zip(*(s["blocks"] for s in ns), strict=True)
+        dev = next(self.net.parameters()).device
+        if any(s is None for s in ns):
+            init = self.net.initial_state(1, dev)
+            ns = [s if s is not None else init for s in ns]
         joined = {
             "pre": torch.cat([s["pre"] for s in ns]),
-            "blocks": [torch.cat(c) for c in blocks],
+            "blocks": [torch.cat(c) for c in zip(*(s["blocks"] for s in ns), strict=True)],
         }
-        m = torch.cat([self._in(mel) for mel, _ in checked])
-        f = torch.from_numpy(np.stack([f0 for _, f0 in checked]).astype(np.float32)).to(m.device)
-        (harm, noise), new = self.net.stream(m, f, joined)
-        harm, noise = harm.cpu().numpy(), noise.cpu().numpy()
-
-        def one(i: int):
-            part = {"pre": new["pre"][i : i + 1], "blocks": [c[i : i + 1] for c in new["blocks"]]}
-            ss = states[i][1] if states[i] is not None else None
-            y, ss = self.source.stream(checked[i][1], harm[i], noise[i], ss)
-            return y, (part, ss)
-
-        return list(pool.map(one, range(b))) if pool else [one(i) for i in range(b)]
+        m = torch.from_numpy(np.stack([mel for mel, _ in checked])).to(dev)
+        f0 = np.stack([f0 for _, f0 in checked])
+        (log_h, log_n, voiced), new = self.net.stream_log(m, self._f0(f0, dev), joined)
+        ys, sss = self.source.stream_many(
+            list(f0), log_h.cpu().numpy(), log_n.cpu().numpy(), voiced.cpu().numpy(),
+            [s[1] if s is not None else None for s in states], pool=pool,
+        )  # fmt: skip
+        pres = new["pre"].split(1)
+        blocks = [c.split(1) for c in new["blocks"]]
+        return [
+            (y, ({"pre": pres[i], "blocks": [c[i] for c in blocks]}, ss))
+            for i, (y, ss) in enumerate(zip(ys, sss, strict=True))
+        ]
 
     def flush(self, state: tuple | None) -> np.ndarray:
         return self.source.flush(state[1] if state is not None else None)

@@ -96,7 +96,7 @@ class Voice:
         control projection inverted (it is linear, 3 -> channels / 4)."""
         proj = self.model.control_proj
         c = x[:, -proj.out_features :] - proj.bias
-        return torch.linalg.lstsq(proj.weight, c.T).solution.T[:, :2]
+        return torch.linalg.lstsq(proj.weight, c.T).solution.T[:, :2]  # (sung flag aside)
 
 
 def packaged(conv: dsp.Convention | None = None) -> Voice:

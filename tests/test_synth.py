@@ -59,3 +59,38 @@ def test_a_glide_moves_the_held_pitch(renderer):
     f1, v1 = dsp.yin(first[11025:], dsp.DEFAULT, fmin=80, fmax=600)
     f2, v2 = dsp.yin(second[11025:], dsp.DEFAULT, fmin=80, fmax=600)
     assert abs(12 * np.log2(np.median(f1[v1]) / np.median(f2[v2])) + 7) < 0.5  # 7 semitones up
+
+
+@pytest.fixture(scope="module")
+def harmonic_renderer():
+    """The default voice through an untrained harmonic vocoder (the mel as the envelope):
+    its pitch is the f0 it is given whatever its weights."""
+    from model.harmonic import HarmonicNet, HarmonicVocoder
+
+    torch.manual_seed(0)
+    voc = HarmonicVocoder(HarmonicNet(channels=32, blocks=1).eval(), dsp.DEFAULT, {})
+    return Renderer(_voice.packaged(dsp.DEFAULT), voc, 2)
+
+
+@pytest.mark.parametrize("pitch", [48, 57, 69, 76])
+def test_a_harmonic_vocoder_sings_the_notes_pitch_across_two_octaves(harmonic_renderer, pitch):
+    """No mel warping with a vocoder that sounds the f0: the note's own pitch, in tune,
+    beyond the generator's native range too."""
+    n = Note(harmonic_renderer, pitch, 100, "la", {"vibrato_depth": 0.0})
+    held = np.concatenate([n.render(256) for _ in range(120)])
+    assert all(k == 1.0 for k in n.factors)  # nothing was warped
+    f0, voiced = dsp.yin(held[11025:], dsp.DEFAULT, fmin=60, fmax=1000)
+    assert voiced.mean() > 0.9
+    cents = 1200 * np.log2(np.median(f0[voiced]) / (440 * 2 ** ((pitch - 69) / 12)))
+    assert abs(cents) < 5, cents
+
+
+def test_speech_through_a_harmonic_vocoder_is_voiced_where_its_pitch_says(harmonic_renderer):
+    s = Speech(harmonic_renderer, "Good morning, everyone.")
+    out = np.concatenate([s.render(256) for _ in range(400)])
+    assert s.done and np.abs(out).max() > 0.01
+    f0 = s.f0[s.f0 > 0]
+    got, voiced = dsp.yin(out, dsp.DEFAULT, fmin=60, fmax=1000)
+    assert 0.3 < voiced.mean() < 0.95  # voiced speech with unvoiced stretches
+    heard = np.median(got[voiced])
+    assert abs(1200 * np.log2(heard / np.median(f0))) < 100  # the voice's own register

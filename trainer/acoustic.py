@@ -24,6 +24,8 @@ from model.discriminators import MelDiscriminator, d_loss, feature_matching, g_a
 from model.frontend import Frontend
 from trainer import corpus, dataset, features, runtime, train_state
 
+SUNG = "_sung"  # the id suffix of sung items
+
 
 @dataclass
 class Item:
@@ -32,6 +34,7 @@ class Item:
     durations: np.ndarray  # (N,) int64, summing to T
     mel: np.ndarray  # (n_mels, T)
     controls: np.ndarray  # (T, 3): log f0, voicing, energy (raw)
+    sung: bool = False  # a sung copy (`melgand corpus ... --sung`): its durations are the notes'
 
 
 def segment_durations(segs, n_frames: int, conv: dsp.Convention) -> np.ndarray:
@@ -70,7 +73,7 @@ def load_items(data: Path, conv: dsp.Convention, token_source: str,
         logf0 = np.where(f["voiced"], np.log(np.maximum(f["f0"], 1.0)), 0.0)
         controls = np.stack([logf0, f["voiced"].astype(np.float64), f["energy"]], 1)
         items.append(Item(row.id, np.array(fe.encode_units(units)), dur, f["mel"],
-                          controls.astype(np.float32)))  # fmt: skip
+                          controls.astype(np.float32), row.id.endswith(SUNG)))  # fmt: skip
     return items, fe
 
 
@@ -108,6 +111,7 @@ def make_batch(items: list[Item], stats: Stats):
     frame_mask = torch.zeros(b, t, dtype=torch.bool)
     tok_mask = torch.zeros(b, n, dtype=torch.bool)
     prosody = torch.zeros(b, n, 3)
+    sung = torch.tensor([float(it.sung) for it in items])
     for j, it in enumerate(items):
         k, T = len(it.tokens), it.mel.shape[1]
         tokens[j, :k] = torch.from_numpy(it.tokens)
@@ -121,19 +125,21 @@ def make_batch(items: list[Item], stats: Stats):
         prosody[j, :k] = sums / torch.from_numpy(it.durations).clamp(min=1)[:, None].float()
         # the generator sees each token's mean controls, as it will when they are predicted
         ctrl[j, :T] = prosody[j, idx]
-    return tokens, durs, mel, ctrl, frame_mask, tok_mask, prosody
+    return tokens, durs, mel, ctrl, frame_mask, tok_mask, prosody, sung
 
 
 def losses(model, batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Teacher-forced losses and the predicted mel ``(B, T, n_mels)``."""
-    tokens, durs, mel, ctrl, fmask, tmask, prosody = batch
-    pred, log_dur, pros = model(tokens, durs, ctrl, mel)
+    """Teacher-forced losses and the predicted mel ``(B, T, n_mels)``. Sung items teach the
+    generator only: their durations and pitch are the notes', not the voice's speech."""
+    tokens, durs, mel, ctrl, fmask, tmask, prosody, sung = batch
+    pred, log_dur, pros = model(tokens, durs, ctrl, mel, sung)
     fm = fmask[..., None].float()
-    tm = tmask.float()
+    tm = tmask.float() * (1.0 - sung)[:, None]
+    tm_sum = tm.sum().clamp(min=1.0)
     out = {
         "mel": (F.l1_loss(pred, mel, reduction="none") * fm).sum() / (fm.sum() * mel.shape[-1]),
-        "duration": ((log_dur - torch.log1p(durs.float())) ** 2 * tm).sum() / tm.sum(),
-        "prosody": (((pros - prosody) ** 2).mean(-1) * tm).sum() / tm.sum(),
+        "duration": ((log_dur - torch.log1p(durs.float())) ** 2 * tm).sum() / tm_sum,
+        "prosody": (((pros - prosody) ** 2).mean(-1) * tm).sum() / tm_sum,
     }
     out["total"] = out["mel"] + 0.1 * out["duration"] + 0.1 * out["prosody"]
     return out, pred
@@ -144,6 +150,7 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
           hidden: int = 384, r: int = 2, audio_encoder: int = 0,
           adversarial_weight: float = 0.0, adversarial_start: int = 0,
           token_source: str = "segments", aligner_run: Path | None = None,
+          init: Path | None = None,
           held_out: float = 0.02, save_every: int = 500, device: str = "auto",
           amp: bool = True, resume: bool = False, progress: bool = True, command: str = "",
           log_every: int = 50) -> dict:  # fmt: skip
@@ -158,8 +165,11 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
     val, tr = items[-n_val:], items[:-n_val]
     stats = Stats.of(tr)
     by_len = sorted(tr, key=lambda i: i.mel.shape[1])
+    sung_flag = any(i.sung for i in items)
     net = AcousticModel(len(fe.symbols), conv.n_mels, hidden=hidden, r=r,
-                        audio_encoder=audio_encoder)  # fmt: skip
+                        audio_encoder=audio_encoder, sung_flag=sung_flag)  # fmt: skip
+    if init is not None and not resume:
+        net, stats = initialised(init, fe, conv, sung_flag)
     disc_net = MelDiscriminator(conv.n_mels) if adversarial_weight > 0 else None
     opts = {"opt": torch.optim.AdamW(net.parameters(), lr=lr)}
     if disc_net is not None:
@@ -198,7 +208,7 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
             vb = [t.to(rt.device) for t in make_batch(val, stats)]
             vl, _ = losses(net, vb)
             enc = net.encoder(vb[0])
-            free = net.generator(net.frame_inputs(enc, vb[1], vb[3]))
+            free = net.generator(net.frame_inputs(enc, vb[1], vb[3], vb[7]))
             fm = vb[4][..., None].float()
             vl["mel_free"] = ((free - vb[2]).abs() * fm).sum() / (fm.sum() * conv.n_mels)
             log_dur = net.duration(enc)[0, :, 0]
@@ -259,6 +269,24 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
         finally:
             record.close()
             rt.close()
+
+
+def initialised(init: Path, fe: Frontend, conv: dsp.Convention, sung_flag: bool):
+    """A model and statistics taken over from the voice ``init`` (a fine-tune: its phone set
+    and normalization kept); a sung-flag control it lacks starts at zero weight."""
+    tensors, header = checkpoint.load(init, kind="acoustic")
+    checkpoint.convention(header, conv, init, "voice")
+    if Frontend.from_dict(header["frontend"]).symbols != fe.symbols:
+        raise checkpoint.CheckpointError(f"{init}: another phone set than this dataset's")
+    kwargs = {k: v for k, v in header["kwargs"].items() if k != "f0_head"}
+    net = AcousticModel(**(kwargs | {"sung_flag": sung_flag}))
+    w = tensors["control_proj.weight"]
+    if w.shape[1] < net.control_proj.in_features:  # the new control: no effect at first
+        pad = w.new_zeros(w.shape[0], net.control_proj.in_features - w.shape[1])
+        tensors = dict(tensors) | {"control_proj.weight": torch.cat([w, pad], 1)}
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("generator.pitch.")}
+    net.load_state_dict(tensors, strict=True)
+    return net, Stats(**header["stats"])
 
 
 def plot_mels(path: Path, target: np.ndarray, pred: np.ndarray, title: str) -> None:

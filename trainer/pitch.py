@@ -37,8 +37,8 @@ def _states(model: AcousticModel, items: list, stats: acoustic.Stats, batch: int
     with torch.no_grad():
         for i in range(0, len(items), batch):
             chunk = items[i : i + batch]
-            tokens, durs, mel, ctrl, *_ = acoustic.make_batch(chunk, stats)
-            x = model.frame_inputs(model.encoder(tokens), durs, ctrl)
+            tokens, durs, mel, ctrl, *_, sung = acoustic.make_batch(chunk, stats)
+            x = model.frame_inputs(model.encoder(tokens), durs, ctrl, sung)
             hidden = gen.gru_outputs(x, mel)
             for j, it in enumerate(chunk):
                 t = it.mel.shape[1]
