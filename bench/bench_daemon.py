@@ -87,18 +87,24 @@ ONSET_SLIP = 0.003  # s: a gap that strays more than this from the sending gap i
 
 
 def send_notes(sock, dest, n: int, seed: int = 0, dur: float = 0.15,
-               gaps: tuple[float, float] = (0.3, 0.5)) -> list[float]:  # fmt: skip
+               gaps: tuple[float, float] = (0.3, 0.5)):  # fmt: skip
     """``n`` immediate /mnote note-ons (released after ``dur``), ``gaps`` s apart with
-    jitter; the monotonic times they were sent."""
+    jitter. Returns the monotonic times they were sent (the middle of the clock readings
+    before and after ``sendto``) and how long each ``sendto`` took by them: on a busy CPU
+    the sender may be preempted there, and then its time says less of the arrival."""
     rng = np.random.default_rng(seed)
-    sent = []
+    sent, took = [], []
     for i in range(n):
-        sent.append(time.monotonic())
-        sock.sendto(_osc("/mnote", 64.0, 100.0, i + 1), dest)
-        time.sleep(max(0.0, dur - (time.monotonic() - sent[-1])))
-        sock.sendto(_osc("/mnote/rel", 64.0, i + 1), dest)
-        time.sleep(max(0.0, rng.uniform(*gaps) - (time.monotonic() - sent[-1])))
-    return sent
+        on, off = _osc("/mnote", 64.0, 100.0, i + 1), _osc("/mnote/rel", 64.0, i + 1)
+        t0 = time.monotonic()
+        sock.sendto(on, dest)
+        t1 = time.monotonic()
+        sent.append((t0 + t1) / 2)
+        took.append(t1 - t0)
+        time.sleep(max(0.0, dur - (time.monotonic() - t0)))
+        sock.sendto(off, dest)
+        time.sleep(max(0.0, rng.uniform(*gaps) - (time.monotonic() - t0)))
+    return np.asarray(sent), np.asarray(took)
 
 
 def _osc(address: str, *args) -> bytes:
@@ -184,7 +190,7 @@ def run_onsets(n: int, sink: str, seed: int, sets: list[str]) -> None:
                     why = log.read_text()[-3000:]
                     raise SystemExit(f"the daemon did not start:\n{why}") from None
         time.sleep(3.0)  # past the stall of a newly opened PulseAudio stream
-        sent = send_notes(sock, dest, n, seed)
+        sent, took = send_notes(sock, dest, n + 1, seed)  # a lead-in note, then n
         time.sleep(1.0)
         sock.sendto(_osc("/status"), dest)
         sock.settimeout(5)
@@ -202,49 +208,101 @@ def run_onsets(n: int, sink: str, seed: int, sets: list[str]) -> None:
         pulse.terminate()
         pulse.wait(10)
         plog.close()
-    y, sr = sf.read(rec if sink == "sounddevice" else wav, dtype="float32")
-    assert sr == rate
-    text = log.read_text()
+    np.save(tmp / "sent.npy", np.stack([sent, took]))
+    print(f"# {n} immediate note-ons, 0.3-0.5 s apart, on {spec.split(':')[0]} "
+          f"({'the null sink monitor' if parec else 'the timeline'}), seed {seed}; files in "
+          f"{tmp}\n")  # fmt: skip
+    report(rec if sink == "sounddevice" else wav, sent, took, log.read_text(), status)
+
+
+def analyse(y: np.ndarray, rate: int, sent, took) -> dict:
+    """The recorded onsets against the sending times, the first note a lead-in: each gap's
+    error (s; NaN where a note was not found), which notes a device stall cut (their first
+    100 ms hold exact silence: not found reliably), which sends were held up in ``sendto``
+    (more than 0.5 ms: the sender's clock says less of the arrival), the gaps of neither
+    (``good``) and the device clock's drift against the system's. A note that begins as a
+    stall's silence ends was cut too."""
+    sent, took = np.asarray(sent), np.asarray(took)
+    # the first note has no syllable sung before it (co-articulation): it starts otherwise
+    # than the others and leads in; the ones after it are compared
+    err, onset = spacing_errors(find_onsets(y, rate), sent, rate)
+    err, onset, sent, took = err[1:], onset[1:], sent[1:], took[1:]
+    found = ~np.isnan(onset)
+    cut = np.zeros(len(sent), bool)
+    for i in np.flatnonzero(found):
+        s = int(onset[i] * rate)
+        zero = (np.abs(y[s : s + rate // 10]) == 0).astype(float)
+        cut[i] = len(zero) >= 44 and np.convolve(zero, np.ones(44), "valid").max() >= 44
+    # and a note that starts as a stall's silence (a second or more, exact) ends
+    z = np.concatenate(([0], (y == 0).astype(np.int8), [0]))
+    edges = np.diff(z)
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    stall_ends = ends[ends - starts >= rate] / rate
+    for i in np.flatnonzero(found):
+        cut[i] |= bool(np.any((onset[i] - stall_ends >= -0.05) & (onset[i] - stall_ends < 0.1)))
+    unsure = took > 0.0005
+    bad = cut | unsure
+    ok = ~np.isnan(err)
+    good = ok & ~bad[1:] & ~bad[:-1]
+    m = found & ~bad
+    slope = np.polyfit(sent[m] - sent[0], onset[m] - sent[m], 1)[0] if m.sum() > 2 else 0.0
+    return dict(err=err, ok=ok, good=good, found=found, cut=cut, unsure=unsure, slope=slope,
+                drift_free=err[good] - slope * np.diff(sent)[good])  # fmt: skip
+
+
+def report(recording: Path, sent, took, text: str, status) -> None:
+    """The onset table: ``recording`` against the sending times (a lead-in note first)."""
+    y, rate = sf.read(recording, dtype="float32")
+    r = analyse(y, rate, sent, took)
+    err, ok, good, cut, unsure = r["err"], r["ok"], r["good"], r["cut"], r["unsure"]
+    n = len(sent) - 1
     late, stalls = text.count("late by"), text.count("the audio device stalled")
-    where = "the null sink monitor" if parec else "the timeline"
-    print(f"# {n} immediate note-ons, 0.3-0.5 s apart, on {spec.split(':')[0]} ({where}), "
-          f"seed {seed}\n")  # fmt: skip
     print("| measure | figure |\n|---|---:|")
-    err, found = spacing_errors(find_onsets(y, rate), np.asarray(sent), rate)
-    print(f"| onsets found / sent | {found} / {n} |")
+    print(f"| onsets found / sent (after the lead-in note) | {int(r['found'].sum())} / {n} |")
     print(f"| underruns (/status) | {status[3]} |")
     print(f"| late (log) / device stalls (log) | {late} / {stalls} |")
-    a = np.abs(err) * 1000
-    if not len(a):
-        print(f"\nno two consecutive notes found: see {tmp}")
+    print(f"| notes cut by a stall / sends held up > 0.5 ms | {int(cut.sum())} / "
+          f"{int(unsure.sum())} |")  # fmt: skip
+    if not good.any():
+        print("\nno two consecutive notes found")
         return
-    print(f"| gaps compared (both notes found) | {len(a)} of {n - 1} |")
-    print(f"| onset spacing - sending spacing, mean / max abs | {a.mean():.2f} / "
-          f"{a.max():.2f} ms |")  # fmt: skip
-    print(f"| p50 / p99 abs | {np.percentile(a, 50):.2f} / {np.percentile(a, 99):.2f} ms |")
-    print(f"| slips (> {ONSET_SLIP * 1000:.0f} ms) | {int((a > ONSET_SLIP * 1000).sum())} |")
-    worst = np.argsort(-a)[:5]
-    print("\nworst gaps (index: ms):", ", ".join(f"{i}: {1000 * err[i]:+.2f}" for i in worst))
-    np.save(tmp / "err.npy", err)
-    np.save(tmp / "sent.npy", np.asarray(sent))
-    print(f"files: {tmp}")
+    a, g = np.abs(err[ok]) * 1000, np.abs(err[good]) * 1000
+    d = np.abs(r["drift_free"]) * 1000
+    slip = ONSET_SLIP * 1000
+    print(f"| gaps compared (both notes found) | {int(ok.sum())} of {n - 1} |")
+    print(f"| slips (gap off by > {slip:.0f} ms), all of them | {int((a > slip).sum())} |")
+    print(f"| gaps of neither a cut note nor a held-up send | {int(good.sum())} |")
+    p50, p99 = np.percentile(g, [50, 99])
+    print(f"| their onset gap - sending gap, mean / p50 / p99 / max abs | {g.mean():.2f} / "
+          f"{p50:.2f} / {p99:.2f} / {g.max():.2f} ms |")  # fmt: skip
+    print(f"| **their slips (> {slip:.0f} ms)** | **{int((g > slip).sum())}** |")
+    print(f"| device clock against the system clock | {r['slope'] * 1e6:+.0f} ppm |")
+    print(f"| the same gaps, drift removed: mean / max abs | {d.mean():.2f} / {d.max():.2f} ms |")
+    idx = np.flatnonzero(ok)[np.argsort(-a)[:5]]
+    why = lambda i: "".join(f" ({w})" for w, x in (("cut", cut), ("held up", unsure))  # noqa: E731
+                            if x[i] or x[i + 1])  # fmt: skip
+    print("\nworst gaps (notes: ms):",
+          ", ".join(f"{i + 1}-{i + 2}: {1000 * err[i]:+.2f}{why(i)}" for i in idx))  # fmt: skip
 
 
-def spacing_errors(found: np.ndarray, sent: np.ndarray, rate: int, tol: float = 0.03):
-    """Each sent note's onset among ``found`` (samples): the common offset that matches the
-    most of them within ``tol`` s, then the nearest onset to each; returns (for each pair of
-    consecutive notes both found: onset gap - sending gap, in s) and how many were found.
-    A note lost (a device stall drops the sound in it) takes out its two gaps only."""
+def spacing_errors(found: np.ndarray, sent: np.ndarray, rate: int, tol: float = 0.02):
+    """Each sent note's onset among ``found`` (samples), and for each pair of consecutive
+    notes both found, onset gap - sending gap (s; NaN where a note was not found: a device
+    stall drops the sound in it). The offset from sending to sound is followed from note to
+    note (the device's clock may drift against the system's by a few hundred ppm); where it
+    starts is the one that matches the most of the first notes within ``tol``."""
+    onset = np.full(len(sent), np.nan)
     if not len(found):
-        return np.zeros(0), 0
+        return np.diff(onset), onset
     t = found / rate
     offsets = [f - s for f in t[:8] for s in sent[:8]]
-    best = max(offsets, key=lambda o: int((np.abs(t[:, None] - (sent + o)) < tol).sum()))
-    idx = np.abs(t[:, None] - (sent + best)).argmin(axis=0)
-    ok = np.abs(t[idx] - (sent + best)) < tol
-    onset = np.where(ok, t[idx], np.nan)
-    err = np.diff(onset) - np.diff(sent)
-    return err[~np.isnan(err)], int(ok.sum())
+    off = max(offsets, key=lambda o: int((np.abs(t[:16, None] - (sent[:16] + o)) < tol).sum()))
+    for i, s in enumerate(sent):
+        k = int(np.abs(t - (s + off)).argmin())
+        if abs(t[k] - (s + off)) < tol:
+            onset[i] = t[k]
+            off = t[k] - s
+    return np.diff(onset) - np.diff(sent), onset
 
 
 def main() -> None:

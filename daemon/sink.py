@@ -128,11 +128,15 @@ class DeviceSink:
     fixed phase; a callback's time (late by the CPU, a whole callback's block in a burst)
     and PortAudio's DAC time (which steps with the callback) are not. Events placed on it
     keep their spacing to the sample; on ``played()`` they took its jitter and, placed in a
-    block already rendered, slipped to the next one."""
+    block already rendered, slipped to the next one. The phase moves later when the device
+    runs dry (PortAudio's underflow flag, or every callback for RECENT s later than the
+    least): it is then taken anew, not held for WINDOW s (which sounded notes late by what
+    was lost)."""
 
     STALL = 0.1  # s without a callback that count as a stall
     SETTLE = 0.5  # s of callbacks after which the stream counts as running
     WINDOW = 2.0  # s of callbacks whose least phase is the clock's (follows a drifting device)
+    RECENT, JUMP = 0.25, 0.003  # a phase this much later for this long is the device's new one
 
     def __init__(self, rate: int, device: int | str | None = None, capacity: int = 1 << 16,
                  latency_ms: float = 20.0):  # fmt: skip
@@ -148,6 +152,7 @@ class DeviceSink:
         self._run_from: float | None = None  # the first callback since the opening stall(s)
         self.device_latency = 0.0  # seconds from a callback to the DAC, as PortAudio reports
         self._phase: deque[tuple[float, float]] = deque()  # (time, now - read / rate), rising
+        self._recent: deque[tuple[float, float]] = deque()  # the same over RECENT s
         self._dead: str | None = None
         latency = latency_ms / 1000 if latency_ms > 0 else "low"
         try:
@@ -179,15 +184,26 @@ class DeviceSink:
                     self.stalls += 1
                     self.underruns += 1
                     self._phase.clear()  # the stream restarted: a new phase
+                    self._recent.clear()
             elif self._run_from is None or now - t_last > self.STALL:
                 self._run_from = now  # the stream (re)starts: wait it out
                 self._phase.clear()
-            phase, ph = now - self.read / self.rate, self._phase
-            while ph and ph[-1][1] >= phase:  # a rising deque: its head is the window's least
-                ph.pop()
-            ph.append((now, phase))
-            while ph[0][0] < now - self.WINDOW:
-                ph.popleft()
+                self._recent.clear()
+            if status.output_underflow:  # the device ran dry: it plays on later than before
+                self._phase.clear()
+                self._recent.clear()
+            phase = now - self.read / self.rate
+            for ph, span in ((self._phase, self.WINDOW), (self._recent, self.RECENT)):
+                while ph and ph[-1][1] >= phase:  # a rising deque: its head is the least
+                    ph.pop()
+                ph.append((now, phase))
+                while ph[0][0] < now - span:
+                    ph.popleft()
+            if (self._recent[0][1] - self._phase[0][1] > self.JUMP
+                    and now - self._phase[0][0] >= self.RECENT):  # fmt: skip
+                # every callback for RECENT s came later: the device's phase moved (it ran
+                # dry unreported); take it at once rather than keep the old one WINDOW s
+                self._phase = deque(self._recent)
             n = max(0, min(frames, self.wrote - self.read))
             a, b, head = self._spans(self.read, n)
             out[:head, 0] = self.ring[a]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from daemon import expression as expression_
-from dsp.mel import warp
+from dsp.mel import mel_basis, warp
 from model.acoustic import GeneratorState, upsample
 from model.frontend import lyric_phones
 from model.g2p import is_vowel
@@ -38,6 +38,8 @@ class Renderer:
         self.mel_mean, self.mel_std = s["mel_mean"], s["mel_std"]
         self.f0_mean, self.f0_std = s["f0_mean"], s["f0_std"]
         self.rate, self.hop = voice.conv.sample_rate, voice.conv.hop_length
+        basis = mel_basis(voice.conv)  # each mel band's centre, for the brightness tilt
+        self.band_hz = basis.argmax(1) * self.rate / voice.conv.n_fft
         self._syllables: dict[str, tuple] = {}
         self._sentences: dict[tuple[str, float], torch.Tensor] = {}
         self._cache_lock = threading.Lock()  # two preparation threads share the caches
@@ -176,6 +178,12 @@ class _Streaming:
         f0 = self._f0_heard(given, pitch.cpu().numpy() if pitch is not None else None)
         return self._shape((mel * r.mel_std + r.mel_mean).T.cpu().numpy()), f0
 
+    breath = 0.0  # breathiness 0..1, for a vocoder with a noise part (notes set it)
+
+    def _extra(self) -> dict:
+        """The vocoder's extra inputs: the harmonic one takes the breathiness."""
+        return {"breath": self.breath} if self.r.needs_f0 and self.breath else {}
+
     def _f0_heard(self, given: np.ndarray, pitch: np.ndarray | None) -> np.ndarray:
         """The f0 to sound: speech takes the pitch head's contour where the voice has one,
         else its inputs' per-token pitch."""
@@ -192,7 +200,7 @@ class _Streaming:
         r, parts = self.r, []
         if y is not None and y.shape[1]:
             mel, f0 = self._voc_inputs(y)
-            out, self.voc_state = r.vocoder.stream(mel, self.voc_state, f0=f0)
+            out, self.voc_state = r.vocoder.stream(mel, self.voc_state, f0=f0, **self._extra())
             parts.append(out)
         if final:
             if self.voc_state is not None:
@@ -261,7 +269,9 @@ def fill(voices: list[_Streaming], n: int) -> None:
         elif hasattr(r.vocoder, "stream_many"):  # a network: one call for all the voices
             ins = [v._voc_inputs(part) for v, part in zip(group, y.split(1), strict=True)]
             states = [v.voc_state for v in group]
-            done = r.vocoder.stream_many([m for m, _ in ins], states, r.pool, [f for _, f in ins])
+            extra = {"breaths": [v.breath for v in group]} if r.needs_f0 else {}
+            done = r.vocoder.stream_many([m for m, _ in ins], states, r.pool,
+                                         [f for _, f in ins], **extra)  # fmt: skip
             for v, (out, state) in zip(group, done, strict=True):
                 v.voc_state = state
                 v._append(out)
@@ -351,6 +361,9 @@ class Note(_Streaming):
         return np.where(voiced, given[:, 0], 0.0)
 
     def _shape(self, log_mel: np.ndarray) -> np.ndarray:
+        """The note's brightness (a spectral tilt), then, for a vocoder that takes its pitch
+        from the mel, the warp that moves the harmonics beyond the native range."""
+        log_mel = expression_.tilt(log_mel, self.brightness, self.r.band_hz)
         k = np.array([self.factors.popleft() if self.factors else 1.0 for _ in log_mel.T])
         return log_mel if (k == 1.0).all() else warp(log_mel, k, self.r.voice.conv)
 

@@ -80,6 +80,28 @@ def _min_phase(log_mag, n_fft):  # pragma: no cover
     return np.exp(np.fft.rfft(c))
 
 
+@numba.njit(cache=True, nogil=True)
+def _min_phases(lh, ln, hv, a, b, hh, hn, n_fft):  # pragma: no cover
+    """Frames ``a .. b - 1`` of :func:`_set_pending`'s responses into ``hh``, ``hn``."""
+    for j in range(a, b):
+        if hv[j]:
+            hh[j, :] = _min_phase(lh[j], n_fft)
+        else:
+            hh[j, :] = 0.0
+        hn[j, :] = _min_phase(ln[j], n_fft)
+
+
+_POOL: list = []  # a thread for the offline minimum phase, made when first needed
+
+
+def _helper():
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="melgand-harmonic"))
+    return _POOL[0]
+
+
 # the state of one stream, packed so that many streams stack into arrays for one kernel call
 _PHASE, _F0, _LAST, _PEND_F0, _SCALARS = 0, 1, 2, 3, 4  # buf[:_SCALARS]; then half_h, half_n, ola
 _STARTED, _COUNTER, _SKIP = 0, 1, 2  # ints
@@ -337,6 +359,26 @@ class SourceFilter:
         ln = np.ascontiguousarray(log_n, np.float32)
         hv = np.ascontiguousarray(voiced, np.bool_)
         return self._go(states, f0, None, None, lh, ln, hv, flush, pool)
+
+    def offline_log(self, f0, log_h, log_n, voiced, threads: int = 2) -> np.ndarray:
+        """Offline :meth:`stream_log` (the streamed samples exactly): the minimum phases of
+        all frames first, on ``threads`` threads (they do not depend on each other)."""
+        f0 = self.check_f0(f0)
+        self._check_shape(f0, ("harmonic", log_h), ("noise", log_n))
+        lh = np.ascontiguousarray(log_h, np.float32)
+        ln = np.ascontiguousarray(log_n, np.float32)
+        hv = np.ascontiguousarray(voiced, np.bool_).reshape(f0.size)
+        hh = np.empty((f0.size, self.bins), np.complex128)
+        hn = np.empty_like(hh)
+        if threads > 1 and f0.size >= 64:
+            mid = f0.size // 2
+            fut = _helper().submit(_min_phases, lh, ln, hv, mid, f0.size, hh, hn, self.n_fft)
+            _min_phases(lh, ln, hv, 0, mid, hh, hn, self.n_fft)
+            fut.result()
+        else:
+            _min_phases(lh, ln, hv, 0, f0.size, hh, hn, self.n_fft)
+        ys, _ = self._go([None], f0[None], hh[None], hn[None], None, None, None, True)
+        return ys[0]
 
     def flush(self, state: SourceState | None) -> np.ndarray:
         """The last ``delay`` samples: the last frame processed (its successor's f0 taken as

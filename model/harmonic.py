@@ -164,6 +164,21 @@ def synthesize(harm_src: torch.Tensor, noise_src: torch.Tensor, harm: torch.Tens
     return out.reshape(b, -1)
 
 
+BREATH_NOISE_DB, BREATH_HARMONIC_DB = 18.0, -8.0  # at breath 1
+
+
+def breathe(log_h: np.ndarray, log_n: np.ndarray, breath) -> tuple[np.ndarray, np.ndarray]:
+    """Breathiness 0..1 (a singer's control): the noise filter raised by up to
+    :data:`BREATH_NOISE_DB`, the harmonic one lowered by up to :data:`BREATH_HARMONIC_DB`."""
+    if np.all(np.asarray(breath) == 0):
+        return log_h, log_n
+    ln10 = math.log(10.0) / 20.0
+    b = np.clip(breath, 0.0, 1.0)
+    return (log_h + (BREATH_HARMONIC_DB * ln10 * b)).astype(log_h.dtype), (
+        log_n + (BREATH_NOISE_DB * ln10 * b)
+    ).astype(log_n.dtype)
+
+
 class HarmonicVocoder(TorchVocoder):
     """:class:`HarmonicNet` and :class:`dsp.harmonic.SourceFilter` behind the vocoder
     interface: ``(n_mels, T)`` log-mel and ``(T,)`` f0 (Hz, 0 = unvoiced) in, float32 audio
@@ -211,11 +226,13 @@ class HarmonicVocoder(TorchVocoder):
         (harm, noise), ns = self.net.stream(m, self._f0(f0, m.device)[None], state)
         return harm[0].cpu().numpy(), noise[0].cpu().numpy(), ns
 
-    def _run_log(self, mel: np.ndarray, f0: np.ndarray, state: dict | None = None):
+    def _run_log(self, mel: np.ndarray, f0: np.ndarray, state: dict | None = None,
+                 breath: float = 0.0):  # fmt: skip
         """The network on one stream -> log filters ``(1, T, bins)``, voicing, its state."""
         m = self._in(mel)
         (log_h, log_n, voiced), ns = self.net.stream_log(m, self._f0(f0, m.device)[None], state)
-        return log_h.cpu().numpy(), log_n.cpu().numpy(), voiced.cpu().numpy(), ns
+        log_h, log_n = breathe(log_h.cpu().numpy(), log_n.cpu().numpy(), breath)
+        return log_h, log_n, voiced.cpu().numpy(), ns
 
     @torch.inference_mode()
     def filters(self, log_mel, f0) -> tuple[np.ndarray, np.ndarray]:
@@ -225,22 +242,22 @@ class HarmonicVocoder(TorchVocoder):
         return harm, noise
 
     @torch.inference_mode()
-    def __call__(self, log_mel, f0=None) -> np.ndarray:
+    def __call__(self, log_mel, f0=None, breath: float = 0.0) -> np.ndarray:
         mel, f0 = self._check(log_mel, f0)
-        log_h, log_n, voiced, _ = self._run_log(mel, f0)
-        ys, _ = self.source.stream_many([f0], log_h, log_n, voiced, [None], flush=True)
-        return ys[0]
+        log_h, log_n, voiced, _ = self._run_log(mel, f0, breath=breath)
+        return self.source.offline_log(f0, log_h[0], log_n[0], voiced[0])
 
     @torch.inference_mode()
-    def stream(self, log_mel, state: tuple | None = None, f0=None) -> tuple[np.ndarray, tuple]:
+    def stream(self, log_mel, state: tuple | None = None, f0=None,
+               breath: float = 0.0) -> tuple[np.ndarray, tuple]:  # fmt: skip
         mel, f0 = self._check(log_mel, f0)
         ns, ss = state if state is not None else (None, None)
-        log_h, log_n, voiced, ns = self._run_log(mel, f0, ns)
+        log_h, log_n, voiced, ns = self._run_log(mel, f0, ns, breath)
         ys, sss = self.source.stream_many([f0], log_h, log_n, voiced, [ss])
         return ys[0], (ns, sss[0])
 
     @torch.inference_mode()
-    def stream_many(self, mels: list, states: list, pool=None, f0s=None) -> list:
+    def stream_many(self, mels: list, states: list, pool=None, f0s=None, breaths=None) -> list:
         """:meth:`stream` for several voices' chunks of one length: the network once for
         all of them, the synthesis in one kernel call (split over ``pool``'s threads: it
         releases the GIL)."""
@@ -257,8 +274,10 @@ class HarmonicVocoder(TorchVocoder):
         m = torch.from_numpy(np.stack([mel for mel, _ in checked])).to(dev)
         f0 = np.stack([f0 for _, f0 in checked])
         (log_h, log_n, voiced), new = self.net.stream_log(m, self._f0(f0, dev), joined)
+        b = np.zeros(len(mels)) if breaths is None else np.asarray(breaths, np.float64)
+        log_h, log_n = breathe(log_h.cpu().numpy(), log_n.cpu().numpy(), b[:, None, None])
         ys, sss = self.source.stream_many(
-            list(f0), log_h.cpu().numpy(), log_n.cpu().numpy(), voiced.cpu().numpy(),
+            list(f0), log_h, log_n, voiced.cpu().numpy(),
             [s[1] if s is not None else None for s in states], pool=pool,
         )  # fmt: skip
         pres = new["pre"].split(1)

@@ -10,7 +10,14 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from num2words import num2words
+
+def num2words(n, **kw) -> str:
+    """``num2words.num2words``, imported on first use: it loads every language it has
+    (tens of ms), which text without digits never needs."""
+    from num2words import num2words as n2w
+
+    return n2w(n, **kw)
+
 
 ABBREVIATIONS = {
     "mr": "mister",

@@ -200,3 +200,29 @@ def test_registry_resolves_every_name_and_refuses_the_unknown(tmp_path):
     loaded = registry.load(str(path), CONV)
     assert isinstance(loaded, HarmonicVocoder) and loaded.needs_f0
     assert loaded.delay == voc.delay
+
+
+def test_breath_trades_harmonics_for_noise():
+    y = _vowel(np.full(CONV.sample_rate, 200.0))
+    mel = dsp.log_mel(y, CONV)
+    f0 = np.full(mel.shape[1], 200.0)
+    torch.manual_seed(0)
+    voc = HarmonicVocoder(HarmonicNet(channels=32, blocks=1).eval(), CONV, {})  # the prior
+    plain, breathy = voc(mel, f0=f0), voc(mel, f0=f0, breath=1.0)
+
+    def flatness(y):
+        s = np.abs(dsp.stft(y.astype(np.float32), CONV)) + 1e-9
+        return float(np.mean(np.exp(np.mean(np.log(s), 0)) / np.mean(s, 0)))
+
+    assert flatness(breathy) > 1.5 * flatness(plain)
+    states = [None, None]
+    outs = [[], []]
+    for i in range(0, mel.shape[1] - 1, 2):
+        done = voc.stream_many([mel[:, i : i + 2]] * 2, states, None, [f0[i : i + 2]] * 2,
+                               breaths=[0.0, 1.0])  # fmt: skip
+        for j, (y, st) in enumerate(done):
+            outs[j].append(y)
+            states[j] = st
+    n = sum(len(o) for o in outs[1])
+    np.testing.assert_allclose(np.concatenate(outs[1]), breathy[:n], atol=1e-5)
+    np.testing.assert_allclose(np.concatenate(outs[0]), plain[:n], atol=1e-5)

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 from pythonosc.osc_message import OscMessage
 
-from bench.bench_daemon import ONSET_SLIP, _osc, find_onsets, send_notes, spacing_errors
+from bench.bench_daemon import ONSET_SLIP, _osc, analyse, send_notes
 from daemon.jobs import Job
 from daemon.protocol import NoteOff
 from daemon.scheduler import Scheduler
@@ -78,7 +78,7 @@ def test_immediate_note_ons_on_pulseaudio_keep_their_spacing(pulse_null_sink, tm
             except TimeoutError:
                 assert time.monotonic() < deadline and p.poll() is None, log.read_text()
         time.sleep(3.0)  # past the stall of a newly opened PulseAudio stream
-        sent = send_notes(sock, dest, 40, seed=1)
+        sent, took = send_notes(sock, dest, 41, seed=1)  # a lead-in note, then 40
         time.sleep(1.0)
     finally:
         p.send_signal(signal.SIGTERM)
@@ -89,10 +89,13 @@ def test_immediate_note_ons_on_pulseaudio_keep_their_spacing(pulse_null_sink, tm
     assert rc == 0, log.read_text()
     y, sr = sf.read(rec, dtype="float32")
     assert sr == RATE
-    err, found = spacing_errors(find_onsets(y, RATE), np.asarray(sent), RATE)
+    r = analyse(y, RATE, sent, took)
     text = log.read_text()
-    # a device stall (an underrun on a busy CPU) drops ~2 s of sound: its notes are not
-    # compared, but most gaps must be
-    assert len(err) >= 30, (found, text[-2000:])
+    # a device stall (an underrun on a busy CPU) drops ~2 s of sound, and a busy CPU may
+    # hold the sender up between its clock and sendto: those notes are not compared, but
+    # most gaps must be
+    assert r["good"].sum() >= 30, (r["found"].sum(), r["cut"].sum(), r["unsure"].sum(),
+                                   text[-2000:])  # fmt: skip
+    err = r["err"][r["good"]]
     assert np.abs(err).max() <= ONSET_SLIP, np.round(err * 1000, 2)
     assert "late by" not in text

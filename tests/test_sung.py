@@ -213,7 +213,8 @@ def test_lab_round_trip(tmp_path: Path):
 def test_corpus_build_sings_its_sentences(tmp_path):
     from trainer import corpus
 
-    m = corpus.build(tmp_path / "c", 2, seed=3, jobs=1, progress=False, sung=1)
+    m = corpus.build(tmp_path / "c", 2, seed=3, jobs=1, progress=False)
+    m = corpus.add_sung(tmp_path / "c", m, sung.make_sung(tmp_path / "c", 1, 3, 1, False))
     assert m["sung"]["items"] == 1 and m["items"] == 3
     ids = [r.split("|")[0] for r in (tmp_path / "c" / "metadata.csv").read_text().splitlines()]
     assert sum(i.endswith("_sung") for i in ids) == 1

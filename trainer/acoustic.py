@@ -22,7 +22,7 @@ from model import checkpoint
 from model.acoustic import AcousticModel
 from model.discriminators import MelDiscriminator, d_loss, feature_matching, g_adv_loss
 from model.frontend import Frontend
-from trainer import corpus, dataset, features, runtime, train_state
+from trainer import corpus, dataset, features, fit, plots, runtime
 
 SUNG = "_sung"  # the id suffix of sung items
 
@@ -164,48 +164,95 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
     n_val = max(1, round(len(items) * held_out))
     val, tr = items[-n_val:], items[:-n_val]
     stats = Stats.of(tr)
-    by_len = sorted(tr, key=lambda i: i.mel.shape[1])
     sung_flag = any(i.sung for i in items)
     net = AcousticModel(len(fe.symbols), conv.n_mels, hidden=hidden, r=r,
                         audio_encoder=audio_encoder, sung_flag=sung_flag)  # fmt: skip
     if init is not None and not resume:
         net, stats = initialised(init, fe, conv, sung_flag)
-    disc_net = MelDiscriminator(conv.n_mels) if adversarial_weight > 0 else None
-    opts = {"opt": torch.optim.AdamW(net.parameters(), lr=lr)}
-    if disc_net is not None:
-        opts["opt_d"] = torch.optim.AdamW(disc_net.parameters(), lr=lr, betas=(0.5, 0.9))
-    sched = torch.optim.lr_scheduler.StepLR(opts["opt"], lr_step, lr_gamma)
-    step = 0
-    ckpt, state_path = run / "acoustic.safetensors", run / "train_state.safetensors"
-    net.to(rt.device)
-    if disc_net is not None:
-        disc_net.to(rt.device)
-    if resume:
-        tensors, _ = checkpoint.load(ckpt, kind="acoustic")
-        net.load_state_dict(tensors, strict=True)
-        step = train_state.load(state_path, rng, opts, {"sched": sched}, {"disc": disc_net})
-    model = rt.wrap(net)
-    disc = rt.wrap(disc_net) if disc_net is not None else None
-    scaler = rt.scaler()
+    task = AcousticTask(rt, conv, run, net, fe, stats, tr, val, batch_size=batch_size, lr=lr,
+                        lr_step=lr_step, lr_gamma=lr_gamma, token_source=token_source,
+                        adversarial_weight=adversarial_weight,
+                        adversarial_start=adversarial_start,
+                        provenance={"command": command, "data": str(data)})  # fmt: skip
+    return fit.fit(task, rt, run, rng, steps=steps, resume=resume, save_every=save_every,
+                   log_every=log_every, progress=progress)  # fmt: skip
 
-    def save(metrics: dict) -> None:
-        header = {"kind": "acoustic", "kwargs": net.kwargs, "convention": conv.to_dict(),
-                  "frontend": fe.to_dict(), "stats": stats.__dict__, "tokens": token_source,
-                  "provenance": {"command": command, "data": str(data), "step": step},
-                  "metrics": metrics}  # fmt: skip
-        checkpoint.save(ckpt, net.state_dict(), header)
-        train_state.save(state_path, step, rng, opts, {"sched": sched}, {"disc": disc_net})
 
-    record = runtime.Record(run, rt, steps, step, "acoustic", progress)
-    tb = record.tb
-    vocoder = dsp.DspVocoder(conv, "rtisi")
+class AcousticTask:
+    """The acoustic model's hooks for :func:`trainer.fit.fit`: teacher-forced losses on runs
+    of neighbours in length order, and with ``adversarial_weight`` a mel discriminator from
+    step ``adversarial_start``."""
 
-    def validate() -> dict:
+    kind, clip = "acoustic", 1.0
+
+    def __init__(self, rt: runtime.Runtime, conv: dsp.Convention, run: Path,
+                 net: AcousticModel, fe: Frontend, stats: Stats, tr: list[Item],
+                 val: list[Item], *, batch_size: int, lr: float, lr_step: int,
+                 lr_gamma: float, token_source: str, adversarial_weight: float,
+                 adversarial_start: int, provenance: dict) -> None:  # fmt: skip
+        self.rt, self.conv, self.run, self.net, self.fe, self.stats = rt, conv, run, net, fe, stats
+        self.val, self.batch_size, self.token_source = val, batch_size, token_source
+        self.provenance = provenance  # command and data
+        self.by_len = sorted(tr, key=lambda i: i.mel.shape[1])
+        self.adversarial_weight, self.adversarial_start = adversarial_weight, adversarial_start
+        self.disc_net = MelDiscriminator(conv.n_mels) if adversarial_weight > 0 else None
+        self.opts = {"opt": torch.optim.AdamW(net.parameters(), lr=lr)}
+        if self.disc_net is not None:
+            self.opts["opt_d"] = torch.optim.AdamW(self.disc_net.parameters(), lr=lr,
+                                                   betas=(0.5, 0.9))  # fmt: skip
+        self.scheds = {"sched": torch.optim.lr_scheduler.StepLR(self.opts["opt"], lr_step,
+                                                                lr_gamma)}  # fmt: skip
+        self.modules = {"disc": self.disc_net}
+        net.to(rt.device)
+        if self.disc_net is not None:
+            self.disc_net.to(rt.device)
+        self.vocoder = dsp.DspVocoder(conv, "rtisi")
+
+    def wrap(self, rt: runtime.Runtime) -> torch.nn.Module:
+        self.model = rt.wrap(self.net)
+        self.disc = rt.wrap(self.disc_net) if self.disc_net is not None else None
+        return self.model
+
+    def batch(self, rng: random.Random):
+        """A run of neighbours in length order: little padding, still random batches; every
+        process draws all the starts and takes its own."""
+        rt, by_len, size = self.rt, self.by_len, self.batch_size
+        top = max(1, len(by_len) - size + 1)
+        starts = [rng.randrange(top) for _ in range(rt.world)]
+        chosen = by_len[starts[rt.rank] : starts[rt.rank] + size]
+        return [c.id for c in chosen], [t.to(rt.device) for t in make_batch(chosen, self.stats)]
+
+    def losses(self, batch, step: int) -> dict[str, torch.Tensor]:
+        out, pred = losses(self.model, batch)
+        if self._adversarial(step):
+            m = batch[4][..., None].to(pred.dtype)
+            real, fake = batch[2] * m, pred * m
+            d_real_fake = self.disc(torch.cat([real, fake.detach()]))[0]
+            out["disc"] = d_loss(*d_real_fake.float().chunk(2))
+            logits, feats = self.disc_net(fake)
+            with torch.no_grad():
+                real_feats = self.disc_net(real)[1]
+            out["adv"] = g_adv_loss(logits.float())
+            out["feature_match"] = feature_matching(real_feats, feats)
+            out["total"] = out["total"] + self.adversarial_weight * (
+                out["adv"] + out["feature_match"]
+            )
+        return out
+
+    def _adversarial(self, step: int) -> bool:
+        return self.disc is not None and step >= self.adversarial_start
+
+    def after_step(self, scaler, out: dict, step: int) -> None:
+        if self._adversarial(step):
+            runtime.optimize(scaler, self.opts["opt_d"], out["disc"], self.disc.parameters(), 10.0)
+
+    def validate(self, step: int, tb) -> dict:
         """Validation losses (the mel L1 free-running, as the voice speaks), TensorBoard
         scalars, PNGs of the mel and the durations, and the first item as audio."""
+        net, conv, stats, val = self.net, self.conv, self.stats, self.val
         net.eval()
         with torch.no_grad():
-            vb = [t.to(rt.device) for t in make_batch(val, stats)]
+            vb = [t.to(self.rt.device) for t in make_batch(val, stats)]
             vl, _ = losses(net, vb)
             enc = net.encoder(vb[0])
             free = net.generator(net.frame_inputs(enc, vb[1], vb[3], vb[7]))
@@ -218,57 +265,22 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
         n, k = int(vb[4][0].sum()), int(vb[5][0].sum())
         target, pred = vb[2][0, :n].cpu().numpy(), free[0, :n].cpu().numpy()
         name = f"val_{step:07d}"
-        plot_mels(run / f"{name}.png", target, pred, f"{val[0].id}, step {step}")
+        plots.plot_mels(self.run / f"{name}.png", target, pred, f"{val[0].id}, step {step}")
         dur_pred = torch.clamp(torch.exp(log_dur[:k]) - 1, min=0).cpu().numpy()
-        plot_durations(run / f"{name}_durations.png", target, val[0].durations, dur_pred,
-                       f"{val[0].id}, step {step}: token boundaries")  # fmt: skip
-        audio = vocoder((pred * stats.mel_std + stats.mel_mean).T.astype(np.float32))
-        sf.write(run / f"{name}.wav", audio, conv.sample_rate)
+        plots.plot_durations(self.run / f"{name}_durations.png", target, val[0].durations,
+                             dur_pred, f"{val[0].id}, step {step}: token boundaries")  # fmt: skip
+        audio = self.vocoder((pred * stats.mel_std + stats.mel_mean).T.astype(np.float32))
+        sf.write(self.run / f"{name}.wav", audio, conv.sample_rate)
         tb.add_audio("val/audio", torch.from_numpy(audio)[None], step, conv.sample_rate)
         return {"step": step, "val_mel_l1": vl["mel_free"].item(),
                 "val_mel_l1_teacher_forced": vl["mel"].item(),
                 "val_duration_mse": vl["duration"].item()}  # fmt: skip
 
-    with runtime.Interrupt() as interrupt:
-        try:
-            model.train()
-            while step < steps and not rt.any(interrupt.set)[0]:
-                # a run of neighbours in length order: little padding, still random batches;
-                # every process draws all the starts and takes its own
-                top = max(1, len(by_len) - batch_size + 1)
-                starts = [rng.randrange(top) for _ in range(rt.world)]
-                chosen = by_len[starts[rt.rank] : starts[rt.rank] + batch_size]
-                batch = [t.to(rt.device) for t in make_batch(chosen, stats)]
-                with rt.autocast():
-                    out, pred = losses(model, batch)
-                    adversarial = disc is not None and step >= adversarial_start
-                    if adversarial:
-                        m = batch[4][..., None].to(pred.dtype)
-                        real, fake = batch[2] * m, pred * m
-                        d_real_fake = disc(torch.cat([real, fake.detach()]))[0]
-                        out["disc"] = d_loss(*d_real_fake.float().chunk(2))
-                        logits, feats = disc_net(fake)
-                        with torch.no_grad():
-                            real_feats = disc_net(real)[1]
-                        out["adv"] = g_adv_loss(logits.float())
-                        out["feature_match"] = feature_matching(real_feats, feats)
-                        out["total"] = out["total"] + adversarial_weight * (
-                            out["adv"] + out["feature_match"]
-                        )
-                runtime.check_finite(rt, out, step, [c.id for c in chosen], ckpt)
-                runtime.optimize(scaler, opts["opt"], out["total"], model.parameters(), 1.0)
-                if adversarial:
-                    runtime.optimize(scaler, opts["opt_d"], out["disc"], disc.parameters(), 10.0)
-                scaler.update()
-                sched.step()
-                step += 1
-                record.step(step, out, log_every)
-                if step % save_every == 0 and rt.main:
-                    save(validate())
-            return record.finish(net, validate, save)
-        finally:
-            record.close()
-            rt.close()
+    def header(self, step: int, metrics: dict) -> dict:
+        return {"kind": "acoustic", "kwargs": self.net.kwargs, "convention": self.conv.to_dict(),
+                "frontend": self.fe.to_dict(), "stats": self.stats.__dict__,
+                "tokens": self.token_source, "provenance": {**self.provenance, "step": step},
+                "metrics": metrics}  # fmt: skip
 
 
 def initialised(init: Path, fe: Frontend, conv: dsp.Convention, sung_flag: bool):
@@ -287,46 +299,6 @@ def initialised(init: Path, fe: Frontend, conv: dsp.Convention, sung_flag: bool)
     tensors = {k: v for k, v in tensors.items() if not k.startswith("generator.pitch.")}
     net.load_state_dict(tensors, strict=True)
     return net, Stats(**header["stats"])
-
-
-def plot_mels(path: Path, target: np.ndarray, pred: np.ndarray, title: str) -> None:
-    """Target above, prediction below; ``(T, n_mels)`` normalized log-mels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
-    for ax, m, name in ((axes[0], target, "target"), (axes[1], pred, "predicted")):
-        ax.imshow(m.T, origin="lower", aspect="auto", interpolation="none", vmin=-3, vmax=3)
-        ax.set_ylabel(name)
-    axes[0].set_title(title)
-    axes[1].set_xlabel("frame")
-    fig.tight_layout()
-    fig.savefig(path, dpi=70)
-    plt.close(fig)
-
-
-def plot_durations(path: Path, target: np.ndarray, durations: np.ndarray,
-                   predicted: np.ndarray, title: str) -> None:  # fmt: skip
-    """The target mel with the token boundaries used in training (white) and those the
-    duration predictor gives (red, dashed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 3))
-    ax.imshow(target.T, origin="lower", aspect="auto", interpolation="none", vmin=-3, vmax=3)
-    for x in np.cumsum(durations)[:-1]:
-        ax.axvline(x - 0.5, color="white", lw=0.6)
-    for x in np.cumsum(predicted)[:-1]:
-        ax.axvline(x - 0.5, color="red", lw=0.6, ls="--")
-    ax.set_title(title)
-    ax.set_xlabel("frame")
-    fig.tight_layout()
-    fig.savefig(path, dpi=70)
-    plt.close(fig)
 
 
 def export_voice(src: Path, dst_dir: Path, provenance: dict, metrics: dict) -> Path:

@@ -9,7 +9,6 @@ never shown to the aligner; they are the ground truth of the evaluation).
 from __future__ import annotations
 
 import difflib
-import json
 import random
 import time
 from dataclasses import dataclass
@@ -17,13 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import dsp
-from model import checkpoint
 from model.aligner import AlignerNet, beta_binomial_prior, durations, forward_sum_loss
 from model.frontend import Frontend
-from trainer import corpus, dataset, features
+from trainer import corpus, dataset, features, fit, plots, runtime
 
 
 @dataclass
@@ -85,24 +82,6 @@ def boundary_errors_ms(
     return np.abs(ours[i] - truth[j]) * 1000.0
 
 
-def plot_alignment(path: Path, logp: np.ndarray, dur: np.ndarray, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 4))
-    ax.imshow(np.exp(logp).T, origin="lower", aspect="auto", interpolation="none")
-    edges = np.concatenate(([0], np.cumsum(dur)))
-    ax.step(edges, np.arange(len(edges)) - 0.5, where="post", color="w", lw=0.8)
-    ax.set_xlabel("mel frame")
-    ax.set_ylabel("token")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
 def train(
     data: Path,
     run: Path,
@@ -127,79 +106,109 @@ def train(
     items.sort(key=lambda i: i.id)
     n_val = max(1, round(len(items) * held_out))
     val, tr = items[-n_val:], items[:-n_val]
-    all_mel = np.concatenate([i.mel for i in tr], axis=1)
-    mean, std = float(all_mel.mean()), float(all_mel.std())
-    model = AlignerNet(len(fe.symbols), conv.n_mels)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-6)
-    t0 = time.perf_counter()
-    bar = tqdm(range(steps), desc="aligner", disable=not progress)
-    losses = []
-    for step in bar:
-        chosen = rng.sample(tr, min(batch_size, len(tr)))
-        tokens, token_lens, mel, frame_lens, prior = batch(chosen, mean, std)
-        logp = model(tokens, token_lens, mel, prior)
+    task = AlignerTask(data, conv, run, fe, tr, val, batch_size=batch_size, lr=lr,
+                       bin_loss_from=bin_loss_from * steps,
+                       token_source=token_source, command=command)  # fmt: skip
+    rt = runtime.Runtime(torch.device("cpu"), None)  # one process, full precision
+    return fit.fit(task, rt, run, rng, steps=steps, progress=progress)
+
+
+class AlignerTask:
+    """The aligner's hooks for :func:`trainer.fit.fit`: the forward-sum loss, and from step
+    ``bin_loss_from`` a pull towards the monotonic path; validated once, at the end, where it
+    writes every item's durations and scores the held-out ones against Festival's."""
+
+    kind, clip = "aligner", 1.0
+
+    def __init__(self, data: Path, conv: dsp.Convention, run: Path, fe: Frontend,
+                 tr: list[Item], val: list[Item], *, batch_size: int, lr: float,
+                 bin_loss_from: float, token_source: str, command: str) -> None:  # fmt: skip
+        self.data, self.conv, self.run, self.fe, self.tr, self.val = data, conv, run, fe, tr, val
+        self.batch_size, self.bin_loss_from = batch_size, bin_loss_from
+        self.token_source, self.command = token_source, command
+        all_mel = np.concatenate([i.mel for i in tr], axis=1)
+        self.mean, self.std = float(all_mel.mean()), float(all_mel.std())
+        self.net = AlignerNet(len(fe.symbols), conv.n_mels)
+        self.opts = {"opt": torch.optim.AdamW(self.net.parameters(), lr=lr, weight_decay=1e-6)}
+        self.scheds: dict = {}
+        self.modules: dict = {}
+        self.seen: list[float] = []  # the losses so far
+
+    def wrap(self, rt: runtime.Runtime) -> torch.nn.Module:
+        self.t0 = time.perf_counter()
+        return self.net
+
+    def batch(self, rng: random.Random):
+        chosen = rng.sample(self.tr, min(self.batch_size, len(self.tr)))
+        return [c.id for c in chosen], batch(chosen, self.mean, self.std)
+
+    def losses(self, b, step: int) -> dict[str, torch.Tensor]:
+        tokens, token_lens, mel, frame_lens, prior = b
+        logp = self.net(tokens, token_lens, mel, prior)
         loss = forward_sum_loss(logp, token_lens, frame_lens)
-        if step >= bin_loss_from * steps:  # sharpen towards the MAS path
+        if step >= self.bin_loss_from:  # sharpen towards the MAS path
             hard = torch.zeros_like(logp)
-            for j in range(len(chosen)):
+            for j in range(len(tokens)):
                 d = durations(logp[j], int(token_lens[j]), int(frame_lens[j]))
                 hard[j, np.arange(d.sum()), np.repeat(np.arange(len(d)), d)] = 1.0
             loss = loss - (hard * logp.clamp(min=-1e4)).sum() / hard.sum()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"aligner loss is {loss.item()} at step {step}")
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    train_s = time.perf_counter() - t0
+        return {"total": loss}
 
-    model.eval()
-    out_dir = run / "durations"
-    out_dir.mkdir(exist_ok=True)
-    errors, has_truth = [], (data / "segments").is_dir()
-    with torch.no_grad():
-        for k, it in enumerate(val + tr):
-            tokens, token_lens, mel, frame_lens, prior = batch([it], mean, std)
-            logp = model(tokens, token_lens, mel, prior)[0]
-            d = durations(logp, len(it.tokens), it.mel.shape[1])
-            assert d.sum() == it.mel.shape[1]
-            np.save(out_dir / f"{it.id}.npy", d)
-            if k < len(val):
-                if has_truth:
-                    segs = corpus.read_segments(data / "segments" / f"{it.id}.lab")
-                    errors.append(boundary_errors_ms(it.units, d, segs, conv))
-                if k < 3:
-                    plot_alignment(
-                        run / f"align_{it.id}.png", logp.numpy(), d, f"{it.id} (held out)"
-                    )
-    metrics = {
-        "steps": steps,
-        "train_items": len(tr),
-        "held_out_items": len(val),
-        "train_seconds": round(train_s, 1),
-        "final_loss": float(np.mean(losses[-50:])),
-    }
-    if errors:
-        e = np.concatenate(errors)
-        metrics.update(
-            boundary_mae_ms=float(e.mean()),
-            boundary_median_ms=float(np.median(e)),
-            boundary_p90_ms=float(np.percentile(e, 90)),
-            boundaries=int(e.size),
-        )
-    header = {
-        "kind": "aligner",
-        "kwargs": model.kwargs,
-        "convention": conv.to_dict(),
-        "frontend": fe.to_dict(),
-        "mel_mean": mean,
-        "mel_std": std,
-        "tokens": token_source,
-        "provenance": {"command": command, "data": str(data)},
-        "metrics": metrics,
-    }
-    checkpoint.save(run / "aligner.safetensors", model.state_dict(), header)
-    (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+    def after_step(self, scaler, out: dict, step: int) -> None:
+        self.seen.append(out["total"].item())
+
+    def validate(self, step: int, tb) -> dict:
+        """Every item's durations into ``durations/``; the held-out boundary errors."""
+        train_s = time.perf_counter() - self.t0
+        errors = self._write_durations()
+        metrics = {
+            "steps": step,
+            "train_items": len(self.tr),
+            "held_out_items": len(self.val),
+            "train_seconds": round(train_s, 1),
+            "final_loss": float(np.mean(self.seen[-50:])),
+        }
+        if errors:
+            e = np.concatenate(errors)
+            metrics.update(
+                boundary_mae_ms=float(e.mean()),
+                boundary_median_ms=float(np.median(e)),
+                boundary_p90_ms=float(np.percentile(e, 90)),
+                boundaries=int(e.size),
+            )
+        return metrics
+
+    def _write_durations(self) -> list[np.ndarray]:
+        self.net.eval()
+        out_dir = self.run / "durations"
+        out_dir.mkdir(exist_ok=True)
+        errors, has_truth = [], (self.data / "segments").is_dir()
+        with torch.no_grad():
+            for k, it in enumerate(self.val + self.tr):
+                tokens, token_lens, mel, _, prior = batch([it], self.mean, self.std)
+                logp = self.net(tokens, token_lens, mel, prior)[0]
+                d = durations(logp, len(it.tokens), it.mel.shape[1])
+                assert d.sum() == it.mel.shape[1]
+                np.save(out_dir / f"{it.id}.npy", d)
+                if k < len(self.val):
+                    if has_truth:
+                        segs = corpus.read_segments(self.data / "segments" / f"{it.id}.lab")
+                        errors.append(boundary_errors_ms(it.units, d, segs, self.conv))
+                    if k < 3:
+                        plots.plot_alignment(self.run / f"align_{it.id}.png", logp.numpy(), d,
+                                             f"{it.id} (held out)")  # fmt: skip
+        self.net.train()
+        return errors
+
+    def header(self, step: int, metrics: dict) -> dict:
+        return {
+            "kind": "aligner",
+            "kwargs": self.net.kwargs,
+            "convention": self.conv.to_dict(),
+            "frontend": self.fe.to_dict(),
+            "mel_mean": self.mean,
+            "mel_std": self.std,
+            "tokens": self.token_source,
+            "provenance": {"command": self.command, "data": str(self.data)},
+            "metrics": metrics,
+        }

@@ -62,13 +62,13 @@ class Item:
     normalized: str
 
 
-def _manifest(n: int, seed: int, shifts: list[int]) -> dict:
+def _manifest(n: int, seed: int, shifts: list[int], voice: str = VOICE) -> dict:
     return {
         "format": FORMAT,
         "generator": _sentences.GENERATOR_VERSION,
         "seed": seed,
         "sentences": n,
-        "voice": VOICE,
+        "voice": voice,
         "sample_rate": SAMPLE_RATE,
         "pitch_shifts": sorted(shifts),
     }
@@ -213,10 +213,9 @@ def build(
     pitch_shifts: list[int] | None = None,
     jobs: int | None = None,
     progress: bool = True,
-    sung: int = 0,
 ) -> dict:
-    """Build (or resume) the corpus in ``out``; returns its manifest with coverage. ``sung``:
-    also sing that many of its sentences onto generated melodies (:mod:`trainer.sung`)."""
+    """Build (or resume) the corpus in ``out``; returns its manifest with coverage (sung
+    copies: :func:`trainer.sung.make_sung` after it, then :func:`add_sung`)."""
     shifts = sorted(set(pitch_shifts or []))
     if 0 in shifts or any(abs(s) > 12 for s in shifts):
         raise CorpusError(f"pitch shifts must be non-zero semitones within +-12, got {shifts}")
@@ -273,11 +272,13 @@ def build(
         ]
     _atomic_text(out / "metadata.csv", "".join(f"{r.id}|{r.text}|{r.normalized}\n" for r in rows))
     manifest.update(complete=not failed, items=len(rows), failed=failed)
-    if sung:
-        from trainer import sung as _sung
+    _atomic_text(out / "corpus.json", json.dumps(manifest, indent=2))
+    return manifest
 
-        manifest["sung"] = _sung.make_sung(out, sung, seed, jobs, progress)
-        manifest["items"] += manifest["sung"]["items"]
+
+def add_sung(out: Path, manifest: dict, sung_items: dict) -> dict:
+    """Record the sung copies (:func:`trainer.sung.make_sung`'s summary) in the manifest."""
+    manifest = dict(manifest, sung=sung_items, items=manifest["items"] + sung_items["items"])
     _atomic_text(out / "corpus.json", json.dumps(manifest, indent=2))
     return manifest
 

@@ -26,15 +26,14 @@ import torch.nn.functional as F
 
 import dsp
 from dsp.harmonic import SourceFilter
-from model import checkpoint, losses
+from model import losses
 from model.discriminators import MultiScale, d_loss, feature_matching, g_adv_loss
 from model.harmonic import HarmonicNet, HarmonicVocoder, synthesize
 from model.layers import SILENCE
 from model.losses import LogMel, MultiResolutionSTFTLoss
 from model.magnitude import MagnitudeNet, MagnitudeVocoder
 from model.melgan import MelGAN
-from trainer import dataset, features, runtime, train_state
-from trainer.acoustic import plot_mels
+from trainer import dataset, features, fit, plots, runtime
 
 
 @dataclass
@@ -212,97 +211,155 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
     val, tr = clips[-n_val:][:val_items], clips[:-n_val]
     net = build(arch, conv, channels=channels, ratios=ratios, bands=bands, blocks=blocks,
                 lookahead=lookahead)  # fmt: skip
-    spectral = isinstance(net, MagnitudeNet)
-    harmonic = isinstance(net, HarmonicNet)
-    source = SourceFilter(conv)
-    rtisi = {"rtisi_lookahead": rtisi_lookahead, "rtisi_iters": rtisi_iters}
-    disc_net = MultiScale(width=disc_width)
-    betas = (0.9, 0.99) if spectral or harmonic else (0.5, 0.9)  # a regression, or a GAN
-    opts = {"opt": torch.optim.Adam(net.parameters(), lr, betas=betas),
-            "opt_d": torch.optim.Adam(disc_net.parameters(), lr, betas=(0.5, 0.9))}  # fmt: skip
-    scheds = {name: torch.optim.lr_scheduler.StepLR(o, lr_step, lr_gamma)
-              for name, o in (("sched", opts["opt"]), ("sched_d", opts["opt_d"]))}  # fmt: skip
-    net.to(rt.device)
-    disc_net.to(rt.device)
-    ckpt, state_path = run / "vocoder.safetensors", run / "train_state.safetensors"
-    step = 0
-    if resume:
-        tensors, _ = checkpoint.load(ckpt, kind="vocoder")
-        net.load_state_dict(tensors, strict=True)
-        step = train_state.load(state_path, rng, opts, scheds, {"disc": disc_net})
-    model, disc = rt.wrap(net), rt.wrap(disc_net)
-    stft_loss = MultiResolutionSTFTLoss().to(rt.device)
-    log_mel = LogMel(conv).to(rt.device)
-    scaler = rt.scaler()
-    hop, ctx = conv.hop_length, context_frames
-    margin = conv.pad if spectral else 0
-    window = torch.hann_window(conv.win_length).to(rt.device)
+    task = VocoderTask(rt, conv, run, net, tr, val, batch_size=batch_size,
+                       segment_frames=segment_frames, context_frames=context_frames, lr=lr,
+                       lr_step=lr_step, lr_gamma=lr_gamma, disc_width=disc_width,
+                       rtisi={"rtisi_lookahead": rtisi_lookahead, "rtisi_iters": rtisi_iters},
+                       mel_refine=mel_refine, adversarial_start=adversarial_start,
+                       adversarial_weight=adversarial_weight, mel_weight=mel_weight,
+                       feature_match_weight=feature_match_weight,
+                       provenance={"command": command, "data": str(data)},
+                       voice=str(voice) if voice else None)  # fmt: skip
+    return fit.fit(task, rt, run, rng, steps=steps, resume=resume, save_every=save_every,
+                   log_every=log_every, progress=progress)  # fmt: skip
 
-    def waveform_losses(y: torch.Tensor, audio: torch.Tensor, out: dict, adversarial: bool):
+
+class VocoderTask:
+    """The vocoder's hooks for :func:`trainer.fit.fit`: random aligned clips; the frames' own
+    log magnitudes (``MagnitudeNet``), or the waveform losses (MelGAN's, with the multi-scale
+    discriminator from ``adversarial_start``; ``HarmonicNet``'s without it)."""
+
+    kind, clip = "vocoder", 10.0
+
+    def __init__(self, rt: runtime.Runtime, conv: dsp.Convention, run: Path,
+                 net: MelGAN | MagnitudeNet | HarmonicNet, tr: list[Clip], val: list[Clip], *,
+                 batch_size: int, segment_frames: int, context_frames: int, lr: float,
+                 lr_step: int, lr_gamma: float, disc_width: int, rtisi: dict, mel_refine: int,
+                 adversarial_start: int, adversarial_weight: float, mel_weight: float,
+                 feature_match_weight: float, provenance: dict, voice: str | None
+                 ) -> None:  # fmt: skip
+        self.rt, self.conv, self.run, self.net, self.tr, self.val = rt, conv, run, net, tr, val
+        self.batch_size, self.frames, self.ctx = batch_size, segment_frames, context_frames
+        self.rtisi, self.mel_refine = rtisi, mel_refine
+        self.adversarial_start, self.adversarial_weight = adversarial_start, adversarial_weight
+        self.mel_weight, self.feature_match_weight = mel_weight, feature_match_weight
+        self.provenance, self.voice = provenance, voice  # provenance: command and data
+        self.spectral = isinstance(net, MagnitudeNet)
+        self.harmonic = isinstance(net, HarmonicNet)
+        self.source = SourceFilter(conv)
+        self.disc_net = MultiScale(width=disc_width)
+        regression = self.spectral or self.harmonic
+        betas = (0.9, 0.99) if regression else (0.5, 0.9)  # a regression, or a GAN
+        self.opts = {"opt": torch.optim.Adam(net.parameters(), lr, betas=betas),
+                     "opt_d": torch.optim.Adam(self.disc_net.parameters(), lr,
+                                               betas=(0.5, 0.9))}  # fmt: skip
+        self.scheds = {name: torch.optim.lr_scheduler.StepLR(self.opts[o], lr_step, lr_gamma)
+                       for name, o in (("sched", "opt"), ("sched_d", "opt_d"))}  # fmt: skip
+        self.modules = {"disc": self.disc_net}
+        net.to(rt.device)
+        self.disc_net.to(rt.device)
+        self.stft_loss = MultiResolutionSTFTLoss().to(rt.device)
+        self.log_mel = LogMel(conv).to(rt.device)
+        self.margin = conv.pad if self.spectral else 0
+        self.window = torch.hann_window(conv.win_length).to(rt.device)
+
+    def wrap(self, rt: runtime.Runtime) -> torch.nn.Module:
+        self.model, self.disc = rt.wrap(self.net), rt.wrap(self.disc_net)
+        return self.model
+
+    def batch(self, rng: random.Random):
+        rt, size, tr = self.rt, self.batch_size, self.tr
+        picks = [rng.randrange(len(tr)) for _ in range(size * rt.world)]
+        chosen = [tr[i] for i in picks[rt.rank * size : (rt.rank + 1) * size]]
+        # every process draws the same salt, then cuts its own clips
+        clip_rng = random.Random(rng.getrandbits(32) * 1009 + rt.rank)
+        if self.harmonic:
+            b = harmonic_batch(chosen, clip_rng, self.frames, self.ctx, self.source)
+        else:
+            b = make_batch(chosen, clip_rng, self.frames, self.ctx, self.conv.hop_length,
+                           self.margin)  # fmt: skip
+        return [c.id for c in chosen], tuple(t.to(rt.device) for t in b)
+
+    def _adversarial(self, step: int) -> bool:
+        return step >= self.adversarial_start and not (self.spectral or self.harmonic)
+
+    def losses(self, batch, step: int) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        ctx, hop = self.ctx, self.conv.hop_length
+        if self.harmonic:
+            mel, f0, h_src, n_src, audio = batch
+            y = harmonic_audio(self.model, mel, f0, h_src, n_src, ctx, hop).float()
+            out["total"] = self._waveform_losses(y, audio, out, False)
+            return out
+        mel, padded = batch
+        if self.spectral:  # the frames' own magnitudes are the targets
+            pred = self.model(mel)[..., ctx:].float()
+            true = losses.frame_log_magnitude(padded, self.conv, self.window)
+            out["spectral"] = F.l1_loss(pred, true)
+            diff = torch.linalg.norm(pred.exp() - true.exp())
+            out["sc"] = diff / torch.linalg.norm(true.exp())
+            out["total"] = out["spectral"] + out["sc"]
+            return out
+        audio = padded[:, self.margin : padded.shape[-1] - self.margin]
+        y = self.model(mel)[:, ctx * hop :].float()
+        out["total"] = self._waveform_losses(y, audio, out, self._adversarial(step))
+        return out
+
+    def _waveform_losses(self, y: torch.Tensor, audio: torch.Tensor, out: dict,
+                         adversarial: bool) -> torch.Tensor:  # fmt: skip
         """MelGAN's terms: multi-resolution STFT, mel L1, and from ``adversarial_start`` the
         multi-scale discriminator (its loss left in ``out["disc"]``)."""
-        out["sc"], out["mag"] = stft_loss(y, audio)
-        out["mel"] = F.l1_loss(log_mel(y), log_mel(audio))
-        total = out["sc"] + out["mag"] + mel_weight * out["mel"]
+        out["sc"], out["mag"] = self.stft_loss(y, audio)
+        out["mel"] = F.l1_loss(self.log_mel(y), self.log_mel(audio))
+        total = out["sc"] + out["mag"] + self.mel_weight * out["mel"]
         if adversarial:
-            judged = disc(torch.cat([audio, y.detach()]))
+            judged = self.disc(torch.cat([audio, y.detach()]))
             d_losses = [d_loss(*lg.float().chunk(2)) for lg, _ in judged]
             out["disc"] = sum(d_losses) / len(d_losses)
-            fake = disc_net(y)
+            fake = self.disc_net(y)
             out["adv"] = sum(g_adv_loss(lg.float()) for lg, _ in fake) / len(fake)
-            total = total + adversarial_weight * out["adv"]
-            if feature_match_weight > 0:
+            total = total + self.adversarial_weight * out["adv"]
+            if self.feature_match_weight > 0:
                 with torch.no_grad():
-                    real = disc_net(audio)
+                    real = self.disc_net(audio)
                 out["feature_match"] = sum(
                     feature_matching(r[1], f[1]) for r, f in zip(real, fake, strict=True)
                 ) / len(fake)
-                total = total + feature_match_weight * out["feature_match"]
+                total = total + self.feature_match_weight * out["feature_match"]
         return total
 
-    def save(metrics: dict) -> None:
-        header = {"kind": "vocoder", "kwargs": net.kwargs, "convention": conv.to_dict(),
-                  "provenance": {"command": command, "data": str(data), "step": step,
-                                 "voice": str(voice) if voice else None},
-                  "metrics": metrics}  # fmt: skip
-        if spectral:  # the phase reconstruction it was validated with
-            header["rtisi"], header["mel_refine"] = rtisi, mel_refine
-        checkpoint.save(ckpt, net.state_dict(), header)
-        train_state.save(state_path, step, rng, opts, scheds, {"disc": disc_net})
+    def after_step(self, scaler, out: dict, step: int) -> None:
+        if self._adversarial(step):
+            runtime.optimize(scaler, self.opts["opt_d"], out["disc"], self.disc.parameters(), 10.0)
+            self.scheds["sched_d"].step()
 
-    record = runtime.Record(run, rt, steps, step, "vocoder", progress)
-    tb = record.tb
-
-    def validate() -> dict:
+    def validate(self, step: int, tb) -> dict:
         """Whole held-out items: audio, a mel PNG, mel L1, PESQ-WB and STOI (harmonic: also
         DNSMOS OVRL where speechmos is installed, and the pitch heard against the f0 given)."""
+        net, conv = self.net, self.conv
         net.eval()
         scores: dict[str, list[float]] = {"mel_l1": [], "pesq_wb": [], "stoi": []}
-        voc = MagnitudeVocoder(net, conv, {}, **rtisi, mel_refine=mel_refine) if spectral else None
-        voc = HarmonicVocoder(net, conv, {}) if harmonic else voc
-        for i, c in enumerate(val):
+        voc = None
+        if self.spectral:
+            voc = MagnitudeVocoder(net, conv, {}, **self.rtisi, mel_refine=self.mel_refine)
+        elif self.harmonic:
+            voc = HarmonicVocoder(net, conv, {})
+        for i, c in enumerate(self.val):
             with torch.no_grad():
                 if voc is not None:
                     y = torch.from_numpy(voc(c.mel, f0=c.f0))
                 else:
-                    y = net(torch.from_numpy(c.mel)[None].to(rt.device))[0].float()
-                m = log_mel(y[None].to(rt.device))[0].cpu().numpy()
+                    y = net(torch.from_numpy(c.mel)[None].to(self.rt.device))[0].float()
+                m = self.log_mel(y[None].to(self.rt.device))[0].cpu().numpy()
             y = y.cpu().numpy()
             scores["mel_l1"].append(float(np.abs(m - c.mel[:, : m.shape[1]]).mean()))
-            for k, v in quality(c.audio, y, conv.sample_rate).items():
-                scores[k].append(v)
-            if harmonic:
-                cents, lost = pitch_error(c.f0, y, conv)
-                scores.setdefault("pitch_cents", []).append(cents)
-                scores.setdefault("voicing_lost", []).append(lost)
-                mos = dnsmos(y, conv.sample_rate)
-                if mos is not None:
-                    scores.setdefault("dnsmos", []).append(mos)
+            for k, v in self._scores(c, y).items():
+                scores.setdefault(k, []).append(v)
             if i == 0:
-                name = run / f"val_{step:07d}"
+                name = self.run / f"val_{step:07d}"
                 sf.write(f"{name}.wav", y, conv.sample_rate)
-                plot_mels(Path(f"{name}.png"), c.mel.T / 3 + 2, m.T / 3 + 2,
-                          f"{c.id}, step {step}")  # fmt: skip
+                plots.plot_mels(Path(f"{name}.png"), c.mel.T / 3 + 2, m.T / 3 + 2,
+                                f"{c.id}, step {step}")  # fmt: skip
                 tb.add_audio("val/audio", torch.from_numpy(y)[None], step, conv.sample_rate)
         net.train()
         out = {f"val_{k}": float(np.mean(v)) for k, v in scores.items()}
@@ -310,50 +367,21 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
             tb.add_scalar(k.replace("val_", "val/"), v, step)
         return {"step": step, **out}
 
-    with runtime.Interrupt() as interrupt:
-        try:
-            model.train()
-            while step < steps and not rt.any(interrupt.set)[0]:
-                picks = [rng.randrange(len(tr)) for _ in range(batch_size * rt.world)]
-                chosen = [tr[i] for i in picks[rt.rank * batch_size : (rt.rank + 1) * batch_size]]
-                # every process draws the same salt, then cuts its own clips
-                clip_rng = random.Random(rng.getrandbits(32) * 1009 + rt.rank)
-                if harmonic:
-                    hb = harmonic_batch(chosen, clip_rng, segment_frames, ctx, source)
-                    mel, f0, h_src, n_src, audio = (t.to(rt.device) for t in hb)
-                else:
-                    batch = make_batch(chosen, clip_rng, segment_frames, ctx, hop, margin)
-                    mel, padded = (t.to(rt.device) for t in batch)
-                    audio = padded[:, margin : padded.shape[-1] - margin]
-                adversarial = step >= adversarial_start and not (spectral or harmonic)
-                out: dict[str, torch.Tensor] = {}
-                with rt.autocast():
-                    if harmonic:
-                        y = harmonic_audio(model, mel, f0, h_src, n_src, ctx, hop).float()
-                        total = waveform_losses(y, audio, out, False)
-                    elif spectral:  # the frames' own magnitudes are the targets
-                        pred = model(mel)[..., ctx:].float()
-                        true = losses.frame_log_magnitude(padded, conv, window)
-                        out["spectral"] = F.l1_loss(pred, true)
-                        diff = torch.linalg.norm(pred.exp() - true.exp())
-                        out["sc"] = diff / torch.linalg.norm(true.exp())
-                        total = out["spectral"] + out["sc"]
-                    else:
-                        y = model(mel)[:, ctx * hop :].float()
-                        total = waveform_losses(y, audio, out, adversarial)
-                    out["total"] = total
-                runtime.check_finite(rt, out, step, [c.id for c in chosen], ckpt)
-                runtime.optimize(scaler, opts["opt"], out["total"], model.parameters(), 10.0)
-                if adversarial:
-                    runtime.optimize(scaler, opts["opt_d"], out["disc"], disc.parameters(), 10.0)
-                    scheds["sched_d"].step()
-                scaler.update()
-                scheds["sched"].step()
-                step += 1
-                record.step(step, out, log_every)
-                if step % save_every == 0 and rt.main:
-                    save(validate())
-            return record.finish(net, validate, save)
-        finally:
-            record.close()
-            rt.close()
+    def _scores(self, c: Clip, y: np.ndarray) -> dict[str, float]:
+        """PESQ-WB and STOI of one item; harmonic: its pitch error and DNSMOS too."""
+        sr = self.conv.sample_rate
+        out = quality(c.audio, y, sr)
+        if self.harmonic:
+            out["pitch_cents"], out["voicing_lost"] = pitch_error(c.f0, y, self.conv)
+            mos = dnsmos(y, sr)
+            if mos is not None:
+                out["dnsmos"] = mos
+        return out
+
+    def header(self, step: int, metrics: dict) -> dict:
+        header = {"kind": "vocoder", "kwargs": self.net.kwargs, "convention": self.conv.to_dict(),
+                  "provenance": {**self.provenance, "step": step, "voice": self.voice},
+                  "metrics": metrics}  # fmt: skip
+        if self.spectral:  # the phase reconstruction it was validated with
+            header["rtisi"], header["mel_refine"] = self.rtisi, self.mel_refine
+        return header
