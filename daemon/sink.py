@@ -136,7 +136,7 @@ class DeviceSink:
     STALL = 0.1  # s without a callback that count as a stall
     SETTLE = 0.5  # s of callbacks after which the stream counts as running
     WINDOW = 2.0  # s of callbacks whose least phase is the clock's (follows a drifting device)
-    RECENT, JUMP = 0.25, 0.003  # a phase this much later for this long is the device's new one
+    RECENT, JUMP = 0.1, 0.003  # a phase this much later for this long is the device's new one
 
     def __init__(self, rate: int, device: int | str | None = None, capacity: int = 1 << 16,
                  latency_ms: float = 20.0):  # fmt: skip
