@@ -27,7 +27,7 @@ def held_out_scores(v: Voice, data: Path, held_out: float = 0.02) -> tuple[float
     items, _ = acoustic.load_items(data, v.conv, v.header.get("tokens", "segments"))
     items.sort(key=lambda i: i.id)
     val = items[-max(1, round(len(items) * held_out)) :]
-    stats = acoustic.Stats(**v.stats)
+    stats = v.stats
     l1, ratios = [], []
     with torch.no_grad():
         for it in val:

@@ -192,12 +192,18 @@ def run_onsets(n: int, sink: str, seed: int, sets: list[str]) -> None:
         time.sleep(3.0)  # past the stall of a newly opened PulseAudio stream
         sent, took = send_notes(sock, dest, n + 1, seed)  # a lead-in note, then n
         time.sleep(1.0)
-        sock.sendto(_osc("/status"), dest)
-        sock.settimeout(5)
+        np.save(tmp / "sent.npy", np.stack([sent, took]))
         status = None
-        while status is None:
-            m = OscMessage(sock.recvfrom(4096)[0])
-            status = m.params if m.address == "/status.reply" else None
+        for _ in range(3):  # past the /done replies of the notes
+            sock.sendto(_osc("/status"), dest)
+            sock.settimeout(2)
+            try:
+                while status is None:
+                    m = OscMessage(sock.recvfrom(4096)[0])
+                    status = m.params if m.address == "/status.reply" else None
+                break
+            except TimeoutError:
+                continue
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(30)
@@ -208,7 +214,6 @@ def run_onsets(n: int, sink: str, seed: int, sets: list[str]) -> None:
         pulse.terminate()
         pulse.wait(10)
         plog.close()
-    np.save(tmp / "sent.npy", np.stack([sent, took]))
     print(f"# {n} immediate note-ons, 0.3-0.5 s apart, on {spec.split(':')[0]} "
           f"({'the null sink monitor' if parec else 'the timeline'}), seed {seed}; files in "
           f"{tmp}\n")  # fmt: skip
@@ -259,7 +264,7 @@ def report(recording: Path, sent, took, text: str, status) -> None:
     late, stalls = text.count("late by"), text.count("the audio device stalled")
     print("| measure | figure |\n|---|---:|")
     print(f"| onsets found / sent (after the lead-in note) | {int(r['found'].sum())} / {n} |")
-    print(f"| underruns (/status) | {status[3]} |")
+    print(f"| underruns (/status) | {status[3] if status else '?'} |")
     print(f"| late (log) / device stalls (log) | {late} / {stalls} |")
     print(f"| notes cut by a stall / sends held up > 0.5 ms | {int(cut.sum())} / "
           f"{int(unsure.sum())} |")  # fmt: skip

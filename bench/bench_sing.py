@@ -23,7 +23,6 @@ start at 0.5 s, room for the first onset consonants).
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from pathlib import Path
 
@@ -127,7 +126,7 @@ def score(notes, transpose: float = 0.0) -> P.Sing:
 # ----------------------------------------------------------------------------- the paths
 
 
-def renderer(vocoder: str | None):
+def renderer(vocoder: str | None, voice: Path | None = None):
     import torch
 
     from daemon import config
@@ -135,22 +134,19 @@ def renderer(vocoder: str | None):
     from daemon.synth import Renderer
     from model import voice as _voice
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     cfg = config.load()
-    r = Renderer.configured(_voice.packaged(cfg.audio), _vocoder(cfg, vocoder), cfg.daemon)
+    v = _voice.Voice.load(voice, cfg.audio) if voice else _voice.packaged(cfg.audio)
+    r = Renderer.configured(v, _vocoder(cfg, vocoder), cfg.daemon)
     assert r.rate == SR, r.rate
     return r
 
 
 def ours(r, sing: P.Sing) -> np.ndarray:
     """`melgand sing`'s path, on the score's own timeline."""
-    try:
-        from daemon.scheduler import render_score
-    except ImportError:  # before the scheduler took the offline render over
-        from daemon.score import render as render_score
-    if "preroll" in inspect.signature(render_score).parameters:
-        return render_score(r, sing, preroll=0.0)
-    return render_score(r, sing)
+    from daemon.scheduler import render_score
+
+    return render_score(r, sing, preroll=0.0)
 
 
 def baseline(text: str, sing: P.Sing, cache: dict) -> np.ndarray:
@@ -351,13 +347,14 @@ def songs(r, out: Path, transpositions=(0, 7)) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vocoder", default=None)
+    ap.add_argument("--voice", type=Path, default=None, help="an acoustic checkpoint")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_sing"))
     ap.add_argument("--baseline-only", action="store_true", help="skip our path")
     args = ap.parse_args()
     r = None
     if not args.baseline_only:
         try:
-            r = renderer(args.vocoder)
+            r = renderer(args.vocoder, args.voice)
         except Exception as e:
             print(f"our path is unavailable: {type(e).__name__}: {e}\n")
     if r is not None:

@@ -75,15 +75,20 @@ def _vocoder_name(cfg, name: str | None, live: bool = False) -> str:
     return name or (d.vocoder if live else d.render_vocoder) or cfg.dsp_vocoder.method
 
 
-def _vocoder(cfg, name: str | None, live: bool = False):
-    """The vocoder :func:`_vocoder_name` names, through :mod:`model.registry` (torch set to
-    ``[daemon] threads`` first: one thread loads and renders a sentence faster here)."""
+def _threads(cfg) -> None:
+    """torch at ``[daemon] threads`` for the renders (one thread loads the weights and
+    renders a sentence faster here than two)."""
     import torch
-
-    from model import registry
 
     if cfg.daemon.threads:
         torch.set_num_threads(cfg.daemon.threads)
+
+
+def _vocoder(cfg, name: str | None, live: bool = False):
+    """The vocoder :func:`_vocoder_name` names, through :mod:`model.registry`."""
+    from model import registry
+
+    _threads(cfg)
     try:
         return registry.load(_vocoder_name(cfg, name, live), cfg.audio, _dsp_settings(cfg))
     except registry.RegistryError as e:
@@ -173,9 +178,9 @@ def cmd_sing(args: argparse.Namespace) -> int:
         raise UserError(f"--preroll {args.preroll}: give seconds from 0 to 60")
     cfg = _load_config(args)
     sing = score.load(args.score)
-    vocoder = _vocoder(cfg, args.vocoder)
+    _threads(cfg)
     v = _voice.Voice.load(args.voice, cfg.audio) if args.voice else _voice.packaged(cfg.audio)
-    r = Renderer.configured(v, vocoder, cfg.daemon)
+    r = Renderer.configured(v, _vocoder(cfg, args.vocoder), cfg.daemon)
     t0 = time.perf_counter()
     y = render_score(r, sing, cfg.daemon.max_voices, args.preroll, cfg.singing.params())
     rate = cfg.audio.sample_rate
@@ -201,8 +206,9 @@ def cmd_say(args: argparse.Namespace) -> int:
     if (args.text is None) == (args.text_file is None):
         print("melgand say: give TEXT or --text-file FILE (one of them)", file=sys.stderr)
         return 2
-    vocoder = _vocoder(cfg, args.vocoder)
+    _threads(cfg)
     v = _voice.Voice.load(args.voice, cfg.audio) if args.voice else _voice.packaged(cfg.audio)
+    vocoder = _vocoder(cfg, args.vocoder)
 
     def render(text: str) -> np.ndarray:
         mel, f0 = v.mel_f0(text)

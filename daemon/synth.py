@@ -4,11 +4,12 @@ A voice's ``render(n)`` returns up to ``n`` samples (fewer once it has ended), r
 acoustic model's generator and the vocoder in streaming mode, a chunk of mel frames at a
 time, with their states kept in the voice. A note sustains its vowel until ``release()``;
 its pitch follows the note (plus bends and vibrato) through the generator's f0 control.
+What the frames are, in and out, the voice says (:class:`model.voice.Voice`); here are the
+caches, the chunking, the batching of voices into one step and the vocoder.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -18,10 +19,9 @@ import torch
 
 from daemon import expression as expression_
 from dsp.mel import mel_basis, warp
-from model.acoustic import GeneratorState, upsample
-from model.frontend import lyric_phones
-from model.g2p import is_vowel
-from model.voice import Voice
+from model import voice as voice_
+from model.acoustic import GeneratorState
+from model.voice import Syllable, Voice
 
 
 class Renderer:
@@ -34,14 +34,11 @@ class Renderer:
 
         # the voices' vocoder steps run side by side (the DSP kernels release the GIL)
         self.pool = ThreadPoolExecutor(vocoder_threads, thread_name_prefix="melgand-voc")
-        s = voice.stats
-        self.mel_mean, self.mel_std = s["mel_mean"], s["mel_std"]
-        self.f0_mean, self.f0_std = s["f0_mean"], s["f0_std"]
         self.rate, self.hop = voice.conv.sample_rate, voice.conv.hop_length
         basis = mel_basis(voice.conv)  # each mel band's centre, for the brightness tilt
         self.band_hz = basis.argmax(1) * self.rate / voice.conv.n_fft
-        self._syllables: dict[str, tuple] = {}
-        self._sentences: dict[tuple[str, float], torch.Tensor] = {}
+        self._syllables: dict[tuple, Syllable] = {}
+        self._sentences: dict[tuple[str, float], tuple[torch.Tensor, np.ndarray]] = {}
         self._cache_lock = threading.Lock()  # two preparation threads share the caches
 
     @classmethod
@@ -62,82 +59,30 @@ class Renderer:
         with self._cache_lock:
             if key in self._sentences:
                 return self._sentences[key]
-        inputs = self.voice.frame_inputs(text, speed)[0]
-        with torch.no_grad():
-            c = self.voice.controls_of(inputs)
-        hz = torch.exp(c[:, 0] * self.f0_std + self.f0_mean)
-        f0 = torch.where(c[:, 1] > 0.5, hz, torch.zeros_like(hz)).numpy().astype(np.float64)
+        inputs, f0 = self.voice.speech(text, speed)
         with self._cache_lock:
             if len(self._sentences) >= 256:
                 self._sentences.pop(next(iter(self._sentences)))
             self._sentences[key] = (inputs, f0)
         return inputs, f0
 
-    @staticmethod
-    def phones_of(lyric: str | tuple[str, ...]) -> list[str]:
-        """A syllable's phones: given, or read from its text (``la`` for none)."""
-        phones = list(lyric) if isinstance(lyric, tuple) else [
-            p for syl in lyric_phones([lyric]) for p in syl]  # fmt: skip
-        return phones or ["l", "aa"]
+    phones_of = staticmethod(voice_.phones_of)
+    phrase = staticmethod(voice_.phrase)
 
-    @torch.no_grad()
     def syllable(self, lyric: str | tuple[str, ...], before: tuple[str, ...] = (),
-                 after: tuple[str, ...] = ()) -> tuple:  # fmt: skip
-        """A syllable (text, or its phones) -> its upsampled encoding ``(T, C + 1)``, per-frame
-        controls ``(T, 3)`` (the vowel voiced), the vowel's first frame (what comes before it
-        is the onset, sung ahead of the beat when the future is known), its middle frame,
-        which a held note repeats, and the frame after it (the coda, sung at note-off).
-
-        ``before`` / ``after``: the phones of the neighbouring syllables of its phrase,
-        encoded with it (co-articulation: the text encoder sees them) and then left out.
-        Cached."""
+                 after: tuple[str, ...] = ()) -> Syllable:  # fmt: skip
+        """The voice's :meth:`~model.voice.Voice.syllable` ``(up, controls, onset, hold,
+        coda)``, cached (its controls a copy, the note's to edit)."""
         key = (before, lyric, after)
         with self._cache_lock:
             hit = self._syllables.get(key)
-        if hit is not None:
-            up, ctrl, onset, hold, end = hit
-            return up, ctrl.clone(), onset, hold, end
-        phones = self.phones_of(lyric)
-        model, dev = self.voice.model, self.voice.device
-        # a bare vowel is encoded between pauses (as in every training sentence), else the
-        # model all but whispers it; a phrase starts and ends with a pause
-        bare = all(is_vowel(p) for p in phones) and not (before or after)
-        head = ["pau"] if bare or not before else list(before)
-        tail = ["pau"] if bare or not after else list(after)
-        if not bare and not before and not after:
-            head, tail = [], []  # a lone syllable with consonants sings best as it is
-        units = head + phones + tail
-        tokens = torch.tensor([self.voice.frontend.encode_units(units)], device=dev)
-        enc_all = model.encoder(tokens)
-        keep = slice(len(head), len(head) + len(phones))
-        enc = enc_all[:, keep]
-        dur = torch.round(torch.exp(model.duration(enc_all)[0, keep, 0]) - 1)
-        dur = torch.clamp(dur, min=1).long()
-        up = upsample(enc, dur[None], int(dur.sum()))[0]
-        idx = torch.repeat_interleave(torch.arange(len(phones), device=dev), dur)
-        ctrl = model.prosody(enc_all)[0, keep][idx].clone()
-        v = next((i for i, p in enumerate(phones) if is_vowel(p)), len(phones) // 2)
-        onset = int(dur[:v].sum())
-        vowel = slice(onset, onset + int(dur[v]))
-        ctrl[vowel, 1] = 1.0  # the note's vowel is voiced, and at least at average loudness
-        ctrl[vowel, 2] = torch.clamp(ctrl[vowel, 2], min=0.0)
-        hold, end = onset + int(dur[v]) // 2, onset + int(dur[v])
-        with self._cache_lock:
-            if len(self._syllables) >= 1024:
-                self._syllables.pop(next(iter(self._syllables)))
-            self._syllables[key] = (up, ctrl, onset, hold, end)
-        return up, ctrl.clone(), onset, hold, end
-
-    def phrase(self, lyrics: list, reach: int = 2) -> list[tuple[tuple, tuple]]:
-        """Each syllable's ``(before, after)`` context in its phrase: the phones of up to
-        ``reach`` syllables on each side (what the text encoder's kernels see)."""
-        phones = [tuple(self.phones_of(x)) for x in lyrics]
-        out = []
-        for i in range(len(phones)):
-            before = tuple(p for ph in phones[max(0, i - reach) : i] for p in ph)
-            after = tuple(p for ph in phones[i + 1 : i + 1 + reach] for p in ph)
-            out.append((before, after))
-        return out
+        if hit is None:
+            hit = self.voice.syllable(lyric, before, after)
+            with self._cache_lock:
+                if len(self._syllables) >= 1024:
+                    self._syllables.pop(next(iter(self._syllables)))
+                self._syllables[key] = hit
+        return hit._replace(controls=hit.controls.clone())
 
 
 class _Streaming:
@@ -171,12 +116,10 @@ class _Streaming:
     def _voc_inputs(self, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Generator frames ``(1, k, n_out)`` -> the vocoder's log-mel ``(n_mels, k)`` and
         frame f0 ``(k,)`` (Hz, 0 = unvoiced)."""
-        r = self.r
-        mel, pitch = r.voice.model.generator.split(y[0])
+        log_mel, head = self.r.voice.outputs(y[0])
         given = np.array([self.f0_in.popleft() if self.f0_in else (0.0, 0.0)
-                          for _ in range(mel.shape[0])]).reshape(-1, 2)  # fmt: skip
-        f0 = self._f0_heard(given, pitch.cpu().numpy() if pitch is not None else None)
-        return self._shape((mel * r.mel_std + r.mel_mean).T.cpu().numpy()), f0
+                          for _ in range(log_mel.shape[1])]).reshape(-1, 2)  # fmt: skip
+        return self._shape(log_mel), self._f0_heard(given, head)
 
     breath = 0.0  # breathiness 0..1, for a vocoder with a noise part (notes set it)
 
@@ -184,13 +127,13 @@ class _Streaming:
         """The vocoder's extra inputs: the harmonic one takes the breathiness."""
         return {"breath": self.breath} if self.r.needs_f0 and self.breath else {}
 
-    def _f0_heard(self, given: np.ndarray, pitch: np.ndarray | None) -> np.ndarray:
-        """The f0 to sound: speech takes the pitch head's contour where the voice has one,
-        else its inputs' per-token pitch."""
-        if pitch is None:
+    def _f0_heard(self, given: np.ndarray, head: tuple | None) -> np.ndarray:
+        """The f0 to sound, from the ``(f0, voicing)`` asked for per frame and the pitch
+        head's ``(Hz, voiced)`` (None without one): speech takes the pitch head's contour
+        where the voice has one, else its inputs' per-token pitch."""
+        if head is None:
             return np.where(given[:, 1] > 0.5, given[:, 0], 0.0)
-        hz = np.exp(pitch[:, 0] * self.r.f0_std + self.r.f0_mean)
-        return np.where(pitch[:, 1] > 0.0, hz, 0.0)
+        return np.where(head[1], head[0], 0.0)
 
     def _append(self, out: np.ndarray) -> None:
         self.buf = np.concatenate([self.buf, out]).astype(np.float32, copy=False)
@@ -251,17 +194,11 @@ def fill(voices: list[_Streaming], n: int) -> None:
             continue
         gen = batch[0][0].r.voice.model.generator
         dev = batch[0][1].device
-        states = [v.gen_state or gen.initial_state(1, dev) for v, _ in batch]
-        st = GeneratorState(
-            torch.cat([s.hidden for s in states], 1),
-            torch.cat([s.pending for s in states], 0),
-            torch.cat([s.history for s in states], 0),
-        )
+        st = GeneratorState.cat([v.gen_state if v.gen_state is not None
+                                 else gen.initial_state(1, dev) for v, _ in batch])  # fmt: skip
         y, st = gen.stream(torch.stack([x for _, x in batch]), st)
-        for i, (v, _) in enumerate(batch):
-            v.gen_state = GeneratorState(
-                st.hidden[:, i : i + 1], st.pending[i : i + 1], st.history[i : i + 1]
-            )
+        for (v, _), state in zip(batch, st.split(), strict=True):
+            v.gen_state = state
         group = [v for v, _ in batch]
         r = group[0].r
         if len(batch) == 1:
@@ -342,7 +279,7 @@ class Note(_Streaming):
         hz = 440.0 * 2 ** ((sung - 69) / 12)
         warp = 1.0 if self.r.needs_f0 else 2 ** ((midi - sung) / 12)
         heard = 440.0 * 2 ** ((midi - 69) / 12)
-        return (math.log(hz) - self.r.f0_mean) / self.r.f0_std, warp, heard
+        return self.r.voice.stats.log_f0(hz), warp, heard
 
     def glide_to(self, pitch: float, seconds: float | None = None,
                  expression: dict | None = None) -> None:  # fmt: skip
@@ -354,10 +291,10 @@ class Note(_Streaming):
         self.target = pitch
         self.contour.glide(pitch, self.expression.portamento if seconds is None else seconds)
 
-    def _f0_heard(self, given: np.ndarray, pitch: np.ndarray | None) -> np.ndarray:
+    def _f0_heard(self, given: np.ndarray, head: tuple | None) -> np.ndarray:
         """A note sounds its own pitch where its syllable is voiced (the pitch head's voicing
         where the voice has one, else the syllable's phones')."""
-        voiced = pitch[:, 1] > 0.0 if pitch is not None else given[:, 1] > 0.5
+        voiced = head[1] if head is not None else given[:, 1] > 0.5
         return np.where(voiced, given[:, 0], 0.0)
 
     def _shape(self, log_mel: np.ndarray) -> np.ndarray:
@@ -388,8 +325,6 @@ class Note(_Streaming):
             self.t += 1
         if not rows:
             return None
-        model = self.r.voice.model
         with torch.no_grad():
             up = self.up[[k for k, _ in rows]]
-            ctrl = torch.stack([c for _, c in rows])
-            return torch.cat([up, model.project_controls(ctrl, 1.0)], -1)
+            return self.r.voice.inputs(up, torch.stack([c for _, c in rows]), sung=1.0)

@@ -99,6 +99,20 @@ class GeneratorState(NamedTuple):
     pending: torch.Tensor  # (B, k < r, D): inputs waiting for a full group of r frames
     history: torch.Tensor  # (B, context, n_mels): the last frames emitted, for the feedback
 
+    @classmethod
+    def cat(cls, states: list[GeneratorState]) -> GeneratorState:
+        """One state for several streams of one generator, in order (``B`` their sum), to
+        step them together."""
+        return cls(torch.cat([s.hidden for s in states], 1),
+                   torch.cat([s.pending for s in states], 0),
+                   torch.cat([s.history for s in states], 0))  # fmt: skip
+
+    def split(self) -> list[GeneratorState]:
+        """One state per batch item (``B = 1`` views), as :meth:`cat` joined them."""
+        h, p, c = self.hidden, self.pending, self.history
+        return [GeneratorState(h[:, i : i + 1], p[i : i + 1], c[i : i + 1])
+                for i in range(h.shape[1])]  # fmt: skip
+
 
 class Generator(nn.Module):
     """Unidirectional GRU over frames; its FC head emits ``r`` mel frames a step.

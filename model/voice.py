@@ -1,29 +1,64 @@
 """A voice: a trained acoustic model with its frontend and statistics, text -> mel.
 
 ``Voice.load(path)`` reads an acoustic checkpoint (safetensors + JSON header) and refuses a
-convention other than the caller's. ``voice.mel(text)`` predicts durations and per-token
-prosody, then runs the generator (offline; the same weights stream through
-``voice.model.generator.stream``). ``packaged()`` is the default voice in
+convention other than the caller's. The voice owns inference, offline and streaming alike:
+``speech(text)`` / ``syllable(lyric)`` predict durations and per-token prosody and give the
+generator's inputs, :meth:`Voice.inputs` projects edited controls (a sung note's pitch),
+:meth:`Voice.outputs` turns generator frames into log-mel and Hz; in between the generator
+runs offline (``voice.mel(text)``) or streams (``voice.model.generator.stream``, its states
+batched by :meth:`model.acoustic.GeneratorState.cat`). ``packaged()`` is the default voice in
 ``model/voices/default/``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 import dsp
 from model import checkpoint
-from model.acoustic import AcousticModel
-from model.frontend import Frontend
+from model.acoustic import AcousticModel, upsample
+from model.frontend import Frontend, lyric_phones
+from model.g2p import is_vowel
+from model.stats import Stats
 
 PACKAGED = Path(__file__).resolve().parent / "voices" / "default" / "acoustic.safetensors"
 
 
+def phones_of(lyric: str | tuple[str, ...]) -> list[str]:
+    """A syllable's phones: given, or read from its text (``la`` for none)."""
+    phones = list(lyric) if isinstance(lyric, tuple) else [
+        p for syl in lyric_phones([lyric]) for p in syl]  # fmt: skip
+    return phones or ["l", "aa"]
+
+
+def phrase(lyrics: list, reach: int = 2) -> list[tuple[tuple, tuple]]:
+    """Each syllable's ``(before, after)`` context in its phrase: the phones of up to
+    ``reach`` syllables on each side (what the text encoder's kernels see)."""
+    phones = [tuple(phones_of(x)) for x in lyrics]
+    out = []
+    for i in range(len(phones)):
+        before = tuple(p for ph in phones[max(0, i - reach) : i] for p in ph)
+        after = tuple(p for ph in phones[i + 1 : i + 1 + reach] for p in ph)
+        out.append((before, after))
+    return out
+
+
+class Syllable(NamedTuple):
+    """A sung syllable's generator material (see :meth:`Voice.syllable`)."""
+
+    up: torch.Tensor  # (T, C + 1) upsampled encoding
+    controls: torch.Tensor  # (T, 3) normalized per-frame controls, the vowel voiced
+    onset: int  # the vowel's first frame (before it: the onset, sung ahead of the beat)
+    hold: int  # the vowel's middle frame, which a held note repeats
+    coda: int  # the frame after the vowel (the coda, sung at note-off)
+
+
 class Voice:
-    def __init__(self, model: AcousticModel, frontend: Frontend, stats: dict,
+    def __init__(self, model: AcousticModel, frontend: Frontend, stats: Stats,
                  conv: dsp.Convention, header: dict):  # fmt: skip
         self.model = model.eval()
         self.frontend = frontend
@@ -45,20 +80,77 @@ class Voice:
         have = checkpoint.convention(header, conv, path, "voice")
         model = AcousticModel(**header["kwargs"])
         model.load_state_dict(tensors, strict=True)
-        return cls(model, Frontend.from_dict(header["frontend"]), header["stats"], have, header)
+        fe, stats = Frontend.from_dict(header["frontend"]), Stats.from_dict(header["stats"])
+        return cls(model, fe, stats, have, header)
+
+    @torch.no_grad()
+    def _predict(self, tokens: list[int], keep: slice = slice(None), speed: float = 1.0):
+        """Token ids -> the encoding ``(1, N, C)`` of those in ``keep`` (the rest are context
+        the encoder sees), their predicted durations ``(N,)`` (frames, each >= 1) and their
+        per-token prosody repeated for those frames ``(T, 3)`` (normalized controls)."""
+        model = self.model
+        enc_all = model.encoder(torch.tensor([tokens], device=self.device))
+        log_dur = model.duration(enc_all)[0, keep, 0]
+        dur = torch.clamp(torch.round((torch.exp(log_dur) - 1) / speed), min=1).long()
+        idx = torch.repeat_interleave(torch.arange(len(dur), device=self.device), dur)
+        return enc_all[:, keep], dur, model.prosody(enc_all)[0, keep][idx]
 
     @torch.no_grad()
     def frame_inputs(self, text: str, speed: float = 1.0) -> torch.Tensor:
         """The generator's inputs ``(1, T, D)`` for ``text``: predicted durations and
         per-token prosody, upsampled to frames."""
-        tokens = torch.tensor([self.frontend.encode(text)], device=self.device)
-        enc = self.model.encoder(tokens)
-        log_dur = self.model.duration(enc)[0, :, 0]
-        dur = torch.clamp(torch.round((torch.exp(log_dur) - 1) / speed), min=1).long()
-        prosody = self.model.prosody(enc)[0]  # (N, 3) normalized per-token controls
-        idx = torch.repeat_interleave(torch.arange(len(dur), device=self.device), dur)
-        controls = prosody[idx][None]
-        return self.model.frame_inputs(enc, dur[None], controls)
+        enc, dur, controls = self._predict(self.frontend.encode(text), speed=speed)
+        return self.model.frame_inputs(enc, dur[None], controls[None])
+
+    @torch.no_grad()
+    def speech(self, text: str, speed: float = 1.0) -> tuple[torch.Tensor, np.ndarray]:
+        """Generator inputs ``(T, D)`` for ``text`` and the f0 ``(T,)`` (Hz, 0 = unvoiced)
+        of their pitch controls."""
+        x = self.frame_inputs(text, speed)[0]
+        return x, self.control_f0(x)
+
+    @torch.no_grad()
+    def syllable(self, lyric: str | tuple[str, ...], before: tuple[str, ...] = (),
+                 after: tuple[str, ...] = ()) -> Syllable:  # fmt: skip
+        """A syllable (text, or its phones) to sing: its upsampled encoding, per-frame controls
+        with the vowel voiced (and at least at average loudness), and the vowel's frames.
+
+        ``before`` / ``after``: the phones of the neighbouring syllables of its phrase
+        (:func:`phrase`), encoded with it (co-articulation: the text encoder sees them) and
+        then left out."""
+        phones = phones_of(lyric)
+        # a bare vowel is encoded between pauses (as in every training sentence), else the
+        # model all but whispers it; a phrase starts and ends with a pause
+        bare = all(is_vowel(p) for p in phones) and not (before or after)
+        head = ["pau"] if bare or not before else list(before)
+        tail = ["pau"] if bare or not after else list(after)
+        if not bare and not before and not after:
+            head, tail = [], []  # a lone syllable with consonants sings best as it is
+        tokens = self.frontend.encode_units(head + phones + tail)
+        enc, dur, ctrl = self._predict(tokens, slice(len(head), len(head) + len(phones)))
+        up = upsample(enc, dur[None], int(dur.sum()))[0]
+        ctrl = ctrl.clone()
+        v = next((i for i, p in enumerate(phones) if is_vowel(p)), len(phones) // 2)
+        onset = int(dur[:v].sum())
+        vowel = slice(onset, onset + int(dur[v]))
+        ctrl[vowel, 1] = 1.0
+        ctrl[vowel, 2] = torch.clamp(ctrl[vowel, 2], min=0.0)
+        return Syllable(up, ctrl, onset, onset + int(dur[v]) // 2, onset + int(dur[v]))
+
+    def inputs(self, up: torch.Tensor, controls: torch.Tensor, sung: float = 0.0):
+        """Generator inputs ``(T, D)`` from upsampled encodings ``(T, C + 1)`` and normalized
+        controls ``(T, 3)`` (edited ones: a note's pitch), through the control projection."""
+        return torch.cat([up, self.model.project_controls(controls, sung)], -1)
+
+    def outputs(self, y: torch.Tensor) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+        """Generator frames ``(T, n_out)`` -> log-mel ``(n_mels, T)`` and, where the model has
+        a pitch head, its f0 ``(T,)`` (Hz) and voicing ``(T,)`` (bool), else None."""
+        mel, pitch = self.model.generator.split(y)
+        log_mel = self.stats.mel(mel).T.cpu().numpy()
+        if pitch is None:
+            return log_mel, None
+        p = pitch.cpu().numpy()
+        return log_mel, (self.stats.hz(p[:, 0]), p[:, 1] > 0.0)
 
     @torch.no_grad()
     def mel(self, text: str, speed: float = 1.0) -> np.ndarray:
@@ -76,20 +168,20 @@ class Voice:
     def frames(self, y: torch.Tensor, x: torch.Tensor | None = None):
         """Generator output ``(T, n_out)`` -> log-mel ``(n_mels, T)`` and f0 ``(T,)`` Hz. A model
         without a pitch head takes the f0 from the control channels of its inputs ``x``."""
-        mel, pitch = self.model.generator.split(y)
-        s = self.stats
-        log_mel = (mel * s["mel_std"] + s["mel_mean"]).T.cpu().numpy().astype(np.float32)
-        if pitch is None:
-            if x is None:
-                return log_mel, np.zeros(log_mel.shape[1])
-            pitch = self.controls_of(x)
-            voiced = pitch[:, 1] > 0.5
-        else:
-            voiced = pitch[:, 1] > 0.0
-        hz = torch.exp(pitch[:, 0] * s["f0_std"] + s["f0_mean"])
-        return log_mel, torch.where(voiced, hz, torch.zeros_like(hz)).cpu().numpy().astype(
-            np.float64
-        )
+        log_mel, head = self.outputs(y)
+        log_mel = log_mel.astype(np.float32)
+        if head is not None:
+            return log_mel, np.where(head[1], head[0], 0.0).astype(np.float64)
+        if x is None:
+            return log_mel, np.zeros(log_mel.shape[1])
+        return log_mel, self.control_f0(x)
+
+    @torch.no_grad()
+    def control_f0(self, x: torch.Tensor) -> np.ndarray:
+        """The f0 ``(T,)`` (Hz, 0 = unvoiced) that generator inputs ``(T, D)`` ask for."""
+        c = self.controls_of(x)
+        hz = self.stats.hz(c[:, 0])
+        return torch.where(c[:, 1] > 0.5, hz, torch.zeros_like(hz)).cpu().numpy().astype(np.float64)
 
     def controls_of(self, x: torch.Tensor) -> torch.Tensor:
         """The normalized (log f0, voicing) controls behind generator inputs ``(T, D)``: the

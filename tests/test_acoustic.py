@@ -14,8 +14,8 @@ import torch
 
 import dsp
 from model import checkpoint
-from model.acoustic import AcousticModel, Generator, upsample
-from model.voice import Voice
+from model.acoustic import AcousticModel, Generator, GeneratorState, upsample
+from model.voice import PACKAGED, Voice
 from trainer import acoustic, corpus, runtime
 
 
@@ -51,6 +51,39 @@ def test_generator_state_is_explicit():
         b, _ = gen.stream(x[:, 5:], st)
     torch.testing.assert_close(a, b)
     assert gen.delay == 1
+
+
+@pytest.mark.parametrize("feedback", [0, 16])
+def test_states_cat_and_split_step_streams_together(feedback):
+    """Streams with their own pasts, stepped as one batch through ``GeneratorState.cat``, go
+    on as each alone would; ``split`` gives each its own state back."""
+    torch.manual_seed(0)
+    gen = Generator(12, 80, 48, 2, 2, feedback=feedback).eval()
+    x = torch.randn(3, 8, 12)
+    with torch.no_grad():
+        solo = [gen.stream(x[i : i + 1, :5])[1] for i in range(3)]  # one frame pending each
+        joined = GeneratorState.cat(solo)
+        assert joined.hidden.shape[1] == joined.pending.shape[0] == 3
+        for s, back in zip(solo, joined.split(), strict=True):
+            assert all(torch.equal(a, b) for a, b in zip(s, back, strict=True))
+        y, st = gen.stream(x[:, 5:], joined)
+        for i, (s, back) in enumerate(zip(solo, st.split(), strict=True)):
+            want, alone = gen.stream(x[i : i + 1, 5:], s)
+            assert (y[i : i + 1] - want).abs().max() <= 1e-5
+            assert (back.hidden - alone.hidden).abs().max() <= 1e-5
+            assert torch.equal(back.pending, alone.pending)
+
+
+def test_a_voices_statistics_are_typed_and_read_strictly():
+    from model.stats import Stats
+
+    header = checkpoint.load(PACKAGED, kind="acoustic")[1]
+    stats = Stats.from_dict(header["stats"])
+    assert stats.to_dict() == header["stats"] and acoustic.Stats is Stats
+    assert Voice.load(PACKAGED).stats == stats
+    assert abs(stats.hz(stats.log_f0(220.0)) - 220.0) < 1e-9
+    with pytest.raises(ValueError, match="statistics need exactly"):
+        Stats.from_dict(header["stats"] | {"pitch_mean": 0.0})
 
 
 def test_the_audio_encoder_feeds_back_the_frames_already_made():

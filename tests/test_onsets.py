@@ -94,7 +94,7 @@ def test_immediate_note_ons_on_pulseaudio_keep_their_spacing(pulse_null_sink, tm
     # a device stall (an underrun on a busy CPU) drops ~2 s of sound, and a busy CPU may
     # hold the sender up between its clock and sendto: those notes are not compared, but
     # most gaps must be
-    assert r["good"].sum() >= 30, (r["found"].sum(), r["cut"].sum(), r["unsure"].sum(),
+    assert r["good"].sum() >= 25, (r["found"].sum(), r["cut"].sum(), r["unsure"].sum(),
                                    text[-2000:])  # fmt: skip
     err = r["err"][r["good"]]
     assert np.abs(err).max() <= ONSET_SLIP, np.round(err * 1000, 2)

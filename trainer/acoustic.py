@@ -22,6 +22,7 @@ from model import checkpoint
 from model.acoustic import AcousticModel
 from model.discriminators import MelDiscriminator, d_loss, feature_matching, g_adv_loss
 from model.frontend import Frontend
+from model.stats import Stats
 from trainer import corpus, dataset, features, fit, plots, runtime
 
 SUNG = "_sung"  # the id suffix of sung items
@@ -75,31 +76,6 @@ def load_items(data: Path, conv: dsp.Convention, token_source: str,
         items.append(Item(row.id, np.array(fe.encode_units(units)), dur, f["mel"],
                           controls.astype(np.float32), row.id.endswith(SUNG)))  # fmt: skip
     return items, fe
-
-
-@dataclass
-class Stats:
-    mel_mean: float
-    mel_std: float
-    f0_mean: float
-    f0_std: float
-    energy_mean: float
-    energy_std: float
-
-    @classmethod
-    def of(cls, items: list[Item]) -> Stats:
-        mel = np.concatenate([i.mel for i in items], 1)
-        c = np.concatenate([i.controls for i in items], 0)
-        f0 = c[c[:, 1] > 0, 0]
-        return cls(float(mel.mean()), float(mel.std()), float(f0.mean()), float(f0.std()),
-                   float(c[:, 2].mean()), float(c[:, 2].std()))  # fmt: skip
-
-    def controls(self, c: np.ndarray) -> np.ndarray:
-        """Raw (log f0, voicing, energy) -> the model's normalized controls."""
-        out = c.copy()
-        out[:, 0] = np.where(c[:, 1] > 0, (c[:, 0] - self.f0_mean) / self.f0_std, 0.0)
-        out[:, 2] = (c[:, 2] - self.energy_mean) / self.energy_std
-        return out
 
 
 def make_batch(items: list[Item], stats: Stats):

@@ -73,7 +73,7 @@ def _voice_mels(data: Path, conv: dsp.Convention, voice: Path) -> dict[str, np.n
 
     v = Voice.load(voice, conv)
     items, _ = acoustic.load_items(data, conv, v.header.get("tokens", "segments"))
-    stats = acoustic.Stats(**v.stats)
+    stats = v.stats
     out = {}
     with torch.no_grad():
         for it in items:
