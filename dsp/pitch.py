@@ -16,6 +16,70 @@ from dsp.convention import DEFAULT, Convention
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
+def _best_lag(cmnd, tau_min, tau_max, threshold):  # pragma: no cover
+    """The lag of a frame's cumulative mean normalized difference ``cmnd``."""
+    # standard YIN: the first dip under the threshold (its local minimum) ...
+    best = -1
+    tau = tau_min
+    while tau <= tau_max:
+        if cmnd[tau] < threshold:
+            while tau + 1 <= tau_max and cmnd[tau + 1] < cmnd[tau]:
+                tau += 1
+            best = tau
+            break
+        tau += 1
+    if best < 0:
+        # ... else the global minimum, guarded against octave errors: a dip near a
+        # sub-multiple of its lag that is nearly as deep wins.
+        best = tau_min
+        for tau in range(tau_min, tau_max + 1):
+            if cmnd[tau] < cmnd[best]:
+                best = tau
+        k = 2
+        while best // k >= tau_min:
+            lo = max(tau_min, int(best / k * 0.97))
+            hi = min(tau_max, int(best / k * 1.03) + 1)
+            sub = lo
+            for tau in range(lo, hi + 1):
+                if cmnd[tau] < cmnd[sub]:
+                    sub = tau
+            if (
+                cmnd[sub] < cmnd[best] + 0.05
+                and cmnd[sub] <= cmnd[sub - 1]
+                and cmnd[sub] <= cmnd[sub + 1]
+            ):
+                best = sub
+                break
+            k += 1
+    return best
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _parabolic_shift(x, best, c, w, n_fft):  # pragma: no cover
+    """The sub-sample refinement of lag ``best``, within half a sample."""
+    # parabolic refinement on the raw difference, all three lags on one window
+    s = c - (w + best) // 2
+    if s < 1:
+        s = 1
+    if s + w + best + 1 > n_fft:
+        s = n_fft - w - best - 1
+    a = 0.0
+    b = 0.0
+    e = 0.0
+    for j in range(w):
+        u = x[s + j]
+        da = u - x[s + j + best - 1]
+        db = u - x[s + j + best]
+        de = u - x[s + j + best + 1]
+        a += da * da
+        b += db * db
+        e += de * de
+    den = a - 2.0 * b + e
+    shift = 0.5 * (a - e) / den if den > 0 else 0.0
+    return max(-0.5, min(0.5, shift))
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _yin_kernel(
     yp, hop, n_fft, n_frames, tau_min, tau_max, threshold, sr, silence
 ):  # pragma: no cover
@@ -53,60 +117,9 @@ def _yin_kernel(
         for tau in range(1, tau_max + 2):
             running += d[tau]
             cmnd[tau] = d[tau] * tau / running if running > 0 else 1.0
-        # standard YIN: the first dip under the threshold (its local minimum) ...
-        best = -1
-        tau = tau_min
-        while tau <= tau_max:
-            if cmnd[tau] < threshold:
-                while tau + 1 <= tau_max and cmnd[tau + 1] < cmnd[tau]:
-                    tau += 1
-                best = tau
-                break
-            tau += 1
-        if best < 0:
-            # ... else the global minimum, guarded against octave errors: a dip near a
-            # sub-multiple of its lag that is nearly as deep wins.
-            best = tau_min
-            for tau in range(tau_min, tau_max + 1):
-                if cmnd[tau] < cmnd[best]:
-                    best = tau
-            k = 2
-            while best // k >= tau_min:
-                lo = max(tau_min, int(best / k * 0.97))
-                hi = min(tau_max, int(best / k * 1.03) + 1)
-                sub = lo
-                for tau in range(lo, hi + 1):
-                    if cmnd[tau] < cmnd[sub]:
-                        sub = tau
-                if (
-                    cmnd[sub] < cmnd[best] + 0.05
-                    and cmnd[sub] <= cmnd[sub - 1]
-                    and cmnd[sub] <= cmnd[sub + 1]
-                ):
-                    best = sub
-                    break
-                k += 1
+        best = _best_lag(cmnd, tau_min, tau_max, threshold)
         dip[t] = cmnd[best]
-        # parabolic refinement on the raw difference, all three lags on one window
-        s = c - (w + best) // 2
-        if s < 1:
-            s = 1
-        if s + w + best + 1 > n_fft:
-            s = n_fft - w - best - 1
-        a = 0.0
-        b = 0.0
-        e = 0.0
-        for j in range(w):
-            u = x[s + j]
-            da = u - x[s + j + best - 1]
-            db = u - x[s + j + best]
-            de = u - x[s + j + best + 1]
-            a += da * da
-            b += db * db
-            e += de * de
-        den = a - 2.0 * b + e
-        shift = 0.5 * (a - e) / den if den > 0 else 0.0
-        f0[t] = sr / (best + max(-0.5, min(0.5, shift)))
+        f0[t] = sr / (best + _parabolic_shift(x, best, c, w, n_fft))
     return f0, dip, power
 
 

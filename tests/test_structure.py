@@ -15,8 +15,6 @@ import ast
 import itertools
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("daemon", "dsp", "model", "trainer")
 NEVER = {  # package -> our packages it must not import
@@ -203,24 +201,6 @@ def test_the_structure_checks_see_cycles_and_long_functions():
     assert "dsp.checks" in edges["dsp.pitch"]  # `from dsp import checks`: the module
 
 
-# functions over the limit in files other engineers own, as of this test's writing
-_LONG_ELSEWHERE = [
-    "dsp/pitch.py:_yin_kernel:93",
-]
-
-
-@pytest.mark.xfail(
-    bool(_LONG_ELSEWHERE),
-    reason="functions elsewhere still over 80 lines: " + ", ".join(_LONG_ELSEWHERE),
-    strict=False,
-)
 def test_no_function_is_longer_than_80_lines():
     long = long_functions()
     assert not long, f"functions over {MAX_LINES} lines (file:function:lines): {long}"
-
-
-def test_no_new_function_is_longer_than_80_lines():
-    """The known long ones aside (above), none over the limit: the list only shrinks."""
-    known = {f.rsplit(":", 1)[0] for f in _LONG_ELSEWHERE}  # a known one may shrink
-    new = [f for f in long_functions() if f.rsplit(":", 1)[0] not in known]
-    assert not new, f"functions over {MAX_LINES} lines (file:function:lines): {new}"
