@@ -1,6 +1,7 @@
 """Singing: in tune, on time and intelligible, beside a WORLD speech-to-singing baseline.
 
-    .venv/bin/python bench/bench_sing.py [--vocoder NAME|CHECKPOINT] [--out DIR]
+    .venv/bin/python bench/bench_sing.py [--vocoder NAME|CHECKPOINT] [--voice CHECKPOINT]
+        [--paths ours,baseline,live] [--songs NAME,...] [--keys 0,7] [--no-melodies] [--out DIR]
 
 All audio is measured on the file's own timeline: sample n is score time n/22050 (scores
 start at 0.5 s, room for the first onset consonants).
@@ -13,17 +14,26 @@ start at 0.5 s, room for the first onset consonants).
    start (the vowel is meant to land there).
 2. Songs written for the bench (three, 16-17 notes of 0.3-0.6 s with longer phrase ends,
    real English words, from no corpus), in their key and 7 semitones up, sung (a) by our
-   path and (b) by the baseline: Festival (the teacher) speaks the lyric and
-   trainer.sung.retime re-times its phones onto the notes with WORLD. For each: Whisper
+   path, (b) by the baseline: Festival (the teacher) speaks the lyric and
+   trainer.sung.retime re-times its phones onto the notes with WORLD, and (c) live: played
+   into `melgand serve --sink wav:PATH` as timetagged OSC bundles (`/lyric` + `/mnote`,
+   same voice and vocoder; see :class:`Live`). For each: Whisper
    base word errors against the lyric (transcripts printed), pitch error, unvoiced notes,
    vibrato read back on notes of 0.6 s or more (rate in Hz, depth in cents: half peak to
-   peak), DNSMOS OVRL/SIG. Spectrograms (ours above the baseline) go to --out.
+   peak), DNSMOS OVRL/SIG. Spectrograms (a panel a path) go to --out.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import librosa
@@ -166,6 +176,196 @@ def baseline(text: str, sing: P.Sing, cache: dict) -> np.ndarray:
     return out
 
 
+class Live:
+    """The songs played live: `melgand serve --sink wav:PATH --osc ...` in a subprocess, each
+    note an OSC bundle timetagged ahead of its beat by its onset consonants, as the score
+    path places them, ``/lyric SYL ID`` + ``/mnote PITCH 100 ID``; its release a bundle
+    ``/mnote/rel PITCH ID`` where the score path releases (the note's end, less its coda,
+    and less the onset of a note that follows at once). A melisma ("_") is ``/param/legato
+    1`` and a note-on (the held voice glides to it, no new syllable: sent with the previous
+    syllable as its lyric) released with ``/param/legato 0``. The daemon places a timetagged
+    note-on's first sample (its consonants) on the timetag, so each lead is computed here
+    from the same voice, with the context the daemon gives a live note (the syllable sent
+    before, if it came less than 1 s earlier; none after). A marker note ("la", MIDI 67)
+    sounds 2 s before the first song: found in the wav by correlation with the same note
+    rendered here (to the sample), it puts the wav on the songs' timelines."""
+
+    AHEAD = 0.8  # s a bundle is sent before its timetag (time to prepare the voice)
+    GAP = 3.0  # s of silence between performances
+
+    def __init__(self, r, voice: Path | None, vocoder: str, log: Path):
+        self.r, self.voice, self.vocoder, self.log = r, voice, vocoder, log
+        self.events: list[tuple[float, list]] = []  # (wall timetag, [(address, args)])
+        self.starts: dict = {}  # key -> (wall time of score time 0, seconds)
+        self.nid = 0
+        self.last: tuple[str, float] | None = None  # the last lyric sent and its send time
+
+    def _id(self) -> int:
+        self.nid += 1
+        return self.nid
+
+    def _syllable(self, lyric: str, at: float):
+        before = ()
+        if self.last is not None and at - self.last[1] < 1.0:
+            before = tuple(self.r.phones_of(self.last[0]))
+        self.last = (lyric, at)
+        return self.r.syllable(lyric, before, ())
+
+    def plan(self, key, sing: P.Sing, t0: float) -> float:
+        """Bundles for ``sing`` with score time 0 at wall time ``t0``; its end (wall)."""
+        rate, notes = self.r.rate, sing.notes
+        touching = 0.05
+        beats = [t0 + n["start"] for n in notes]
+        ends = [b + n["dur"] for b, n in zip(beats, notes, strict=True)]
+
+        def melisma(i):
+            return (0 < i < len(notes) and notes[i]["lyric"].strip() in MELISMA
+                    and abs(beats[i] - ends[i - 1]) <= touching)  # fmt: skip
+
+        syl, lead, tail, ids, lyric = [], [], [], [], None
+        for i, n in enumerate(notes):  # leads first: releases look at the next note's
+            if melisma(i):
+                if self.last is not None:  # the daemon takes it as the syllable sent last
+                    self.last = (self.last[0], beats[i])
+                syl.append(None)
+                lead.append(0.0)
+                tail.append(0.0)
+            else:
+                lyric = n["lyric"].strip()
+                s = self._syllable(lyric, beats[i])
+                syl.append(lyric)
+                lead.append(s.onset * self.r.hop / rate)
+                tail.append((len(s.up) - s.coda) * self.r.hop / rate)
+            ids.append(self._id())
+        head, prev = 0, None
+        for i, n in enumerate(notes):
+            p = float(n["pitch"])
+            if melisma(i):
+                on = [("/param/legato", [1.0]), ("/lyric", [prev, ids[i]])]
+                self.events.append((beats[i], [*on, ("/mnote", [p, 100.0, ids[i]])]))
+            else:
+                head, prev = i, syl[i]
+                on = [("/lyric", [syl[i], ids[i]]), ("/mnote", [p, 100.0, ids[i]])]
+                self.events.append((beats[i] - lead[i], on))
+            if not melisma(i + 1):
+                nxt = [beats[j] - lead[j] for j in range(len(notes))
+                       if abs(beats[j] - ends[i]) <= touching]  # fmt: skip
+                stop = max(beats[i] + touching, min([ends[i], *nxt]) - tail[head])
+                msgs = [("/mnote/rel", [p, ids[i]])]
+                if i != head:
+                    msgs.append(("/param/legato", [0.0]))
+                self.events.append((stop, msgs))
+        end = max(ends) + 0.6
+        self.starts[key] = (t0, end - t0)
+        return end
+
+    def perform(self, keys_sings: list) -> dict:
+        """Plays every ``(key, sing)`` through one daemon; their clips by key."""
+        import soundfile as sf
+        from pythonosc.osc_bundle_builder import OscBundleBuilder
+        from pythonosc.osc_message import OscMessage
+        from pythonosc.osc_message_builder import OscMessageBuilder
+
+        from daemon.synth import Note
+
+        def dgram(address, args):
+            b = OscMessageBuilder(address)
+            for a in args:
+                b.add_arg(a)
+            return b.build()
+
+        tmp = Path(tempfile.mkdtemp(prefix="bench_sing_live_"))
+        wav = tmp / "timeline.wav"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        sets = ["daemon.greeting=''", f"daemon.vocoder={json.dumps(self.vocoder)}",
+                "daemon.device='cpu'"]  # fmt: skip
+        if self.voice is not None:  # the daemon takes voices by name, from voices_dir
+            (tmp / "voices").mkdir()
+            (tmp / "voices" / "bench.safetensors").symlink_to(self.voice.resolve())
+            sets += [f"daemon.voices_dir={json.dumps(str(tmp / 'voices'))}", "daemon.voice='bench'"]
+        cmd = [sys.executable, "-m", "daemon.cli", "serve", "--sink", f"wav:{wav}",
+               "--osc", f"127.0.0.1:{port}", "--mqtt", "off"]  # fmt: skip
+        for s in sets:
+            cmd += ["--set", s]
+        root = Path(__file__).resolve().parent.parent
+        with self.log.open("w") as f:
+            p = subprocess.Popen(cmd, stderr=f, cwd=root)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        dest = ("127.0.0.1", port)
+        status, fails = None, []
+        try:
+            deadline = time.monotonic() + 180
+            while True:  # until it answers /status
+                sock.sendto(dgram("/status", []).dgram, dest)
+                sock.settimeout(0.5)
+                try:
+                    if OscMessage(sock.recvfrom(4096)[0]).address == "/status.reply":
+                        break
+                except (TimeoutError, ConnectionRefusedError):
+                    pass
+                if p.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the daemon did not start:\n{self.log.read_text()}")
+            mark = time.time() + 1.5
+            self.events = [(mark, [("/lyric", ["la", 0]), ("/mnote", [67.0, 100.0, 0])]),
+                           (mark + 0.3, [("/mnote/rel", [67.0, 0])])]  # fmt: skip
+            t = mark + 2.0
+            for key, sing in keys_sings:
+                t = self.plan(key, sing, t) + self.GAP
+            self.events.sort(key=lambda e: e[0])
+            for at, msgs in self.events:
+                time.sleep(max(0.0, at - self.AHEAD - time.time()))
+                bb = OscBundleBuilder(at)
+                for a, args in msgs:
+                    bb.add_content(dgram(a, args))
+                sock.sendto(bb.build().dgram, dest)
+            time.sleep(max(0.0, t - self.GAP + 0.5 - time.time()))
+            sock.sendto(dgram("/status", []).dgram, dest)
+            deadline = time.monotonic() + 5
+            while status is None and time.monotonic() < deadline:  # past /done, /fail
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                m = OscMessage(sock.recvfrom(65536)[0])
+                if m.address == "/fail":
+                    fails.append(m.params)
+                elif m.address == "/status.reply":
+                    status = m.params
+        finally:
+            sock.close()
+            p.send_signal(signal.SIGINT)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        y, sr = sf.read(wav, dtype="float32")
+        assert sr == SR, sr
+        # the marker: the first sound, refined by correlation with the same note made here
+        ref = Note(self.r, 67.0, 100.0, "la").render(4096)
+        first = int(np.argmax(np.abs(y) > 1e-4))
+        best, where = -1.0, first
+        for s in range(max(0, first - 1500), first + 500):
+            seg = y[s : s + len(ref)]
+            c = float(np.dot(seg, ref)) / (np.linalg.norm(seg) * np.linalg.norm(ref) + 1e-9)
+            if c > best:
+                best, where = c, s
+        err = self.log.read_text()
+        late = re.findall(r"late by ([0-9.]+) ms", err)
+        self.report = (
+            f"live OSC: `melgand serve` (voice {self.voice or 'default (packaged)'}, vocoder "
+            f"{self.vocoder}, CPU), {len(self.events)} bundles; the wav put on the songs' "
+            f"timelines by the marker note (correlation {best:.3f} with it rendered here); "
+            f"late events: {len(late)}"
+            + (f" (at most {max(map(float, late)):.0f} ms)" if late else "")
+            + (f"; underruns {status[3]}, peak load {status[5]:.0f} %" if status else "")
+            + (f"; /fail: {fails}" if fails else "")
+        )
+        clips = {}
+        for key, (t0, dur) in self.starts.items():
+            s0 = where + round((t0 - mark) * SR)
+            clips[key] = y[s0 : s0 + round(dur * SR)]
+        return clips
+
+
 # ----------------------------------------------------------------------------- measures
 
 
@@ -272,18 +472,27 @@ def melodies(r) -> None:
     print(f"\nnative range (the model itself): MIDI {r.native_range}; beyond it, mel warping\n")
 
 
-def songs(r, out: Path, transpositions=(0, 7)) -> None:
+def songs(r, out: Path, transpositions=(0, 7), chosen=("ours", "baseline", "live"),
+          names=None, live: Live | None = None) -> None:  # fmt: skip
     from bench import judges
 
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"ours": lambda text, s: ours(r, s)} if r is not None else {}
+    names = list(names or SONGS)
+    paths = {"ours": lambda text, s: ours(r, s)} if r is not None and "ours" in chosen else {}
     cache: dict = {}
-    paths["WORLD baseline"] = lambda text, s: baseline(text, s, cache)
-    rows, totals, transcripts = [], {}, []
-    for name, notes in SONGS.items():
-        text = SONG_TEXT[name]
+    if "baseline" in chosen:
+        paths["WORLD baseline"] = lambda text, s: baseline(text, s, cache)
+    if live is not None:  # played first, all in one daemon: (name, key) -> clip
+        played = live.perform([((n, tr), score(SONGS[n], tr)) for n in names
+                               for tr in transpositions])  # fmt: skip
+        print(live.report + "\n")
+        paths["live OSC"] = lambda text, s: played[now]
+    rows, totals, transcripts, now = [], {}, [], None
+    for name in names:
+        notes, text = SONGS[name], SONG_TEXT[name]
         for tr in transpositions:
             sing = score(notes, tr)
+            now = (name, tr)  # the live path's clip
             clips = {}
             for path, sing_fn in paths.items():
                 try:
@@ -341,7 +550,7 @@ def songs(r, out: Path, transpositions=(0, 7)) -> None:
         )
     print("\nWhisper heard:")
     print("\n".join(transcripts))
-    print(f"\nspectrograms (ours above the baseline): {out}/*.png")
+    print(f"\nspectrograms ({', '.join(paths)}, top to bottom): {out}/*.png")
 
 
 def main() -> None:
@@ -349,17 +558,40 @@ def main() -> None:
     ap.add_argument("--vocoder", default=None)
     ap.add_argument("--voice", type=Path, default=None, help="an acoustic checkpoint")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_sing"))
-    ap.add_argument("--baseline-only", action="store_true", help="skip our path")
+    ap.add_argument(
+        "--paths",
+        default="ours,baseline,live",
+        help="comma-separated: ours, baseline, live (default: all three)",
+    )
+    ap.add_argument("--songs", default=None, help="comma-separated song names (default: all)")
+    ap.add_argument("--keys", default="0,7", help="transpositions, comma-separated")
+    ap.add_argument("--no-melodies", action="store_true", help="skip part 1")
+    ap.add_argument("--baseline-only", action="store_true", help="= --paths baseline")
     args = ap.parse_args()
+    chosen = {p.strip() for p in ("baseline" if args.baseline_only else args.paths).split(",")}
+    if chosen - {"ours", "baseline", "live"}:
+        ap.error(f"--paths: unknown {sorted(chosen - {'ours', 'baseline', 'live'})}")
+    names = [n.strip() for n in args.songs.split(",")] if args.songs else list(SONGS)
+    if set(names) - set(SONGS):
+        ap.error(f"--songs: unknown {sorted(set(names) - set(SONGS))}; known: {list(SONGS)}")
     r = None
-    if not args.baseline_only:
+    if chosen & {"ours", "live"}:  # live needs the voice here too: leads, the marker
         try:
             r = renderer(args.vocoder, args.voice)
         except Exception as e:
             print(f"our path is unavailable: {type(e).__name__}: {e}\n")
-    if r is not None:
+    live = None
+    if r is not None and "live" in chosen:
+        from daemon import config
+        from daemon.cli import _vocoder_name
+
+        name = _vocoder_name(config.load(), args.vocoder)  # the vocoder `melgand sing` takes
+        live = Live(r, args.voice, name, args.out / "live_daemon.log")
+        args.out.mkdir(parents=True, exist_ok=True)
+    if r is not None and "ours" in chosen and not args.no_melodies:
         melodies(r)
-    songs(r, args.out)
+    keys = tuple(float(k) if "." in k else int(k) for k in args.keys.split(","))
+    songs(r, args.out, keys, chosen, names, live)
 
 
 if __name__ == "__main__":

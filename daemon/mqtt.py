@@ -18,7 +18,9 @@ import json
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import aiomqtt
@@ -27,6 +29,9 @@ from paho.mqtt.properties import Properties
 
 from daemon import protocol as P
 from daemon.jobs import Job
+
+if TYPE_CHECKING:
+    from daemon.synth import Renderer
 
 log = logging.getLogger("melgand.mqtt")
 
@@ -56,8 +61,24 @@ def _id_of(payload: bytes) -> P.JobId | None:
 
 
 class MqttLink:
-    def __init__(self, daemon, url: str, cfg):
-        self.daemon, self.cfg = daemon, cfg
+    """``[mqtt]`` settings (``cfg``) and what the messages call: ``submit`` a job, ``busy`` (why
+    a new one is refused, or None), ``status`` (the scheduler's, for ``stats``) and
+    ``renderer_for`` (a voice by name: blocking, so it runs on a worker thread)."""
+
+    def __init__(
+        self,
+        url: str,
+        cfg,
+        *,
+        submit: Callable[[Job], None],
+        busy: Callable[[], str | None],
+        status: Callable[[], dict],
+        renderer_for: Callable[[str], Renderer],
+        max_text: int = P.MAX_TEXT,
+    ):
+        self.cfg = cfg
+        self.submit, self.busy, self.status = submit, busy, status
+        self.renderer_for, self.max_text = renderer_for, max_text
         self.target = Target.parse(url)
         self.prefix = f"melgand/{cfg.node}"
         self.client: aiomqtt.Client | None = None
@@ -102,8 +123,8 @@ class MqttLink:
                     log.info("MQTT connected to %s:%d", self.target.host, self.target.port)
                     stats = asyncio.create_task(self._stats())
                     try:
-                        async for msg in client.messages:
-                            self._handle(client, msg)
+                        async for msg in client.messages:  # in order: a voice may load
+                            await self._handle(client, msg)
                     finally:
                         stats.cancel()
             except aiomqtt.MqttError as e:
@@ -112,42 +133,46 @@ class MqttLink:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    def _handle(self, client: aiomqtt.Client, msg) -> None:
+    async def _handle(self, client: aiomqtt.Client, msg) -> None:
         topic = str(msg.topic)
         kind = topic.rsplit("/", 1)[-1]
         payload = bytes(msg.payload or b"")
         jid = None
-        sched = self.daemon.scheduler
         try:
-            full = sched.busy() if kind in ("say", "sing") else None
+            full = self.busy() if kind in ("say", "sing") else None
             if full:
                 raise P.ProtocolError(full)
             if kind == "say":
-                cmd, at = P.mqtt_say(payload)
+                cmd, at = P.mqtt_say(payload, self.max_text)
                 jid = cmd.id
                 job = Job(cmd, None, "mqtt", at=at)
                 if cmd.voice:
-                    try:
-                        job.renderer = self.daemon.renderer_for(cmd.voice)
-                    except ValueError as e:
-                        raise P.ProtocolError(str(e)) from None
-                sched.submit(job)
+                    job.renderer = await self._voice(cmd.voice)
+                self.submit(job)
             elif kind == "sing":
                 cmd = P.mqtt_sing(payload)
                 jid = cmd.id
-                sched.submit(Job(cmd, None, "mqtt"))
+                self.submit(Job(cmd, None, "mqtt"))
             elif kind == "control":
-                self.daemon.scheduler.submit(Job(P.mqtt_control(payload), None, "mqtt"))
+                self.submit(Job(P.mqtt_control(payload), None, "mqtt"))
         except P.ProtocolError as e:
             jid = jid if jid is not None else _id_of(payload)
             self.publish_event({"type": "error", "id": jid, "topic": topic, "reason": str(e)})
         except Exception as e:  # a bug must not end the MQTT link: say so, serve on
             log.exception("MQTT message on %s", topic)
-            self.publish_event({"type": "error", "id": jid, "topic": topic,
-                                "reason": f"internal error ({type(e).__name__})"})  # fmt: skip
+            why = f"internal error ({type(e).__name__})"
+            self.publish_event({"type": "error", "id": jid, "topic": topic, "reason": why})
         finally:
             if msg.qos > 0:
                 client._client.ack(msg.mid, msg.qos)
+
+    async def _voice(self, name: str) -> Renderer:
+        """The named voice, loaded off the event loop the first time it is asked for."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(None, self.renderer_for, name)
+        except ValueError as e:  # an unknown voice
+            raise P.ProtocolError(str(e)) from None
 
     def publish_event(self, event: dict) -> None:
         data = json.dumps({**event, "time": time.time()}).encode()
@@ -168,7 +193,7 @@ class MqttLink:
     async def _stats(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.stats_interval)
-            s = self.daemon.scheduler.status()
+            s = self.status()
             await self._publish(f"{self.prefix}/stats", json.dumps(s).encode(), qos=0)
 
     async def close(self) -> None:

@@ -18,27 +18,53 @@ import logging
 import socket
 import struct
 import time
+from collections.abc import Awaitable, Callable
 
 from daemon import protocol as P
-from daemon.scheduler import Job
+from daemon.jobs import Job
 
 log = logging.getLogger("melgand.osc")
 
 
 _STAMP = getattr(socket, "SO_TIMESTAMPNS", None)
+# what /status.reply carries after its leading 1, in order (as protocol.OSC describes it)
+STATUS_REPLY = (
+    "active_voices",
+    "queued_jobs",
+    "underruns",
+    "avg_load",
+    "peak_load",
+    "nominal_rate",
+    "actual_rate",
+)
 
 
 class OscServer:
-    def __init__(self, daemon):
-        self.daemon = daemon
+    """``[osc]`` settings (``cfg``) and what the messages call: ``submit`` a job, ``busy`` (why
+    a new one is refused, or None), ``status`` (the scheduler's), ``switch_voice`` (by name; a
+    coroutine)."""
+
+    def __init__(
+        self,
+        cfg,
+        *,
+        submit: Callable[[Job], None],
+        busy: Callable[[], str | None],
+        status: Callable[[], dict],
+        switch_voice: Callable[[str], Awaitable[None]],
+        version: str = "",
+        max_text: int = P.MAX_TEXT,
+    ):
+        self.submit, self.busy, self.status = submit, busy, status
+        self.switch_voice, self.version, self.max_text = switch_voice, version, max_text
         self.sock: socket.socket | None = None
         self.notify: set[tuple] = set()
-        osc = daemon.cfg.osc
+        self._tasks: set[asyncio.Task] = set()  # voice switches in flight, kept referenced
         try:
-            self.allow = [ipaddress.ip_network(n, strict=False) for n in osc.allow]
+            self.allow = [ipaddress.ip_network(n, strict=False) for n in cfg.allow]
         except ValueError as e:
             raise ValueError(f"[osc] allow: {e}") from None
-        self.max_rate = osc.max_rate
+        self.max_rate = cfg.max_rate
         self.buckets: dict[tuple, list[float]] = {}  # client -> [tokens, last time]
 
     def _allowed(self, addr) -> bool:
@@ -118,39 +144,42 @@ class OscServer:
             return
         for pk in packets:
             try:
-                cmd = P.command(pk.address, pk.args)
+                cmd = P.command(pk.address, pk.args, self.max_text)
             except P.ProtocolError as e:
                 self.fail(addr, pk.address, str(e))
                 continue
             self.handle(cmd, pk, addr, arrival)
 
     def handle(self, cmd, pk: P.Packet, addr, arrival: float | None = None) -> None:
-        d = self.daemon
         if isinstance(cmd, P.Simple) and cmd.name == "status":
-            s = d.scheduler.status()
-            self.send(addr, "/status.reply", 1, s["active_voices"], s["queued_jobs"],
-                      s["underruns"], s["avg_load"], s["peak_load"], s["nominal_rate"],
-                      s["actual_rate"])  # fmt: skip
+            s = self.status()
+            self.send(addr, "/status.reply", 1, *(s[k] for k in STATUS_REPLY))
         elif isinstance(cmd, P.Simple) and cmd.name == "version":
-            self.send(addr, "/version.reply", d.version)
+            self.send(addr, "/version.reply", self.version)
         elif isinstance(cmd, P.Notify):
             (self.notify.add if cmd.on else self.notify.discard)(addr)
             self.send(addr, "/done", pk.address)
-        elif isinstance(cmd, P.SwitchVoice):  # loading a voice takes a while: off the loop
-
-            def done(f) -> None:
-                e = f.exception()
-                if e is None:
-                    self.send(addr, "/done", pk.address)
-                else:
-                    self.fail(addr, pk.address, str(e) if isinstance(e, ValueError)
-                              else f"cannot load the voice ({type(e).__name__}: {e})")  # fmt: skip
-
-            self.loop.run_in_executor(None, d.switch_voice, cmd.name).add_done_callback(done)
-        elif isinstance(cmd, P.Say | P.NoteOn | P.Sing) and (full := d.scheduler.busy()):
+        elif isinstance(cmd, P.SwitchVoice):  # the voice loads off the loop; OSC serves on
+            task = self.loop.create_task(self.switch_voice(cmd.name))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda t: self._switched(t, addr, pk.address))
+        elif isinstance(cmd, P.Say | P.NoteOn | P.Sing) and (full := self.busy()):
             self.fail(addr, pk.address, full, getattr(cmd, "id", None))
         else:
-            d.scheduler.submit(Job(cmd, (addr, pk.address), "osc", arrival or 0.0, pk.at))
+            self.submit(Job(cmd, (addr, pk.address), "osc", arrival or 0.0, pk.at))
+
+    def _switched(self, task: asyncio.Task, addr, address: str) -> None:
+        """``/done`` for a voice switch, or ``/fail`` saying why it did not happen."""
+        if task.cancelled():  # stopping
+            return
+        e = task.exception()
+        if e is None:
+            self.send(addr, "/done", address)
+        elif isinstance(e, ValueError):
+            self.fail(addr, address, str(e))
+        else:
+            self.fail(addr, address, f"cannot load the voice ({type(e).__name__}: {e})")
 
     # scheduler events, on the loop
     def event(self, kind: str, job: Job, **kw) -> None:

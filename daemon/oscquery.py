@@ -19,15 +19,29 @@ import ipaddress
 import json
 import logging
 import socket
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from urllib.parse import unquote, urlsplit
 
 from daemon import protocol as P
 
 log = logging.getLogger("melgand.oscquery")
 
-EXTENSIONS = {"ACCESS": True, "VALUE": False, "RANGE": True, "DESCRIPTION": True,
-              "TAGS": False, "EXTENDED_TYPE": False, "UNIT": False, "CRITICAL": False,
-              "CLIPMODE": False, "LISTEN": False, "PATH_CHANGED": False}  # fmt: skip
+EXTENSIONS = {
+    "ACCESS": True,
+    "VALUE": False,
+    "RANGE": True,
+    "DESCRIPTION": True,
+    "TAGS": False,
+    "EXTENDED_TYPE": False,
+    "UNIT": False,
+    "CRITICAL": False,
+    "CLIPMODE": False,
+    "LISTEN": False,
+    "PATH_CHANGED": False,
+}
+# a request that ends, or never ends, before its header: closed unanswered
+_DROPPED = (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError)
 VKB_CHANNELS = range(1, 17)  # /vkb_midi/<ch>/note/<pitch> is listed for the 16 MIDI channels
 
 
@@ -51,8 +65,12 @@ def _method(path: str, spec: P.Address, voices: list[str]) -> dict:
         desc += f" (optional: {', '.join(optional)})"
     if spec.reply:
         desc += f"; replies {spec.reply} to the sender"
-    node = {"FULL_PATH": path, "TYPE": "".join(a.tag for a in spec.args), "ACCESS": 2,
-            "DESCRIPTION": desc}  # fmt: skip
+    node = {
+        "FULL_PATH": path,
+        "TYPE": "".join(a.tag for a in spec.args),
+        "ACCESS": 2,
+        "DESCRIPTION": desc,
+    }
     if spec.args:
         node["RANGE"] = [_range(a, voices) for a in spec.args]
     return node
@@ -61,8 +79,12 @@ def _method(path: str, spec: P.Address, voices: list[str]) -> dict:
 def tree(voices: list[str] | None = None) -> dict:
     """The OSCQuery namespace of :data:`daemon.protocol.OSC` (and the vkb_midi pattern)."""
     voices = voices or []
-    root = {"FULL_PATH": "/", "ACCESS": 0, "DESCRIPTION": "melgand: a live neural voice",
-            "CONTENTS": {}}  # fmt: skip
+    root = {
+        "FULL_PATH": "/",
+        "ACCESS": 0,
+        "DESCRIPTION": "melgand: a live neural voice",
+        "CONTENTS": {},
+    }
     methods = dict(P.OSC)
     for ch in VKB_CHANNELS:
         for pitch in range(128):
@@ -117,8 +139,9 @@ class Mdns:
     """One service advertised over mDNS (zeroconf), registered in the background (probing
     takes a second) and withdrawn at stop."""
 
-    def __init__(self, kind: str, name: str, address: str, port: int,
-                 properties: dict | None = None):  # fmt: skip
+    def __init__(
+        self, kind: str, name: str, address: str, port: int, properties: dict | None = None
+    ):
         self.kind, self.name, self.address, self.port = kind, name, address, port
         self.properties = properties or {}
         self.zc = self.info = None
@@ -133,15 +156,19 @@ class Mdns:
         try:
             self.zc = AsyncZeroconf()
             self.info = AsyncServiceInfo(
-                self.kind, f"{self.name}.{self.kind}",
-                addresses=[socket.inet_aton(self.address)], port=self.port,
-                properties=self.properties, server=f"{socket.gethostname()}.local.",
-            )  # fmt: skip
+                self.kind,
+                f"{self.name}.{self.kind}",
+                addresses=[socket.inet_aton(self.address)],
+                port=self.port,
+                properties=self.properties,
+                server=f"{socket.gethostname()}.local.",
+            )
             await self.zc.async_register_service(self.info, allow_name_change=True)
             log.info("mDNS: %s advertised at %s:%d", self.kind, self.address, self.port)
         except Exception as e:  # no multicast on this network: serve on, unadvertised
-            log.warning("mDNS: cannot advertise %s (%s); clients must be given the address",
-                        self.kind, e)  # fmt: skip
+            log.warning(
+                "mDNS: cannot advertise %s (%s); clients must be given the address", self.kind, e
+            )
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -167,10 +194,11 @@ def advertise(kind: str, host: str, port: int, properties: dict | None = None) -
 
 
 class OscQueryServer:
-    """The HTTP endpoint (asyncio, one request a connection, ``Connection: close``)."""
+    """The HTTP endpoint (asyncio, one request a connection, ``Connection: close``) for the
+    OSC server at ``osc_addr``; ``voices`` names the voices that ``/voice`` takes."""
 
-    def __init__(self, daemon):
-        self.daemon = daemon
+    def __init__(self, osc_addr: tuple[str, int], voices: Callable[[], Iterable[str]]):
+        self.osc_addr, self.voices = osc_addr, voices
         self.server: asyncio.Server | None = None
         self.mdns: Mdns | None = None
 
@@ -189,9 +217,13 @@ class OscQueryServer:
             await self.mdns.stop()
 
     def host_info(self) -> dict:
-        osc_host, osc_port = self.daemon.osc_addr
-        out = {"NAME": "melgand", "OSC_PORT": osc_port, "OSC_TRANSPORT": "UDP",
-               "EXTENSIONS": EXTENSIONS}  # fmt: skip
+        osc_host, osc_port = self.osc_addr
+        out = {
+            "NAME": "melgand",
+            "OSC_PORT": osc_port,
+            "OSC_TRANSPORT": "UDP",
+            "EXTENSIONS": EXTENSIONS,
+        }
         if osc_host not in ("0.0.0.0", "::", ""):  # else: the address this was asked at
             out["OSC_IP"] = osc_host
         return out
@@ -202,7 +234,7 @@ class OscQueryServer:
         query = unquote(u.query)
         if query == "HOST_INFO":
             return 200, self.host_info()
-        voices = sorted(self.daemon.known_voices())
+        voices = sorted(self.voices())
         node = find(tree(voices), unquote(u.path))
         if node is None:
             return 404, None
@@ -219,8 +251,7 @@ class OscQueryServer:
                 status, body = 405, {"error": f"{method} is not served; use GET"}
             else:
                 status, body = self.answer(target)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
-                ConnectionError):  # fmt: skip
+        except _DROPPED:
             writer.close()
             return
         except ValueError:
@@ -229,10 +260,12 @@ class OscQueryServer:
             log.exception("OSCQuery request")
             status, body, method = 500, {"error": f"internal error ({type(e).__name__})"}, "GET"
         data = json.dumps(body).encode() if body is not None else b""
-        reason = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found",
-                  405: "Method Not Allowed", 500: "Internal Server Error"}[status]  # fmt: skip
-        headers = [f"HTTP/1.1 {status} {reason}", "Connection: close",
-                   "Access-Control-Allow-Origin: *"]  # fmt: skip
+        reason = HTTPStatus(status).phrase
+        headers = [
+            f"HTTP/1.1 {status} {reason}",
+            "Connection: close",
+            "Access-Control-Allow-Origin: *",
+        ]
         if status != 204:
             headers += ["Content-Type: application/json", f"Content-Length: {len(data)}"]
         writer.write(("\r\n".join(headers) + "\r\n\r\n").encode())

@@ -109,12 +109,14 @@ class Packet:
 
 # live defaults (/param/<name>, MQTT control "param"): the mixer's, speech's, and the sung
 # expression's (daemon/expression.py; also per note: /ne/<name>, score note fields)
-PARAMS = {"volume": (0.0, 4.0), "speed": (0.25, 4.0), "legato": (0.0, 1.0),
-          **expression.RANGES}  # fmt: skip
+PARAMS = {"volume": (0.0, 4.0), "speed": (0.25, 4.0), "legato": (0.0, 1.0), **expression.RANGES}
 
-_PARAM_HELP = {"volume": "output gain (1 = unchanged)", "speed": "speaking rate (1 = normal)",
-               "legato": ">= 0.5: a new note glides the sounding one (legato)",
-               **expression.HELP}  # fmt: skip
+_PARAM_HELP = {
+    "volume": "output gain (1 = unchanged)",
+    "speed": "speaking rate (1 = normal)",
+    "legato": ">= 0.5: a new note glides the sounding one (legato)",
+    **expression.HELP,
+}
 
 
 @dataclass(frozen=True)
@@ -147,32 +149,51 @@ _VEL = Arg("f", "velocity", 0, 127)
 OSC: dict[str, Address] = {
     "/say": Address((Arg("s", "text"), _ID), "speak text; /done [id] once it has been heard"),
     "/mnote": Address((_NOTE, _VEL, _ID), "note on at a MIDI pitch (velocity 0: note off)"),
-    "/mnote/rel": Address((_NOTE, Arg("f", "release velocity", 0, 127, optional=True), _ID),
-                          "note off (with a note id the pitch is ignored)"),
+    "/mnote/rel": Address(
+        (_NOTE, Arg("f", "release velocity", 0, 127, optional=True), _ID),
+        "note off (with a note id the pitch is ignored)",
+    ),
     "/fnote": Address((_HZ, _VEL, _ID), "note on at a frequency in Hz (velocity 0: note off)"),
-    "/fnote/rel": Address((_HZ, Arg("f", "release velocity", 0, 127, optional=True), _ID),
-                          "note off by frequency (with a note id the frequency is ignored)"),
+    "/fnote/rel": Address(
+        (_HZ, Arg("f", "release velocity", 0, 127, optional=True), _ID),
+        "note off by frequency (with a note id the frequency is ignored)",
+    ),
     "/lyric": Address((Arg("s", "lyric"), _ID), "syllable(s) for the next note, or the note id"),
-    "/ne/pitch": Address((Arg("i", "note id"), Arg("f", "pitch", -48, 48)),
-                         "pitch offset of a sounding note, semitones"),
-    "/ne/volume": Address((Arg("i", "note id"), Arg("f", "volume", 0, 4)),
-                          "volume of a sounding note"),
-    **{f"/ne/{k}": Address((Arg("i", "note id"), Arg("f", k, lo, hi)),
-                           f"a sounding note's {expression.HELP[k]}")
-       for k, (lo, hi) in expression.RANGES.items()},
+    "/ne/pitch": Address(
+        (Arg("i", "note id"), Arg("f", "pitch", -48, 48)),
+        "pitch offset of a sounding note, semitones",
+    ),
+    "/ne/volume": Address(
+        (Arg("i", "note id"), Arg("f", "volume", 0, 4)), "volume of a sounding note"
+    ),
+    **{
+        f"/ne/{k}": Address(
+            (Arg("i", "note id"), Arg("f", k, lo, hi)), f"a sounding note's {expression.HELP[k]}"
+        )
+        for k, (lo, hi) in expression.RANGES.items()
+    },
     "/allnotesoff": Address((), "release every note"),
     "/allsoundoff": Address((), "silence everything now"),
     "/voice": Address((Arg("s", "voice"),), "switch voice (by name) for new jobs"),
-    "/status": Address((), "ask for /status.reply: 1, active voices, queued jobs, underruns, "
-                       "avg load %, peak load %, nominal rate, actual rate", "/status.reply"),
-    "/sync": Address((Arg("i", "sync id"),), "/synced id once everything before it is done",
-                     "/synced"),
-    "/notify": Address((Arg("i", "on", 0, 1, values=(0, 1)),),
-                       "1: send /n_go, /n_end and /late to this client; 0: stop"),
+    "/status": Address(
+        (),
+        "ask for /status.reply: 1, active voices, queued jobs, underruns, "
+        "avg load %, peak load %, nominal rate, actual rate",
+        "/status.reply",
+    ),
+    "/sync": Address(
+        (Arg("i", "sync id"),), "/synced id once everything before it is done", "/synced"
+    ),
+    "/notify": Address(
+        (Arg("i", "on", 0, 1, values=(0, 1)),),
+        "1: send /n_go, /n_end and /late to this client; 0: stop",
+    ),
     "/version": Address((), "ask for /version.reply s", "/version.reply"),
-    **{f"/param/{k}": Address((Arg("f", k, lo, hi),), _PARAM_HELP.get(k, k))
-       for k, (lo, hi) in PARAMS.items()},
-}  # fmt: skip
+    **{
+        f"/param/{k}": Address((Arg("f", k, lo, hi),), _PARAM_HELP.get(k, k))
+        for k, (lo, hi) in PARAMS.items()
+    },
+}
 VKB = Address((_VEL,), "note velocity (Reaper / DrivenByMoss virtual keyboard; 0: off)")
 VKB_PATTERN = "/vkb_midi/{channel}/note/{pitch}"
 
@@ -222,27 +243,33 @@ def _opt_id(args: list, i: int) -> int | None:
     return int(args[i])
 
 
-MAX_TEXT = [2000]  # [daemon] max_text, set at start
+MAX_TEXT = 2000  # characters of a text, unless told otherwise ([daemon] max_text)
 
 
-def _text(args: list, what: str) -> str:
-    if not args or not isinstance(args[0], str) or not args[0].strip():
+def check_text(text: Any, what: str = "text", max_text: int = MAX_TEXT) -> str:
+    """``text`` if it is a non-empty string of at most ``max_text`` characters (the daemon's
+    ``[daemon] max_text``); else a :class:`ProtocolError` saying which."""
+    if not isinstance(text, str) or not text.strip():
         raise ProtocolError(f"argument 1 ({what}) must be a non-empty string")
-    if len(args[0]) > MAX_TEXT[0]:
+    if len(text) > max_text:
         raise ProtocolError(
-            f"{what} is {len(args[0])} characters; the limit ([daemon] max_text) is {MAX_TEXT[0]}"
+            f"{what} is {len(text)} characters; the limit ([daemon] max_text) is {max_text}"
         )
-    return args[0]
+    return text
+
+
+def _text(args: list, what: str, max_text: int) -> str:
+    return check_text(args[0] if args else None, what, max_text)
 
 
 _VKB = re.compile(r"^/vkb_midi/(\d+)/note/(\d+)$")
 
 
-def _take(spec: Address, a: list, i: int) -> Any:
+def _take(spec: Address, a: list, i: int, max_text: int = MAX_TEXT) -> Any:
     """Argument ``i`` as the table ``OSC`` declares it (None: an optional one left out)."""
     g = spec.args[i]
     if g.tag == "s":
-        return _text(a[i:], g.name)
+        return _text(a[i:], g.name, max_text)
     if g.tag == "i" and g.lo is None:  # an id
         v = _opt_id(a, i)
         if v is None and not g.optional:
@@ -251,9 +278,10 @@ def _take(spec: Address, a: list, i: int) -> Any:
     return _num(a, i, g.name, g.lo, g.hi)
 
 
-def command(address: str, args: list) -> Any:
+def command(address: str, args: list, max_text: int = MAX_TEXT) -> Any:
     """The typed command for an OSC message; a :class:`ProtocolError` says what is wrong.
-    Names and ranges come from the table :data:`OSC` (which OSCQuery publishes)."""
+    Names and ranges come from the table :data:`OSC` (which OSCQuery publishes); texts are
+    at most ``max_text`` characters."""
     a = args
     spec = OSC.get(address)
     if spec is None:
@@ -269,7 +297,8 @@ def command(address: str, args: list) -> Any:
             raise ProtocolError(f"unknown parameter {address[7:]!r}; known: {sorted(PARAMS)}")
         raise ProtocolError(f"unknown address {address}")
     if address in ("/say", "/lyric"):
-        return (Say if address == "/say" else Lyric)(_take(spec, a, 0), _take(spec, a, 1))
+        kind = Say if address == "/say" else Lyric
+        return kind(_take(spec, a, 0, max_text), _take(spec, a, 1))
     if address in ("/mnote", "/fnote"):
         pitch = _pitch(address, a)
         vel = _take(spec, a, 1)
@@ -288,7 +317,7 @@ def command(address: str, args: list) -> Any:
     if address.startswith("/param/"):
         return Param(address[7:], _take(spec, a, 0))
     if address == "/voice":
-        return SwitchVoice(_take(spec, a, 0))
+        return SwitchVoice(_take(spec, a, 0, max_text))
     if address == "/sync":
         return Sync(_take(spec, a, 0))
     if address == "/notify":
@@ -331,12 +360,15 @@ def job_id(d: dict) -> JobId | None:
                 f"daemon/protocol.py) is {MAX_JOB_ID}: send a shorter id"
             )
         return jid
-    raise ProtocolError(f'"id" must be a string (up to {MAX_JOB_ID} characters) or an integer, '
-                        f"not {type(jid).__name__}")  # fmt: skip
+    raise ProtocolError(
+        f'"id" must be a string (up to {MAX_JOB_ID} characters) or an integer, '
+        f"not {type(jid).__name__}"
+    )
 
 
-def mqtt_say(payload: bytes) -> tuple[Say, float | None]:
-    """Plain UTF-8 text, or JSON ``{"text", "id", "voice", "at"}``: (command, unix time)."""
+def mqtt_say(payload: bytes, max_text: int = MAX_TEXT) -> tuple[Say, float | None]:
+    """Plain UTF-8 text, or JSON ``{"text", "id", "voice", "at"}``: (command, unix time); the
+    text is at most ``max_text`` characters."""
     try:
         s = payload.decode("utf-8")
     except UnicodeDecodeError:
@@ -354,8 +386,8 @@ def mqtt_say(payload: bytes) -> tuple[Say, float | None]:
         voice = d.get("voice")
         if voice is not None and not isinstance(voice, str):
             raise ProtocolError('"voice" must be a voice\'s name')
-        return Say(_text([text], "text"), job_id(d), voice), at
-    return Say(_text([s], "text")), None
+        return Say(_text([text], "text", max_text), job_id(d), voice), at
+    return Say(_text([s], "text", max_text)), None
 
 
 def mqtt_sing(payload: bytes) -> Sing:
@@ -374,19 +406,27 @@ def mqtt_sing(payload: bytes) -> Sing:
             velocity = float(n.get("velocity", 100))
         except (KeyError, TypeError, ValueError, AttributeError):
             raise ProtocolError(f'note {i} needs numbers "pitch", "start" and "dur"') from None
-        if not (0 <= pitch <= 127 and 0 <= start <= 3600 and 0 < dur <= 60 and
-                1 <= velocity <= 127):  # fmt: skip
-            raise ProtocolError(f"note {i}: pitch 0..127, start 0..3600 s, dur 0..60 s, "
-                                "velocity 1..127")  # fmt: skip
-        note = {"pitch": pitch, "start": start * scale, "dur": dur * scale,
-                "lyric": str(n.get("lyric", "la"))[:64], "velocity": velocity}  # fmt: skip
+        if not (
+            0 <= pitch <= 127 and 0 <= start <= 3600 and 0 < dur <= 60 and 1 <= velocity <= 127
+        ):
+            raise ProtocolError(
+                f"note {i}: pitch 0..127, start 0..3600 s, dur 0..60 s, velocity 1..127"
+            )
+        note = {
+            "pitch": pitch,
+            "start": start * scale,
+            "dur": dur * scale,
+            "lyric": str(n.get("lyric", "la"))[:64],
+            "velocity": velocity,
+        }
         for k, (lo, hi) in expression.RANGES.items():  # its own expression (seconds, cents)
             v = n.get(k)
             if v is None:
                 continue
             if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
-                raise ProtocolError(f'note {i}: "{k}" must be a number {lo:g}..{hi:g} '
-                                    f"({expression.HELP[k]})")  # fmt: skip
+                raise ProtocolError(
+                    f'note {i}: "{k}" must be a number {lo:g}..{hi:g} ({expression.HELP[k]})'
+                )
             note[k] = float(v)
         out.append(note)
     return Sing(out, job_id(d))

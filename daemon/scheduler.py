@@ -70,7 +70,7 @@ class Scheduler:
         fallback=None,
         params: dict | None = None,
     ):
-        self.r, self.sink = renderer, sink
+        self.renderer, self.sink = renderer, sink  # the voice for new jobs (switch_voice)
         self.rate = renderer.rate
         self.max_voices, self.block, self.max_queue = max_voices, block, max_queue
         self.fallback = fallback or (lambda: NullSink(self.rate))  # a sink for a dead device
@@ -83,11 +83,16 @@ class Scheduler:
         rendered = self.ahead + block + int(getattr(sink, "lead", 0.0) * self.rate)
         least = rendered + int(self.MARGIN * self.rate)
         if self.latency < least:
-            log.info("immediate commands sound %.0f ms after they arrive: [daemon] latency_ms "
-                     "%.0f is less than the %.0f ms rendered ahead (buffer_ms, a block, the "
-                     "sink's %.0f ms) and %.0f ms to spare", 1000 * least / self.rate,
-                     latency_ms, 1000 * rendered / self.rate,
-                     1000 * getattr(sink, "lead", 0.0), 1000 * self.MARGIN)  # fmt: skip
+            log.info(
+                "immediate commands sound %.0f ms after they arrive: [daemon] latency_ms "
+                "%.0f is less than the %.0f ms rendered ahead (buffer_ms, a block, the "
+                "sink's %.0f ms) and %.0f ms to spare",
+                1000 * least / self.rate,
+                latency_ms,
+                1000 * rendered / self.rate,
+                1000 * getattr(sink, "lead", 0.0),
+                1000 * self.MARGIN,
+            )
             self.latency = least
         self.slack = [0, float("inf")]  # immediate events: how many, least slack (samples)
         self.on_event = on_event or (lambda kind, job, **kw: None)
@@ -101,8 +106,14 @@ class Scheduler:
         self.lyrics: dict[int | None, str] = {}
         self._last_syllable: tuple[tuple, float] = ((), 0.0)  # the last live note: phones, time
         # the live defaults (/param/<name>): the sung expression's from [singing] (``params``)
-        self.params = {"volume": 1.0, "speed": 1.0, "legato": 0.0, "seed": 0,
-                       **expression.DEFAULTS, **(params or {})}  # fmt: skip
+        self.params = {
+            "volume": 1.0,
+            "speed": 1.0,
+            "legato": 0.0,
+            "seed": 0,
+            **expression.DEFAULTS,
+            **(params or {}),
+        }
         self.gain = 1.0
         self.late = 0
         self.loads: deque[float] = deque(maxlen=400)
@@ -135,34 +146,41 @@ class Scheduler:
         if isinstance(cmd, P.Lyric):
             self.lyrics[cmd.id] = cmd.text
             return
+        renderer = job.renderer or self.renderer  # the voice now, whenever it is prepared
         if isinstance(cmd, P.NoteOn):
             job.lyric = self.lyrics.pop(cmd.id, None) or self.lyrics.pop(None, None) or "la"
             # co-articulation: the syllable sung before and the one queued after, if any
             nxt = self.lyrics.get(None)
             last, when = self._last_syllable
             before = last if job.arrival - when < 1.0 else ()  # a pause ends the phrase
-            job.context = (before, tuple(self.r.phones_of(nxt)) if nxt else ())
-            self._last_syllable = (tuple(self.r.phones_of(job.lyric)), job.arrival)
+            job.context = (before, tuple(renderer.phones_of(nxt)) if nxt else ())
+            self._last_syllable = (tuple(renderer.phones_of(job.lyric)), job.arrival)
         if isinstance(cmd, P.Say | P.NoteOn | P.Sing):
-            job.ready = self.prep.submit(self._prepare, job)
+            job.ready = self.prep.submit(self._prepare, job, renderer)
         self.inbox.put(job)  # placed by its arrival now, whenever its voice is ready
 
-    def _prepare(self, job: Job) -> None:
+    def switch_voice(self, renderer: Renderer) -> None:
+        """From the event loop, like :meth:`submit`: jobs submitted from now on use
+        ``renderer``; those already submitted keep the voice they were submitted with."""
+        self.renderer = renderer
+
+    def _prepare(self, job: Job, renderer: Renderer | None = None) -> None:
+        """Make the job's voice (on the preparation thread) with ``renderer``, the voice that
+        was current when it was submitted (none given: the job's own, else the current)."""
+        renderer = renderer or job.renderer or self.renderer
         try:
             cmd = job.cmd
             if isinstance(cmd, P.Say):
-                job.sound = Speech(job.renderer or self.r, cmd.text, self.params["speed"])
+                job.sound = Speech(renderer, cmd.text, self.params["speed"])
             elif isinstance(cmd, P.NoteOn):
-                job.sound = Note(self.r, cmd.pitch, cmd.velocity, job.lyric, self.params,
-                                 job.context)  # fmt: skip
+                job.sound = Note(
+                    renderer, cmd.pitch, cmd.velocity, job.lyric, self.params, job.context
+                )
             else:  # a score: words split over notes ("hel-", "lo"), melismas ("_")
                 phones = score.phones(cmd.notes)
-                contexts = score.contexts(cmd.notes, phones, self.r)
-                job.sound = [
-                    Note(self.r, n["pitch"], n["velocity"], ph, self.params, ctx,
-                         expression={**expression.for_score_note(n), "seed": self._seed(i)})
-                    for i, (n, ph, ctx) in enumerate(zip(cmd.notes, phones, contexts, strict=True))
-                ]  # fmt: skip
+                contexts = score.contexts(cmd.notes, phones, renderer)
+                notes = zip(cmd.notes, phones, contexts, strict=True)
+                job.sound = [self._score_note(renderer, i, *x) for i, x in enumerate(notes)]
             # the first samples, here rather than in the render; not for notes that will
             # likely glide an already sounding voice (melismas, live legato): they start lazily
             if isinstance(cmd, P.Sing):
@@ -198,9 +216,13 @@ class Scheduler:
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self.slack[0]:
-            log.info("%d immediate commands; the least slack: %.1f ms before its block was "
-                     "rendered (late: %d in all)", self.slack[0],
-                     1000 * self.slack[1] / self.rate, self.late)  # fmt: skip
+            log.info(
+                "%d immediate commands; the least slack: %.1f ms before its block was "
+                "rendered (late: %d in all)",
+                self.slack[0],
+                1000 * self.slack[1] / self.rate,
+                self.late,
+            )
 
     def status(self) -> dict:
         elapsed = max(time.monotonic() - self.started_at, 1e-9)
@@ -228,10 +250,13 @@ class Scheduler:
                     self._fall_back(why)
                 if getattr(self.sink, "stalls", 0) > stalls:
                     stalls = self.sink.stalls
-                    log.warning("the audio device stalled (an underrun): %d so far, %.1f s of "
-                                "sound skipped to keep time; a larger [daemon] "
-                                "output_latency_ms makes them rarer", stalls,
-                                self.sink.skipped / self.rate)  # fmt: skip
+                    log.warning(
+                        "the audio device stalled (an underrun): %d so far, %.1f s of "
+                        "sound skipped to keep time; a larger [daemon] "
+                        "output_latency_ms makes them rarer",
+                        stalls,
+                        self.sink.skipped / self.rate,
+                    )
                 self._drain()
                 if self.pos < self.sink.played() + self.ahead:
                     self._render_block()
@@ -364,8 +389,9 @@ class Scheduler:
         if job.skip:  # its start falls before now: not sung, and the cut faded in
             job.sound.render(job.skip)
             ramp = RAMP
-            log.debug("%s: its first %.0f ms fall before now: not sung", cmd,
-                      1000 * job.skip / self.rate)  # fmt: skip
+            log.debug(
+                "%s: its first %.0f ms fall before now: not sung", cmd, 1000 * job.skip / self.rate
+            )
         self._add(Active(job, job.sound, offset, key=(cmd.id, cmd.pitch), ramp=ramp))
 
     def _note_off(self, job: Job, offset: int) -> None:
@@ -388,6 +414,13 @@ class Scheduler:
     def _seed(self, i: int) -> int:
         """A score note's fluctuation seed: reproducible from the live seed and its index."""
         return expression.score_seed(int(self.params["seed"]), i)
+
+    def _score_note(self, renderer: Renderer, i: int, n: dict, phones, context) -> Note:
+        """Score note ``i``'s voice, with its own expression and fluctuation seed."""
+        own = {**expression.for_score_note(n), "seed": self._seed(i)}
+        return Note(
+            renderer, n["pitch"], n["velocity"], phones, self.params, context, expression=own
+        )
 
     def _param(self, job: Job, offset: int) -> None:
         self.params[job.cmd.name] = job.cmd.value
@@ -482,8 +515,13 @@ class Scheduler:
             time.sleep(0.005)  # the fade reaches the device before it closes
 
 
-def render_score(renderer: Renderer, sing: P.Sing, max_voices: int = 8,
-                 preroll: float = 0.0, params: dict | None = None) -> np.ndarray:  # fmt: skip
+def render_score(
+    renderer: Renderer,
+    sing: P.Sing,
+    max_voices: int = 8,
+    preroll: float = 0.0,
+    params: dict | None = None,
+) -> np.ndarray:
     """A score sung offline on its own timeline: sample ``n`` is score time ``n / rate``
     after ``preroll`` seconds of silence. Onset consonants that the singer starts before
     the score's time 0 (less the preroll) are cut at 0, and the log says by how much."""
@@ -495,8 +533,14 @@ def render_score(renderer: Renderer, sing: P.Sing, max_voices: int = 8,
         for i, (n, snd) in enumerate(zip(sing.notes, job.sound, strict=True)):
             cut = snd.lead - job.pos - int(n["start"] * renderer.rate)
             if cut > 0 and n["lyric"].strip() not in score.MELISMA:
-                log.info("note %d (%r at %.3f s): its onset consonants would start %.0f ms "
-                         "before the audio does and are cut by that much; --preroll %.2f "
-                         "keeps them whole", i, n["lyric"], n["start"],
-                         1000 * cut / renderer.rate, cut / renderer.rate)  # fmt: skip
+                log.info(
+                    "note %d (%r at %.3f s): its onset consonants would start %.0f ms "
+                    "before the audio does and are cut by that much; --preroll %.2f "
+                    "keeps them whole",
+                    i,
+                    n["lyric"],
+                    n["start"],
+                    1000 * cut / renderer.rate,
+                    cut / renderer.rate,
+                )
     return sink.audio()

@@ -15,6 +15,7 @@ import gc
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import torch
@@ -30,23 +31,33 @@ log = logging.getLogger("melgand")
 
 
 class Daemon:
-    def __init__(self, cfg, *, sink: str | None = None, osc: str | None = None,
-                 mqtt: str | None = None, version: str = "", ready=None,
-                 wyoming: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        cfg,
+        *,
+        sink: str | None = None,
+        osc: str | None = None,
+        mqtt: str | None = None,
+        version: str = "",
+        ready=None,
+        wyoming: str | None = None,
+    ):
         self.cfg, self.version = cfg, version
         self.sink_spec = sink or cfg.daemon.sink
         self.osc_spec = osc
-        self.mqtt_url = cfg.mqtt.url if mqtt is None else ("" if mqtt == "off" else mqtt)
+        self.mqtt_url = _given(mqtt, cfg.mqtt.url)
         self.ready = ready  # called with the daemon once it listens (tests, benches)
         self.stopping = asyncio.Event()
         self.osc: OscServer | None = None
         self.mqtt = None
         self.osc_addr: tuple[str, int] | None = None
-        self.wyoming_uri = cfg.wyoming.uri if wyoming is None else (
-            "" if wyoming == "off" else wyoming)  # fmt: skip
+        self.wyoming_uri = _given(wyoming, cfg.wyoming.uri)
         self.wyoming = self.oscquery = None
         self.wyoming_addr: tuple[str, int] | None = None
         self.oscquery_addr: tuple[str, int] | None = None
+        self.renderers: dict[str, Renderer] = {}  # by voice name, loaded once
+        self._loading = threading.Lock()  # one voice loads at a time (from worker threads)
+        self._mqtt_task: asyncio.Task | None = None
 
     def known_voices(self) -> dict[str, Path | None]:
         """Voices by name: "default" (the packaged one) and each ``NAME.safetensors`` of
@@ -59,15 +70,18 @@ class Daemon:
                 out.setdefault(p.stem, p)
         return out
 
-    def _voice(self, name: str):
+    def _voice(self, name: str, path: Path | None = None):
+        """The named voice (of ``known_voices``), or the one in the file ``path``."""
         from model import voice as _voice
 
-        known = self.known_voices()
-        if name not in known:
-            raise ValueError(f"unknown voice {name!r}; known: {sorted(known)}")
-        if name == "default":
-            return _voice.packaged(self.cfg.audio)
-        return _voice.Voice.load(known[name], self.cfg.audio)
+        if path is None:
+            known = self.known_voices()
+            if name not in known:
+                raise ValueError(f"unknown voice {name!r}; known: {sorted(known)}")
+            if name == "default":
+                return _voice.packaged(self.cfg.audio)
+            path = known[name]
+        return _voice.Voice.load(path, self.cfg.audio)
 
     @staticmethod
     def _device(name: str) -> torch.device:
@@ -81,19 +95,22 @@ class Daemon:
         name = d.vocoder or self.cfg.dsp_vocoder.method
         return registry.load(name, self.cfg.audio, dataclasses.asdict(self.cfg.dsp_vocoder))
 
-    def renderer_for(self, name: str) -> Renderer:
-        """The named voice's renderer (loaded once, then kept)."""
-        if name not in self.renderers:
-            voice = self._voice(name).to(self.device)
-            self.renderers[name] = Renderer.configured(
-                voice, self.renderer.vocoder, self.cfg.daemon
-            )
-        return self.renderers[name]
+    def renderer_for(self, name: str, path: Path | None = None) -> Renderer:
+        """The named voice's renderer, loaded once, then kept (``path``: a voice file that is
+        not among ``known_voices``). Loading blocks: call it off the event loop."""
+        with self._loading:
+            if name not in self.renderers:
+                voice = self._voice(name, path).to(self.device)
+                vocoder = self.renderer.vocoder
+                self.renderers[name] = Renderer.configured(voice, vocoder, self.cfg.daemon)
+            return self.renderers[name]
 
-    def switch_voice(self, name: str) -> None:
-        """Switch for new jobs; what sounds finishes with the old one."""
-        self.renderer = self.renderer_for(name)
-        self.scheduler.r = self.renderer
+    async def switch_voice(self, name: str) -> None:
+        """Switch for new jobs; what sounds finishes with the old one. The voice loads on a
+        worker thread; the switch itself is made here, on the event loop."""
+        renderer = await self.loop.run_in_executor(None, self.renderer_for, name)
+        self.renderer = renderer
+        self.scheduler.switch_voice(renderer)
 
     def _event(self, kind: str, job: Job, **kw) -> None:
         """From the render worker: hand over to the loop (gone once the daemon has stopped)."""
@@ -111,7 +128,6 @@ class Daemon:
     async def run(self) -> int:
         d = self.cfg.daemon
         self.loop = asyncio.get_running_loop()
-        P.MAX_TEXT[0] = d.max_text
         if d.threads:
             torch.set_num_threads(d.threads)
         sys.setswitchinterval(0.0005)  # the loop gets the GIL soon after a datagram lands
@@ -119,46 +135,29 @@ class Daemon:
         if self.wyoming_uri:  # listening first: describe is answered while the models load
             from daemon.wyoming import WyomingServer
 
-            self.wyoming = WyomingServer(self, self.wyoming_uri)
+            self.wyoming = WyomingServer(
+                self.wyoming_uri,
+                version=self.version,
+                voices=self.known_voices,
+                configured=d.voice,
+                max_text=d.max_text,
+            )
             self.wyoming_addr = await self.wyoming.start()
-        vocoder = await self.loop.run_in_executor(None, self._vocoder)  # the loop serves on
-        if hasattr(vocoder, "to"):  # a neural vocoder
-            vocoder.to(self.device)
-        voice = await self.loop.run_in_executor(None, self._voice, d.voice or "default")
-        self.renderer = Renderer.configured(voice.to(self.device), vocoder, d)
-        self.renderers = {d.voice or "default": self.renderer}
-        log.info("models on %s", self.device)
-        await self.loop.run_in_executor(None, warm_up, self.renderer)
-        gc.collect()
-        gc.freeze()  # what exists now (model, caches) is never scanned again: shorter pauses
+        await self._load_models()
         sink, why = open_sink(self.sink_spec, self.renderer.rate, d.output_latency_ms)
         log.info("sink: %s (%s)", sink.name, why)
-        self.scheduler = Scheduler(self.renderer, sink, max_voices=d.max_voices,
-                                   latency_ms=d.latency_ms, buffer_ms=d.buffer_ms,
-                                   on_event=self._event, max_queue=d.max_queue,
-                                   fallback=self._fallback_sink,
-                                   params=self.cfg.singing.params())  # fmt: skip
-        host, port = self.cfg.osc.host, self.cfg.osc.port
-        if self.osc_spec:
-            host, _, p = self.osc_spec.rpartition(":")
-            port = int(p)
-        self.osc = OscServer(self)
-        self.osc_addr = self.osc.open(self.loop, host or "127.0.0.1", port)
-        log.info("OSC on udp://%s:%d", *self.osc_addr)
-        if self.cfg.oscquery.port:
-            from daemon.oscquery import OscQueryServer
-
-            self.oscquery = OscQueryServer(self)
-            self.oscquery_addr = await self.oscquery.start(self.osc_addr[0], self.cfg.oscquery.port)
-            log.info("OSCQuery on http://%s:%d", *self.oscquery_addr)
-        if self.wyoming is not None:
-            self.wyoming.models_ready()
-        mqtt_task = None
-        if self.mqtt_url:
-            from daemon.mqtt import MqttLink
-
-            self.mqtt = MqttLink(self, self.mqtt_url, self.cfg.mqtt)
-            mqtt_task = asyncio.create_task(self.mqtt.run())
+        self.scheduler = Scheduler(
+            self.renderer,
+            sink,
+            max_voices=d.max_voices,
+            latency_ms=d.latency_ms,
+            buffer_ms=d.buffer_ms,
+            on_event=self._event,
+            max_queue=d.max_queue,
+            fallback=self._fallback_sink,
+            params=self.cfg.singing.params(),
+        )
+        await self._open_transports()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 self.loop.add_signal_handler(sig, self.stopping.set)
@@ -168,6 +167,71 @@ class Daemon:
         if self.ready is not None:
             self.ready(self)
         await self.stopping.wait()
+        await self._shut_down()
+        return 0
+
+    async def _load_models(self) -> None:
+        """The vocoder and the configured voice, loaded off the loop (it serves on), then run
+        once."""
+        d = self.cfg.daemon
+        vocoder = await self.loop.run_in_executor(None, self._vocoder)
+        if hasattr(vocoder, "to"):  # a neural vocoder
+            vocoder.to(self.device)
+        voice = await self.loop.run_in_executor(None, self._voice, d.voice or "default")
+        self.renderer = Renderer.configured(voice.to(self.device), vocoder, d)
+        self.renderers[d.voice or "default"] = self.renderer
+        log.info("models on %s", self.device)
+        await self.loop.run_in_executor(None, warm_up, self.renderer)
+        gc.collect()
+        gc.freeze()  # what exists now (model, caches) is never scanned again: shorter pauses
+
+    async def _open_transports(self) -> None:
+        """OSC, then OSCQuery beside it, Wyoming's synthesis, and MQTT: each is handed the
+        scheduler's and the daemon's calls that it makes, nothing else."""
+        d, sched = self.cfg.daemon, self.scheduler
+        host, port = self.cfg.osc.host, self.cfg.osc.port
+        if self.osc_spec:
+            host, _, p = self.osc_spec.rpartition(":")
+            port = int(p)
+        self.osc = OscServer(
+            self.cfg.osc,
+            submit=sched.submit,
+            busy=sched.busy,
+            status=sched.status,
+            switch_voice=self.switch_voice,
+            version=self.version,
+            max_text=d.max_text,
+        )
+        self.osc_addr = self.osc.open(self.loop, host or "127.0.0.1", port)
+        log.info("OSC on udp://%s:%d", *self.osc_addr)
+        if self.cfg.oscquery.port:
+            from daemon.oscquery import OscQueryServer
+
+            self.oscquery = OscQueryServer(self.osc_addr, voices=self.known_voices)
+            self.oscquery_addr = await self.oscquery.start(self.osc_addr[0], self.cfg.oscquery.port)
+            log.info("OSCQuery on http://%s:%d", *self.oscquery_addr)
+        if self.wyoming is not None:
+            self.wyoming.models_ready(
+                current=lambda: self.renderer,
+                renderer_for=self.renderer_for,
+                speed=lambda: sched.params["speed"],
+                live=lambda: bool(sched.voices),
+            )
+        if self.mqtt_url:
+            from daemon.mqtt import MqttLink
+
+            self.mqtt = MqttLink(
+                self.mqtt_url,
+                self.cfg.mqtt,
+                submit=sched.submit,
+                busy=sched.busy,
+                status=sched.status,
+                renderer_for=self.renderer_for,
+                max_text=d.max_text,
+            )
+            self._mqtt_task = asyncio.create_task(self.mqtt.run())
+
+    async def _shut_down(self) -> None:
         log.info("stopping: fading out")
         self.osc.close()  # no more work
         for server in (self.wyoming, self.oscquery):
@@ -177,11 +241,10 @@ class Daemon:
         await self.loop.run_in_executor(None, self.scheduler.sink.close)
         if self.mqtt is not None:
             await self.mqtt.close()
-            mqtt_task.cancel()
+            self._mqtt_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await mqtt_task
+                await self._mqtt_task
         log.info("stopped")
-        return 0
 
     def _fallback_sink(self):
         """``[daemon] fallback_sink`` (from the render worker, when the device fails)."""
@@ -193,10 +256,16 @@ class Daemon:
         self.loop.call_soon_threadsafe(self.stopping.set)
 
 
-def warm_up(r: Renderer) -> None:
+def _given(flag: str | None, configured: str) -> str:
+    """A command-line setting: none given, the configured one; "off", none ("")."""
+    return configured if flag is None else ("" if flag == "off" else flag)
+
+
+def warm_up(renderer: Renderer) -> None:
     """Run every path once (JIT compiles, thread pools, caches) before the clock starts."""
-    Speech(r, "ready").render(r.rate)
-    n = Note(r, 60, 100, "la")
-    n.render(r.rate // 10)
+    rate = renderer.rate
+    Speech(renderer, "ready").render(rate)
+    n = Note(renderer, 60, 100, "la")
+    n.render(rate // 10)
     n.release()
-    n.render(r.rate)
+    n.render(rate)

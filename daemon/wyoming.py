@@ -40,6 +40,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
@@ -91,15 +92,15 @@ def parse_uri(uri: str) -> tuple[str, int]:
     return u.hostname, u.port
 
 
-def installed_voices(daemon) -> dict[str, Path | None]:
+def installed_voices(known: dict[str, Path | None]) -> dict[str, Path | None]:
     """Voices by name: each ``model/voices/<name>/`` with an ``acoustic.safetensors``, then the
-    daemon's own (``[daemon] voices_dir``)."""
+    daemon's own, ``known`` (the packaged one and ``[daemon] voices_dir``'s)."""
     out: dict[str, Path | None] = {}
     if VOICES.is_dir():
         for d in sorted(VOICES.iterdir()):
             if (d / "acoustic.safetensors").is_file():
                 out[d.name] = d / "acoustic.safetensors"
-    for name, path in daemon.known_voices().items():
+    for name, path in known.items():
         out.setdefault(name, path)
     return out
 
@@ -130,9 +131,28 @@ def pcm16(x: np.ndarray) -> bytes:
 
 
 class WyomingServer:
-    def __init__(self, daemon, uri: str):
-        self.daemon = daemon
+    """Listens on ``uri`` from the start; synthesizes once :meth:`models_ready` has handed over
+    the voices. ``voices``: the daemon's voices by name (``Daemon.known_voices``);
+    ``configured``: ``[daemon] voice``; ``max_text``: ``[daemon] max_text``."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        version: str = "",
+        voices: Callable[[], dict[str, Path | None]],
+        configured: str = "",
+        max_text: int = P.MAX_TEXT,
+    ):
         self.host, self.port = parse_uri(uri)
+        self.version, self.voices = version, voices
+        self.configured, self.max_text = configured, max_text
+        # set by models_ready: the current voice, a voice by name (and file), the speaking
+        # rate, and whether live voices sound
+        self.current: Callable[[], Renderer] | None = None
+        self.renderer_for: Callable[..., Renderer] | None = None
+        self.speed: Callable[[], float] = lambda: 1.0
+        self.live: Callable[[], bool] = lambda: False
         self.models = asyncio.Event()  # set once the voices are loaded
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="melgand-wyoming")
         self.server: asyncio.Server | None = None
@@ -147,7 +167,19 @@ class WyomingServer:
         log.info("Wyoming on tcp://%s:%d", *addr)
         return addr
 
-    def models_ready(self) -> None:
+    def models_ready(
+        self,
+        *,
+        current: Callable[[], Renderer],
+        renderer_for: Callable[..., Renderer],
+        speed: Callable[[], float],
+        live: Callable[[], bool],
+    ) -> None:
+        """Synthesis may start: ``current()`` is the daemon's voice now, ``renderer_for(name,
+        path=None)`` loads (once) and returns another (blocking), ``speed()`` the live speaking
+        rate, ``live()`` whether live voices sound (then synthesis paces itself)."""
+        self.current, self.renderer_for = current, renderer_for
+        self.speed, self.live = speed, live
         self.models.set()
 
     async def stop(self) -> None:
@@ -164,18 +196,23 @@ class WyomingServer:
         self.worker.shutdown(wait=False, cancel_futures=True)
 
     def info(self) -> Event:
-        d = self.daemon
         voices = [
-            TtsVoice(name=name, description=_describe_voice(name, path), attribution=ATTRIBUTION,
-                     installed=True, version=d.version or None, languages=LANGUAGES)
-            for name, path in installed_voices(d).items()
-        ]  # fmt: skip
+            TtsVoice(
+                name=name,
+                description=_describe_voice(name, path),
+                attribution=ATTRIBUTION,
+                installed=True,
+                version=self.version or None,
+                languages=LANGUAGES,
+            )
+            for name, path in installed_voices(self.voices()).items()
+        ]
         program = TtsProgram(
             name="melgand",
             description="melgand: a real-time neural voice (speech, streamed as it is made)",
             attribution=ATTRIBUTION,
             installed=True,
-            version=d.version or None,
+            version=self.version or None,
             voices=voices,
             supports_synthesize_streaming=True,
         )
@@ -197,43 +234,37 @@ class WyomingServer:
     # --- the worker thread ---------------------------------------------------------------
     def renderer(self, name: str | None) -> Renderer:
         """The named voice's renderer (loaded once, then kept); none or unknown: the current."""
-        d = self.daemon
-        if not name or name == d.cfg.daemon.voice:
-            return d.renderer
-        if name in d.known_voices():
-            return d.renderer_for(name)
-        path = installed_voices(d).get(name)
+        if not name or name == self.configured:
+            return self.current()
+        known = self.voices()
+        if name in known:
+            return self.renderer_for(name)
+        path = installed_voices(known).get(name)
         if path is None:
             log.info("Wyoming: unknown voice %r, speaking with the current one", name)
-            return d.renderer
-        if name not in d.renderers:
-            from model.voice import Voice
-
-            voice = Voice.load(path, d.cfg.audio).to(d.device)
-            d.renderers[name] = Renderer.configured(voice, d.renderer.vocoder, d.cfg.daemon)
-        return d.renderers[name]
+            return self.current()
+        return self.renderer_for(name, path)
 
     def render(self, text: str, voice: str | None, put, cancelled: threading.Event) -> None:
         """Speak ``text``, handing each ``CHUNK`` of 16-bit samples to ``put`` as it is made,
         then ``_END`` (or the exception that stopped it)."""
         try:
             with torch.no_grad():
-                r = self.renderer(voice)
-                sched = getattr(self.daemon, "scheduler", None)
-                speed = sched.params["speed"] if sched is not None else 1.0
-                sp = Speech(r, text, speed)
+                renderer = self.renderer(voice)
+                rate = renderer.rate
+                sp = Speech(renderer, text, self.speed())
                 gain = 1.0
-                step, parts = r.hop * r.chunk, []
+                step, parts = renderer.hop * renderer.chunk, []
                 while not sp.done and not (cancelled.is_set() or self.stopping.is_set()):
                     t0 = time.monotonic()
                     parts.append(sp.render(step))  # one generator + vocoder step
                     if sum(map(len, parts)) >= CHUNK or sp.done:
-                        out, gain = limit(np.concatenate(parts), gain, rate=r.rate)
+                        out, gain = limit(np.concatenate(parts), gain, rate=rate)
                         parts = [out[CHUNK:]] if len(out) > CHUNK else []
                         put(pcm16(out[:CHUNK]))
-                    if sched is not None and sched.voices:  # live voices: leave them room
+                    if self.live():  # live voices: leave them room
                         spent = time.monotonic() - t0
-                        time.sleep(max(0.0, step / r.rate / LIVE_PACE - spent))
+                        time.sleep(max(0.0, step / rate / LIVE_PACE - spent))
                 if parts and sum(map(len, parts)):
                     put(pcm16(np.concatenate(parts)))
             put(_END)
@@ -302,8 +333,9 @@ class _Connection:
         for key in ("data_length", "payload_length"):
             n = head.get(key) or 0
             if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_DATA:
-                await self.error(f"{key} {n!r} is not 0..{MAX_DATA}; closing the connection",
-                                 "too-large")  # fmt: skip
+                await self.error(
+                    f"{key} {n!r} is not 0..{MAX_DATA}; closing the connection", "too-large"
+                )
                 return None  # the rest of the stream cannot be found again
             lengths.append(n)
         try:
@@ -360,7 +392,7 @@ class _Connection:
             if not isinstance(text, str):
                 raise BadEvent('synthesize-chunk needs a "text" string')
             done, rest = sentences(self.stream["text"] + text)
-            limit_ = P.MAX_TEXT[0]
+            limit_ = self.s.max_text
             while len(rest) > limit_:  # no sentence end in sight: say it in pieces
                 cut = rest.rfind(" ", 0, limit_)
                 cut = cut if cut > 0 else limit_
@@ -413,7 +445,7 @@ class _Connection:
         """Speak ``text`` back over the connection (``audio-start`` before the first chunk
         where none is open); False, after an error event, on failure."""
         try:
-            text = P._text([text], "text")
+            text = P.check_text(text, "text", self.s.max_text)
         except P.ProtocolError as e:
             await self.error(str(e), "bad-text")
             return False
@@ -433,10 +465,11 @@ class _Connection:
         while True:
             item = await q.get()
             if isinstance(item, Exception):
-                if not isinstance(item, ValueError):
+                if isinstance(item, ValueError):  # text the voice cannot say
+                    why = str(item)
+                else:
                     log.error("Wyoming synthesis failed", exc_info=item)
-                why = str(item) if isinstance(item, ValueError) else (
-                    f"internal error ({type(item).__name__}: {item})")  # fmt: skip
+                    why = f"internal error ({type(item).__name__}: {item})"
                 await self.error(f"cannot say {text[:40]!r}: {why}", "synthesis")
                 return False
             if not self.audio_open:
@@ -444,5 +477,6 @@ class _Connection:
                 await self.write(AudioStart(rate=RATE, width=WIDTH, channels=CHANNELS).event())
             if item is _END:
                 return True
-            await self.write(AudioChunk(rate=RATE, width=WIDTH, channels=CHANNELS,
-                                        audio=item).event())  # fmt: skip
+            await self.write(
+                AudioChunk(rate=RATE, width=WIDTH, channels=CHANNELS, audio=item).event()
+            )

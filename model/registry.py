@@ -91,7 +91,9 @@ def load_checkpoint(path: Path | str, conv: dsp.Convention | None = None) -> Voc
 
         net = HarmonicNet(**kwargs)
         net.load_state_dict(tensors, strict=True)
-        return HarmonicVocoder(net.remove_weight_norm(), have, header)
+        return HarmonicVocoder(
+            net.remove_weight_norm(), have, header, noise_gate=header.get("noise_gate")
+        )
     if arch == "melgan":
         from model.melgan import MelGAN, MelGANVocoder
 

@@ -281,11 +281,6 @@ def export_voice(src: Path, dst_dir: Path, provenance: dict, metrics: dict) -> P
     """Copy a trained acoustic checkpoint for packaging, weights unchanged (float32: a
     float16 copy measured 11.7 % WER against 7.1 %), with the corpus and command that made
     it and its measured scores."""
-    tensors, header = checkpoint.load(src, kind="acoustic")
-    header["provenance"] = {**header.get("provenance", {}), **provenance}
-    header["metrics"] = {**header.get("metrics", {}), **metrics}
-    header.pop("format_version", None)
-    dst_dir.mkdir(parents=True, exist_ok=True)
-    dst = dst_dir / "acoustic.safetensors"
-    checkpoint.save(dst, tensors, header)
-    return dst
+    from trainer.package import package
+
+    return package("acoustic", src, dst_dir / "acoustic.safetensors", provenance, metrics)
