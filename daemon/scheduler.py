@@ -524,14 +524,20 @@ def render_score(
 ) -> np.ndarray:
     """A score sung offline on its own timeline: sample ``n`` is score time ``n / rate``
     after ``preroll`` seconds of silence. Onset consonants that the singer starts before
-    the score's time 0 (less the preroll) are cut at 0, and the log says by how much."""
+    the score's time 0 (less the preroll) are cut at 0, and the log says by how much.
+
+    The render itself starts a whole number of blocks before time 0 and its head is then
+    dropped: the notes sit at the same phase of the blocks whatever the preroll, so a
+    preroll shifts the same samples (where a note-off takes effect is block-quantized)."""
     sink = OfflineSink(renderer.rate)
     sched = Scheduler(renderer, sink, max_voices=max_voices, params=params)
     job = Job(sing, source="score")
-    sched.render_offline(job, preroll)
+    want = round(preroll * renderer.rate)
+    whole = -(-want // sched.block) * sched.block
+    sched.render_offline(job, whole / renderer.rate)
     if isinstance(job.sound, list):
         for i, (n, snd) in enumerate(zip(sing.notes, job.sound, strict=True)):
-            cut = snd.lead - job.pos - int(n["start"] * renderer.rate)
+            cut = snd.lead - want - int(n["start"] * renderer.rate)
             if cut > 0 and n["lyric"].strip() not in score.MELISMA:
                 log.info(
                     "note %d (%r at %.3f s): its onset consonants would start %.0f ms "
@@ -543,4 +549,4 @@ def render_score(
                     1000 * cut / renderer.rate,
                     cut / renderer.rate,
                 )
-    return sink.audio()
+    return sink.audio()[whole - want :]

@@ -267,8 +267,8 @@ class Note(_Streaming):
 
     def _f0(self) -> tuple[float, float, float]:
         """(normalized f0 for the generator, frequency warp, f0 in Hz): the generator sings
-        inside the voice's native range; a harmonic vocoder sounds the note's own f0, others
-        have the mel warped the rest of the way. The pitch is the note's expression contour
+        inside the voice's native range, the mel is warped the rest of the way and a harmonic
+        vocoder sounds the note's own f0. The pitch is the note's expression contour
         (:class:`daemon.expression.Contour`: portamento, overshoot, vibrato, fluctuation)."""
         e = self.expression
         self.breath, self.brightness = e.breath, e.tilt_db(self.velocity)
@@ -277,7 +277,10 @@ class Note(_Streaming):
         lo, hi = self.r.native_range
         sung = min(max(midi, lo), hi)
         hz = 440.0 * 2 ** ((sung - 69) / 12)
-        warp = 1.0 if self.r.needs_f0 else 2 ** ((midi - sung) / 12)
+        # beyond the range the mel is warped to the note for every vocoder: the harmonic one
+        # learnt to follow the mel's harmonics too, and a mel at another pitch than the f0
+        # it is given comes out at the mel's pitch, in noise
+        warp = 2 ** ((midi - sung) / 12)
         heard = 440.0 * 2 ** ((midi - 69) / 12)
         return self.r.voice.stats.log_f0(hz), warp, heard
 

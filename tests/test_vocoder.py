@@ -257,8 +257,8 @@ def test_packaged_vocoder_is_the_default_streams_and_beats_the_dsp_vocoder(tiny_
     trained weights, and better than the DSP vocoder on teacher audio it never trained on
     (the test corpus is another seed's sentences)."""
     cfg = config.load()
-    voc = cli._vocoder(cfg, None)
-    assert isinstance(voc, MagnitudeVocoder) and cfg.daemon.render_vocoder == "neural"
+    voc = cli._vocoder(cfg, "neural")
+    assert isinstance(voc, MagnitudeVocoder)
     assert voc.mel_refine == cfg.vocoder.mel_refine > 0  # trained and packaged with it
     assert voc.header["provenance"]["command"].startswith("melgand train vocoder")
     dsp_voc = cli._vocoder(cfg, "rtisi")
@@ -279,6 +279,33 @@ def test_packaged_vocoder_is_the_default_streams_and_beats_the_dsp_vocoder(tiny_
         outs.append(part)
     outs.append(voc.flush(st))
     assert np.abs(np.concatenate(outs) - out).max() <= 1e-4
+
+
+def test_packaged_harmonic_vocoder_is_the_default_and_sounds_the_f0_it_is_given(tiny_corpus):
+    """The harmonic vocoder beside the default voice: the renders' default, trained (its
+    copy of teacher audio it never heard is intelligible: STOI), in tune with the f0
+    analysed, and exact in streaming on its trained weights."""
+    from model.harmonic import HarmonicVocoder
+
+    cfg = config.load()
+    voc = cli._vocoder(cfg, None)
+    assert isinstance(voc, HarmonicVocoder) and cfg.daemon.render_vocoder == "harmonic"
+    assert voc.header["provenance"]["command"].startswith("melgand train vocoder")
+    y = sf.read(sorted((tiny_corpus / "wavs").glob("*.wav"))[0], dtype="float32")[0]
+    y = y[: len(y) // 256 * 256]
+    mel = dsp.log_mel(y)
+    hz, voiced = dsp.yin(y)
+    f0 = (hz * voiced)[: mel.shape[1]]
+    out = voc(mel, f0=f0)
+    assert vocoder.quality(y, out, 22050)["stoi"] > 0.9
+    cents, lost = vocoder.pitch_error(f0, out, dsp.DEFAULT)
+    assert cents < 15 and lost < 0.1
+    outs, st = [], None
+    for i in range(0, mel.shape[1], 3):
+        part, st = voc.stream(mel[:, i : i + 3], st, f0=f0[i : i + 3])
+        outs.append(part)
+    outs.append(voc.flush(st))
+    np.testing.assert_array_equal(np.concatenate(outs), out)
 
 
 @pytest.mark.parametrize("refine", [0, 8])
