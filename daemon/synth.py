@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from daemon import expression as expression_
-from dsp.mel import mel_basis, warp
+from dsp.mel import mel_basis, repitch, warp
 from model import voice as voice_
 from model.acoustic import GeneratorState
 from model.voice import Syllable, Voice
@@ -252,7 +252,8 @@ class Note(_Streaming):
         self.tail = (len(self.up) - self.coda) * r.hop  # and after it
         self.i = 0
         self.t = 0  # frames made, for vibrato
-        self.factors: deque[float] = deque()  # frequency warp of each frame fed, in order
+        # per frame fed, in order: its frequency warp (1 inside the native range), its f0 (Hz)
+        self.factors: deque[tuple[float, float]] = deque()
         seed = self.own.pop("seed", None)
         if seed is None:  # reproducible: from the live seed and what tells notes apart
             seed = expression_.score_seed(int(self.params.get("seed", 0)), pitch, velocity)
@@ -267,9 +268,10 @@ class Note(_Streaming):
 
     def _f0(self) -> tuple[float, float, float]:
         """(normalized f0 for the generator, frequency warp, f0 in Hz): the generator sings
-        inside the voice's native range, the mel is warped the rest of the way and a harmonic
-        vocoder sounds the note's own f0. The pitch is the note's expression contour
-        (:class:`daemon.expression.Contour`: portamento, overshoot, vibrato, fluctuation)."""
+        inside the voice's native range; beyond it, :meth:`_shape` takes the mel the rest of
+        the way, and a harmonic vocoder sounds the note's own f0. The pitch is the note's
+        expression contour (:class:`daemon.expression.Contour`: portamento, overshoot,
+        vibrato, fluctuation)."""
         e = self.expression
         self.breath, self.brightness = e.breath, e.tilt_db(self.velocity)
         self.pitch = self.contour.control  # where the (glided) control is, without expression
@@ -277,10 +279,7 @@ class Note(_Streaming):
         lo, hi = self.r.native_range
         sung = min(max(midi, lo), hi)
         hz = 440.0 * 2 ** ((sung - 69) / 12)
-        # beyond the range the mel is warped to the note for every vocoder: the harmonic one
-        # learnt to follow the mel's harmonics too, and a mel at another pitch than the f0
-        # it is given comes out at the mel's pitch, in noise
-        warp = 2 ** ((midi - sung) / 12)
+        warp = 2 ** ((midi - sung) / 12)  # beyond the range: see _shape
         heard = 440.0 * 2 ** ((midi - 69) / 12)
         return self.r.voice.stats.log_f0(hz), warp, heard
 
@@ -301,11 +300,20 @@ class Note(_Streaming):
         return np.where(voiced, given[:, 0], 0.0)
 
     def _shape(self, log_mel: np.ndarray) -> np.ndarray:
-        """The note's brightness (a spectral tilt), then, for a vocoder that takes its pitch
-        from the mel, the warp that moves the harmonics beyond the native range."""
+        """The note's brightness (a spectral tilt), then for frames beyond the native range:
+        for the harmonic vocoder, which sounds the note's f0, the mel moved to that pitch
+        with its formants kept (:func:`dsp.mel.repitch`); for the others, which take the
+        pitch from the mel, the mel warped to the note (formants move with it)."""
         log_mel = expression_.tilt(log_mel, self.brightness, self.r.band_hz)
-        k = np.array([self.factors.popleft() if self.factors else 1.0 for _ in log_mel.T])
-        return log_mel if (k == 1.0).all() else warp(log_mel, k, self.r.voice.conv)
+        kf = np.array([self.factors.popleft() if self.factors else (1.0, 0.0)
+                       for _ in log_mel.T]).reshape(-1, 2)  # fmt: skip
+        k = kf[:, 0]
+        if (k == 1.0).all():
+            return log_mel
+        if self.r.needs_f0:
+            moved = repitch(log_mel, kf[:, 1], self.r.voice.conv)
+            return np.where(k[None] != 1.0, moved, log_mel)
+        return warp(log_mel, k, self.r.voice.conv)
 
     def _frames(self):
         rows = []
@@ -322,7 +330,7 @@ class Note(_Streaming):
                 break
             c = self.ctrl[k].clone()
             c[0], factor, hz = self._f0()  # every frame at the note's pitch, voiced or not
-            self.factors.append(factor)
+            self.factors.append((factor, hz))
             self.f0_in.append((hz, float(c[1])))
             rows.append((k, c))
             self.t += 1

@@ -11,6 +11,7 @@ Streaming (explicit state,
 from dsp.alignment import monotonic_alignment
 from dsp.convention import DEFAULT, Convention, librosa_center
 from dsp.mel import (
+    envelope,
     hz_to_mel,
     log_mel,
     mel_basis,
@@ -18,6 +19,7 @@ from dsp.mel import (
     mel_to_magnitude,
     mfcc,
     refine_to_mel,
+    repitch,
 )
 from dsp.phase import Rtisi, griffin_lim
 from dsp.pitch import log_energy, yin
@@ -32,6 +34,7 @@ __all__ = [
     "DspVocoder",
     "Rtisi",
     "Synthesizer",
+    "envelope",
     "griffin_lim",
     "hz_to_mel",
     "istft",
@@ -44,6 +47,7 @@ __all__ = [
     "mfcc",
     "monotonic_alignment",
     "refine_to_mel",
+    "repitch",
     "stft",
     "window",
     "yin",

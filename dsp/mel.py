@@ -251,6 +251,41 @@ def warp(log_mel: np.ndarray, factors: np.ndarray, conv: Convention = DEFAULT) -
     return out
 
 
+def envelope(log_mel: np.ndarray, keep: int = 10) -> np.ndarray:
+    """A log-mel ``(n_mels, k)`` smoothed across its bands to its spectral envelope: the
+    first ``keep`` coefficients of its DCT (the cepstrum of the mel) kept. With 80 bands
+    and ``keep = 10`` the harmonics the low bands resolve are gone, the formants stay."""
+    log_mel = np.asarray(log_mel, np.float32)
+    d = _dct_ortho(log_mel.shape[0], keep).astype(np.float32)
+    return (d.T @ (d @ log_mel)).astype(np.float32)
+
+
+def repitch(log_mel: np.ndarray, f0: np.ndarray, conv: Convention = DEFAULT,
+            keep: int = 10) -> np.ndarray:  # fmt: skip
+    """A log-mel ``(n_mels, k)`` moved to the pitches ``f0`` ``(k,)`` (Hz) with its formants
+    kept: each frame's envelope (:func:`envelope`) plus the harmonic ripple that a comb at
+    its f0 leaves in the mel under the analysis window. For an f0-driven vocoder, which
+    follows the mel's harmonics as well as the f0 it is given: a mel whose harmonics lie
+    elsewhere than the f0 comes out at the mel's pitch, in noise; its envelope alone comes
+    out unvoiced."""
+    log_mel = np.asarray(log_mel, np.float32)
+    win = _sp.window(conv.n_fft, conv.win_length)
+    basis = mel_basis(conv, np.float64)
+    n = np.arange(conv.n_fft)
+    out = np.empty_like(log_mel)
+    for t, hz in enumerate(np.asarray(f0, np.float64)):
+        if hz <= 0:
+            out[:, t] = log_mel[:, t]
+            continue
+        k = np.arange(1, int(conv.sample_rate / 2 / hz) + 1)
+        comb = np.cos(2 * np.pi * np.outer(k, n) * hz / conv.sample_rate).sum(0)
+        m = np.log(np.maximum(basis @ np.abs(np.fft.rfft(comb * win)), conv.log_clamp))
+        out[:, t] = (
+            m - envelope(m[:, None], keep)[:, 0] + envelope(log_mel[:, t : t + 1], keep)[:, 0]
+        )
+    return out
+
+
 def _dct_ortho(n: int, k: int) -> np.ndarray:
     """First ``k`` rows of the orthonormal DCT-II matrix of size ``n`` (scipy's norm='ortho')."""
     i = np.arange(n)

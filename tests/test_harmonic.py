@@ -226,3 +226,20 @@ def test_breath_trades_harmonics_for_noise():
     n = sum(len(o) for o in outs[1])
     np.testing.assert_allclose(np.concatenate(outs[1]), breathy[:n], atol=1e-5)
     np.testing.assert_allclose(np.concatenate(outs[0]), plain[:n], atol=1e-5)
+
+
+def test_repitch_moves_the_mels_harmonics_and_keeps_its_envelope():
+    """A vowel's mel moved from 200 to 300 Hz: the envelope is the 200 Hz mel's, the
+    harmonic ripple the one a 300 Hz vowel leaves (what the harmonic vocoder follows)."""
+    low = dsp.log_mel(_vowel(np.full(CONV.sample_rate, 200.0)), CONV)[:, 20:-20]
+    high = dsp.log_mel(_vowel(np.full(CONV.sample_rate, 300.0)), CONV)[:, 20:-20]
+    moved = dsp.repitch(low, np.full(low.shape[1], 300.0), CONV)
+    np.testing.assert_allclose(dsp.envelope(moved), dsp.envelope(low), atol=0.05)
+
+    def ripple(m):
+        return (m - dsp.envelope(m))[:30].mean(1)  # the bands that resolve harmonics
+
+    assert np.corrcoef(ripple(moved), ripple(high))[0, 1] > 0.8
+    assert np.corrcoef(ripple(moved), ripple(low))[0, 1] < 0.5
+    unvoiced = dsp.repitch(low, np.zeros(low.shape[1]), CONV)
+    np.testing.assert_array_equal(unvoiced, low)
