@@ -198,13 +198,13 @@ class HarmonicVocoder(TorchVocoder):
         if mel.ndim != 2 or mel.shape[0] != c.n_mels:
             raise ValueError(f"log-mel must be (n_mels={c.n_mels}, frames); got shape {mel.shape}")
         floor = math.log(c.log_clamp)
-        if not np.isfinite(mel).all() or mel.min() < floor - 3.0 or mel.max() > 10.0:
+        if not np.isfinite(mel).all() or mel.min() < floor - 10.0 or mel.max() > 10.0:
             raise ValueError(
                 "log-mel must be finite natural-log magnitudes clamped at "
                 f"log({c.log_clamp}) = {floor:.2f} (the convention's dsp.log_mel); got "
                 f"{mel.min():.3g}..{mel.max():.3g}: a power or dB mel? convert it first"
             )
-        mel = np.maximum(mel, floor)  # a generated mel dips a little below the clamp
+        mel = np.maximum(mel, floor)  # a generated or tilted mel dips below the clamp
         if f0 is None:
             raise ValueError(
                 "the harmonic vocoder needs the frame f0 (Hz, 0 = unvoiced): pass f0=, e.g. "
