@@ -223,18 +223,7 @@ def build(
     _check_dir(out, want)
     check_festival()
     jobs = jobs or os.cpu_count() or 1
-    sel = _sentences.generate(n, seed)
-    width = max(4, len(str(n)))
-    items = [
-        Item(f"s{seed}_{i + 1:0{width}d}", s, normalize(s)) for i, s in enumerate(sel.sentences)
-    ]
-    for sub in ("wavs", "segments"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    manifest = {**want, "coverage": sel.coverage, "complete": False}
-    _atomic_text(out / "corpus.json", json.dumps(manifest, indent=2))
-    (out / "README.txt").write_text(README)
-
-    todo = [it for it in items if not _is_done(out, it.id)]
+    items, todo, manifest = start_build(out, n, seed, want, README)
     failed: dict[str, str] = {}
     bar = tqdm(
         total=len(items),
@@ -270,8 +259,33 @@ def build(
             for it in rows
             for r in [it] + [Item(shifted[(it.id, s)], it.text, it.normalized) for s in shifts]
         ]
+    return finish_build(out, rows, manifest, failed)
+
+
+def start_build(out: Path, n: int, seed: int, want: dict, readme: str,
+                **extra) -> tuple[list[Item], list[Item], dict]:  # fmt: skip
+    """A teacher corpus's first steps (Festival's and Piper's alike): its ``n`` sentences
+    from ``seed`` as items, its folders and README, the manifest ``want`` (plus ``extra``
+    and the coverage) written as not yet complete, and the items not made yet (a resumed
+    build skips the rest)."""
+    sel = _sentences.generate(n, seed)
+    width = max(4, len(str(n)))
+    items = [
+        Item(f"s{seed}_{i + 1:0{width}d}", s, normalize(s)) for i, s in enumerate(sel.sentences)
+    ]
+    for sub in ("wavs", "segments"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    manifest = {**want, **extra, "coverage": sel.coverage, "complete": False}
+    _atomic_text(out / "corpus.json", json.dumps(manifest, indent=2))
+    (out / "README.txt").write_text(readme)
+    return items, [it for it in items if not _is_done(out, it.id)], manifest
+
+
+def finish_build(out: Path, rows: list[Item], manifest: dict, failed: dict, **extra) -> dict:
+    """A teacher corpus's last steps: ``metadata.csv`` of the items made, and the manifest
+    (plus ``extra``) written complete unless some failed."""
     _atomic_text(out / "metadata.csv", "".join(f"{r.id}|{r.text}|{r.normalized}\n" for r in rows))
-    manifest.update(complete=not failed, items=len(rows), failed=failed)
+    manifest.update(complete=not failed, items=len(rows), failed=failed, **extra)
     _atomic_text(out / "corpus.json", json.dumps(manifest, indent=2))
     return manifest
 

@@ -35,9 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from model.text_norm import normalize
 from trainer import corpus as _corpus
-from trainer import sentences as _sentences
 from trainer.corpus import CorpusError, Item
 
 SAMPLE_RATE = _corpus.SAMPLE_RATE
@@ -302,18 +300,7 @@ def build(
     _corpus._check_dir(out, want)
     teacher = Teacher(onnx_path, config)
     jobs = jobs or os.cpu_count() or 1
-    sel = _sentences.generate(n, seed)
-    width = max(4, len(str(n)))
-    items = [
-        Item(f"s{seed}_{i + 1:0{width}d}", s, normalize(s)) for i, s in enumerate(sel.sentences)
-    ]
-    for sub in ("wavs", "segments"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    manifest = {**want, "model": str(onnx_path), "coverage": sel.coverage, "complete": False}
-    _corpus._atomic_text(out / "corpus.json", json.dumps(manifest, indent=2))
-    (out / "README.txt").write_text(README)
-
-    todo = [it for it in items if not _corpus._is_done(out, it.id)]
+    items, todo, manifest = _corpus.start_build(out, n, seed, want, README, model=str(onnx_path))
     failed: dict[str, str] = {}
     bar = tqdm(
         total=len(items), initial=len(items) - len(todo), desc="piper", unit="utt",
@@ -328,11 +315,4 @@ def build(
             bar.update(1)
     bar.close()
     rows = [it for it in items if it.id not in failed]
-    _corpus._atomic_text(
-        out / "metadata.csv", "".join(f"{r.id}|{r.text}|{r.normalized}\n" for r in rows)
-    )
-    manifest.update(
-        complete=not failed, items=len(rows), failed=failed, resumed=len(items) - len(todo)
-    )
-    _corpus._atomic_text(out / "corpus.json", json.dumps(manifest, indent=2))
-    return manifest
+    return _corpus.finish_build(out, rows, manifest, failed, resumed=len(items) - len(todo))
