@@ -8,25 +8,13 @@ import urllib.error
 import urllib.request
 
 import pytest
-from test_daemon import Running, free_port
+import test_daemon
+from test_daemon import free_port
 
 from daemon import oscquery
 from daemon import protocol as P
 
-
-@pytest.fixture
-def served(tmp_path):
-    """Daemons (test_daemon.Running) started on their own threads, stopped at the end."""
-    running = []
-
-    def start(**kw):
-        running.append(Running(tmp_path, **kw))
-        return running[-1]
-
-    yield start
-    for r in running:
-        if r.thread.is_alive():
-            r.stop()
+served = test_daemon.served  # the daemons fixture, started and stopped as there
 
 
 def _get(base: str, path: str):

@@ -9,7 +9,8 @@ import time
 
 import numpy as np
 import pytest
-from test_daemon import Running, free_port, spawn
+import test_daemon
+from test_daemon import free_port, spawn
 from wyoming.audio import AudioChunk, AudioStart
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
@@ -40,19 +41,7 @@ async def _until(client: AsyncTcpClient, stop: str, timeout: float = 60) -> list
             return out
 
 
-@pytest.fixture
-def served(tmp_path):
-    """Daemons (test_daemon.Running) started on their own threads, stopped at the end."""
-    running = []
-
-    def start(**kw):
-        running.append(Running(tmp_path, **kw))
-        return running[-1]
-
-    yield start
-    for r in running:
-        if r.thread.is_alive():
-            r.stop()
+served = test_daemon.served  # the daemons fixture, started and stopped as there
 
 
 def _audio(events: list[Event]) -> np.ndarray:
