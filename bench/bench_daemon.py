@@ -107,6 +107,21 @@ def send_notes(sock, dest, n: int, seed: int = 0, dur: float = 0.15,
     return np.asarray(sent), np.asarray(took)
 
 
+def answers(sock, dest, proc, seconds: float) -> bool:
+    """Whether the daemon ``proc`` at ``dest`` answers ``/version`` within ``seconds`` (False
+    as soon as it has exited)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        sock.sendto(_osc("/version"), dest)
+        sock.settimeout(0.5)
+        try:
+            if OscMessage(sock.recvfrom(4096)[0]).address == "/version.reply":
+                return True
+        except TimeoutError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                return False
+
+
 def _osc(address: str, *args) -> bytes:
     b = OscMessageBuilder(address)
     for a in args:
@@ -178,17 +193,8 @@ def run_onsets(n: int, sink: str, seed: int, sets: list[str]) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     dest = ("127.0.0.1", port)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            sock.sendto(_osc("/version"), dest)
-            sock.settimeout(0.5)
-            try:
-                if OscMessage(sock.recvfrom(4096)[0]).address == "/version.reply":
-                    break
-            except TimeoutError:
-                if p.poll() is not None or time.monotonic() > deadline:
-                    why = log.read_text()[-3000:]
-                    raise SystemExit(f"the daemon did not start:\n{why}") from None
+        if not answers(sock, dest, p, 90.0):
+            raise SystemExit(f"the daemon did not start:\n{log.read_text()[-3000:]}")
         time.sleep(3.0)  # past the stall of a newly opened PulseAudio stream
         sent, took = send_notes(sock, dest, n + 1, seed)  # a lead-in note, then n
         time.sleep(1.0)

@@ -14,9 +14,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import soundfile as sf
-from pythonosc.osc_message import OscMessage
 
-from bench.bench_daemon import ONSET_SLIP, _osc, analyse, send_notes
+from bench.bench_daemon import ONSET_SLIP, analyse, answers, send_notes
 from daemon.jobs import Job
 from daemon.protocol import NoteOff
 from daemon.scheduler import Scheduler
@@ -68,15 +67,7 @@ def test_immediate_note_ons_on_pulseaudio_keep_their_spacing(pulse_null_sink, tm
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     dest = ("127.0.0.1", port)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            sock.sendto(_osc("/version"), dest)
-            sock.settimeout(0.5)
-            try:
-                if OscMessage(sock.recvfrom(4096)[0]).address == "/version.reply":
-                    break
-            except TimeoutError:
-                assert time.monotonic() < deadline and p.poll() is None, log.read_text()
+        assert answers(sock, dest, p, 60.0), log.read_text()
         time.sleep(3.0)  # past the stall of a newly opened PulseAudio stream
         sent, took = send_notes(sock, dest, 41, seed=1)  # a lead-in note, then 40
         time.sleep(1.0)
