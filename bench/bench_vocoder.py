@@ -29,7 +29,6 @@ Run it on an idle machine.
 from __future__ import annotations
 
 import argparse
-import inspect
 import time
 
 import numpy as np
@@ -40,6 +39,9 @@ from judges import dnsmos
 
 import dsp
 from daemon import config
+from model import registry
+from model.magnitude import MagnitudeNet, MagnitudeVocoder
+from model.melgan import MelGAN, MelGANVocoder
 
 # The sung probe: (MIDI note, seconds), vibrato rate (Hz) and depth (cents, peak).
 NOTES = ((55, 0.8), (62, 0.6), (59, 1.0), (67, 0.7), (64, 0.9), (72, 0.75))
@@ -60,24 +62,13 @@ def best_of(fn, repeats: int = 5) -> float:
 # ----------------------------------------------------------------------------- vocoders
 
 
-def _takes_f0(fn) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return "f0" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 def synth(voc, mel: np.ndarray, f0: np.ndarray) -> np.ndarray:
-    """Offline ``voc(log_mel, f0=f0)``; vocoders from before the f0 argument get the mel."""
-    y = voc(mel, f0=f0) if _takes_f0(voc.__call__) else voc(mel)
-    return np.asarray(y, np.float32).reshape(-1)
+    """Offline ``voc(log_mel, f0=f0)`` (vocoders that take no pitch ignore the f0)."""
+    return np.asarray(voc(mel, f0=f0), np.float32).reshape(-1)
 
 
 def stream(voc, mel: np.ndarray, state, f0: np.ndarray):
-    if _takes_f0(voc.stream):
-        return voc.stream(mel, state, f0=f0)
-    return voc.stream(mel, state)
+    return voc.stream(mel, state, f0=f0)
 
 
 def load_vocoders(conv, specs: list[str], settings: list) -> dict:
@@ -87,11 +78,6 @@ def load_vocoders(conv, specs: list[str], settings: list) -> dict:
         "Griffin-Lim 32": dsp.DspVocoder(conv, "griffin_lim", griffin_lim_iters=32),
         "RTISI-LA (DSP, streaming)": dsp.DspVocoder(conv, "rtisi"),
     }
-    try:
-        from model import registry
-    except ImportError as e:
-        print(f"> note: model.registry unavailable ({e}); DSP vocoders only\n")
-        return vocoders
     for name in ("neural", "harmonic"):
         try:
             vocoders[name] = registry.load(name, conv)
@@ -101,11 +87,10 @@ def load_vocoders(conv, specs: list[str], settings: list) -> dict:
         name, _, path = spec.partition("=")
         path = path or name
         voc = registry.load(path, conv)
-        if type(voc).__name__ == "MagnitudeVocoder" and settings:
-            cls = type(voc)
+        if isinstance(voc, MagnitudeVocoder) and settings:
             for la, it in settings:
-                vocoders[f"{name} (RTISI-LA {la}/{it}, mel refine {voc.mel_refine})"] = cls(
-                    voc.net, conv, voc.header, la, it, voc.mel_refine
+                vocoders[f"{name} (RTISI-LA {la}/{it}, mel refine {voc.mel_refine})"] = (
+                    MagnitudeVocoder(voc.net, conv, voc.header, la, it, voc.mel_refine)
                 )
         else:
             vocoders[name] = voc
@@ -220,6 +205,16 @@ def analyse(y: np.ndarray, conv) -> tuple[np.ndarray, np.ndarray]:
     return mel[:, :n], f0[:n].astype(np.float32)
 
 
+def resynth(voc, y: np.ndarray, conv) -> np.ndarray:
+    """``y`` itself (``voc`` None), WORLD's analysis-synthesis ("world"), or copied by a
+    vocoder (analysed to log-mel and f0, then synthesized)."""
+    if voc is None:
+        return y
+    if voc == "world":
+        return world_resynth(y, conv)
+    return synth(voc, *analyse(y, conv))
+
+
 def quality_section(vocoders: dict, conv, n_sentences: int) -> None:
     from trainer.vocoder import quality
 
@@ -239,12 +234,7 @@ def quality_section(vocoders: dict, conv, n_sentences: int) -> None:
         q, m = [], []
         try:
             for y in clips:
-                if voc is None:
-                    out = y
-                elif voc == "world":
-                    out = world_resynth(y, conv)
-                else:
-                    out = synth(voc, *analyse(y, conv))
+                out = resynth(voc, y, conv)
                 m.append(dnsmos(out, sr))
                 if voc is not None:
                     q.append(quality(y, out, sr))
@@ -272,12 +262,7 @@ def pitch_section(vocoders: dict, conv) -> None:
             "WORLD analysis-synthesis (true features)": "world", **vocoders}  # fmt: skip
     for name, voc in rows.items():
         try:
-            if voc is None:
-                out = y
-            elif voc == "world":
-                out = world_resynth(y, conv)
-            else:
-                out = synth(voc, *analyse(y, conv))
+            out = resynth(voc, y, conv)
             e_i, e_n, unv = pitch_errors(out, conv, voiced, t0)
         except Exception as e:
             print(f"| {name} | failed: {type(e).__name__}: {e} | | |")
@@ -286,20 +271,13 @@ def pitch_section(vocoders: dict, conv) -> None:
 
 
 def _speed_models(cfg, conv, settings) -> dict:
-    """The configured architectures with random weights (module names as of the registry)."""
+    """The configured architectures with random weights."""
     v = cfg.vocoder
     timed = {}
-    try:
-        from model.melgan import MelGAN, MelGANVocoder
-    except ImportError:
-        from model.vocoder import MelGAN
-        from model.vocoder import NeuralVocoder as MelGANVocoder
     mb = MelGAN(conv.n_mels, conv.hop_length, 256, (4, 4, 4), bands=4, lookahead=1)
     paper = MelGAN(conv.n_mels, conv.hop_length, 512, (8, 8, 2, 2))
     timed["MelGAN, paper config"] = MelGANVocoder(paper.remove_weight_norm(), conv, {})
     timed["multi-band MelGAN (4 bands, 256 ch)"] = MelGANVocoder(mb.remove_weight_norm(), conv, {})
-    from model.magnitude import MagnitudeNet, MagnitudeVocoder
-
     mag = MagnitudeNet(conv.n_mels, conv.n_bins, v.channels, v.blocks, v.lookahead)
     mag.remove_weight_norm()
     for la, it in settings:
