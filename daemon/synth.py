@@ -91,8 +91,9 @@ class _Streaming:
     def __init__(self, r: Renderer, gain: float = 1.0):
         self.r, self.gain = r, gain
         self.gen_state = self.voc_state = None
-        # per frame fed, in order: the f0 (Hz) its inputs ask for and their voicing
-        self.f0_in: deque[tuple[float, float]] = deque()
+        # per frame fed, in order: the f0 (Hz) its inputs ask for, their voicing and the
+        # frequency warp of its mel (a note's beyond the native range; else 1)
+        self.f0_in: deque[tuple[float, float, float]] = deque()
         self.buf = np.zeros(0, np.float32)
         self.ended = False
         self.released = False
@@ -117,9 +118,9 @@ class _Streaming:
         """Generator frames ``(1, k, n_out)`` -> the vocoder's log-mel ``(n_mels, k)`` and
         frame f0 ``(k,)`` (Hz, 0 = unvoiced)."""
         log_mel, head = self.r.voice.outputs(y[0])
-        given = np.array([self.f0_in.popleft() if self.f0_in else (0.0, 0.0)
-                          for _ in range(log_mel.shape[1])]).reshape(-1, 2)  # fmt: skip
-        return self._shape(log_mel), self._f0_heard(given, head)
+        given = np.array([self.f0_in.popleft() if self.f0_in else (0.0, 0.0, 1.0)
+                          for _ in range(log_mel.shape[1])]).reshape(-1, 3)  # fmt: skip
+        return self._shape(log_mel, given), self._f0_heard(given, head)
 
     breath = 0.0  # breathiness 0..1, for a vocoder with a noise part (notes set it)
 
@@ -152,8 +153,9 @@ class _Streaming:
         if parts:
             self.buf = np.concatenate([self.buf, *parts]).astype(np.float32, copy=False)
 
-    def _shape(self, log_mel: np.ndarray) -> np.ndarray:
-        """A last change to the log-mel before the vocoder (notes move their pitch here)."""
+    def _shape(self, log_mel: np.ndarray, given: np.ndarray) -> np.ndarray:
+        """A last change to the log-mel before the vocoder, with each frame's ``(f0, voicing,
+        warp)`` (notes move their pitch here)."""
         return log_mel
 
     def prefill(self, n: int) -> None:
@@ -227,7 +229,7 @@ class Speech(_Streaming):
             return None
         x = self.inputs[self.i : self.i + self.r.chunk]
         for hz in self.f0[self.i : self.i + len(x)]:
-            self.f0_in.append((hz, 1.0 if hz > 0 else 0.0))
+            self.f0_in.append((hz, 1.0 if hz > 0 else 0.0, 1.0))
         self.i += len(x)
         return x
 
@@ -252,8 +254,6 @@ class Note(_Streaming):
         self.tail = (len(self.up) - self.coda) * r.hop  # and after it
         self.i = 0
         self.t = 0  # frames made, for vibrato
-        # per frame fed, in order: its frequency warp (1 inside the native range), its f0 (Hz)
-        self.factors: deque[tuple[float, float]] = deque()
         seed = self.own.pop("seed", None)
         if seed is None:  # reproducible: from the live seed and what tells notes apart
             seed = expression_.score_seed(int(self.params.get("seed", 0)), pitch, velocity)
@@ -299,19 +299,17 @@ class Note(_Streaming):
         voiced = head[1] if head is not None else given[:, 1] > 0.5
         return np.where(voiced, given[:, 0], 0.0)
 
-    def _shape(self, log_mel: np.ndarray) -> np.ndarray:
+    def _shape(self, log_mel: np.ndarray, given: np.ndarray) -> np.ndarray:
         """The note's brightness (a spectral tilt), then for frames beyond the native range:
         for the harmonic vocoder, which sounds the note's f0, the mel moved to that pitch
         with its formants kept (:func:`dsp.mel.repitch`); for the others, which take the
         pitch from the mel, the mel warped to the note (formants move with it)."""
         log_mel = expression_.tilt(log_mel, self.brightness, self.r.band_hz)
-        kf = np.array([self.factors.popleft() if self.factors else (1.0, 0.0)
-                       for _ in log_mel.T]).reshape(-1, 2)  # fmt: skip
-        k = kf[:, 0]
+        k = given[:, 2]
         if (k == 1.0).all():
             return log_mel
         if self.r.needs_f0:
-            moved = repitch(log_mel, kf[:, 1], self.r.voice.conv)
+            moved = repitch(log_mel, given[:, 0], self.r.voice.conv)
             return np.where(k[None] != 1.0, moved, log_mel)
         return warp(log_mel, k, self.r.voice.conv)
 
@@ -330,8 +328,7 @@ class Note(_Streaming):
                 break
             c = self.ctrl[k].clone()
             c[0], factor, hz = self._f0()  # every frame at the note's pitch, voiced or not
-            self.factors.append((factor, hz))
-            self.f0_in.append((hz, float(c[1])))
+            self.f0_in.append((hz, float(c[1]), factor))
             rows.append((k, c))
             self.t += 1
         if not rows:
