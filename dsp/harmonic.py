@@ -347,8 +347,7 @@ class SourceFilter:
         (split over ``pool``'s threads: the kernel releases the GIL): ``f0s`` a list of
         ``(frames,)``, ``log_h``, ``log_n`` ``(streams, frames, bins)``, ``voiced``
         ``(streams, frames)``."""
-        f0 = np.stack([self.check_f0(f) for f in f0s]) if len(f0s) != 1 else None
-        f0 = self.check_f0(f0s[0])[None] if f0 is None else f0
+        f0 = np.stack([self.check_f0(f) for f in f0s])
         shape = (f0.shape[0], f0.shape[1], self.bins)
         if log_h.shape != shape or log_n.shape != shape or voiced.shape != shape[:2]:
             raise ValueError(

@@ -213,12 +213,7 @@ class HarmonicVocoder(TorchVocoder):
         f0 = np.asarray(f0, np.float64)
         if f0.shape != (mel.shape[1],):
             raise ValueError(f"f0 must be ({mel.shape[1]},) to match the mel; got {f0.shape}")
-        if not np.isfinite(f0).all() or (f0 < 0).any() or (f0 >= c.sample_rate / 2).any():
-            raise ValueError(
-                f"f0 must be finite, >= 0 (0 = unvoiced) and below Nyquist "
-                f"({c.sample_rate / 2:.0f} Hz) in every frame; clean the contour (NaN -> 0)"
-            )
-        return mel, f0
+        return mel, self.source.check_f0(f0)
 
     def _f0(self, f0: np.ndarray, device) -> torch.Tensor:
         return torch.from_numpy(f0.astype(np.float32)).to(device)
