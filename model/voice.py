@@ -99,15 +99,23 @@ class Voice:
     def frame_inputs(self, text: str, speed: float = 1.0) -> torch.Tensor:
         """The generator's inputs ``(1, T, D)`` for ``text``: predicted durations and
         per-token prosody, upsampled to frames."""
+        return self._frame_inputs(text, speed)[0]
+
+    def _frame_inputs(self, text: str, speed: float) -> tuple[torch.Tensor, np.ndarray]:
+        """:meth:`frame_inputs` and the f0 ``(T,)`` (Hz, 0 = unvoiced) of their pitch
+        controls."""
         enc, dur, controls = self._predict(self.frontend.encode(text), speed=speed)
-        return self.model.frame_inputs(enc, dur[None], controls[None])
+        hz = self.stats.hz(controls[:, 0])
+        f0 = torch.where(controls[:, 1] > 0.5, hz, torch.zeros_like(hz))
+        x = self.model.frame_inputs(enc, dur[None], controls[None])
+        return x, f0.cpu().numpy().astype(np.float64)
 
     @torch.no_grad()
     def speech(self, text: str, speed: float = 1.0) -> tuple[torch.Tensor, np.ndarray]:
         """Generator inputs ``(T, D)`` for ``text`` and the f0 ``(T,)`` (Hz, 0 = unvoiced)
         of their pitch controls."""
-        x = self.frame_inputs(text, speed)[0]
-        return x, self.control_f0(x)
+        x, f0 = self._frame_inputs(text, speed)
+        return x[0], f0
 
     @torch.no_grad()
     def syllable(self, lyric: str | tuple[str, ...], before: tuple[str, ...] = (),
@@ -161,34 +169,11 @@ class Voice:
     def mel_f0(self, text: str, speed: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """``(n_mels, frames)`` log-mel and the frame f0 ``(frames,)`` (Hz, 0 = unvoiced) for
         ``text``: the pitch head's where the model has one, else the per-token pitch
-        controls it was given (see :meth:`frames`)."""
-        x = self.frame_inputs(text, speed)
-        return self.frames(self.model.generator(x)[0], x[0])
-
-    def frames(self, y: torch.Tensor, x: torch.Tensor | None = None):
-        """Generator output ``(T, n_out)`` -> log-mel ``(n_mels, T)`` and f0 ``(T,)`` Hz. A model
-        without a pitch head takes the f0 from the control channels of its inputs ``x``."""
-        log_mel, head = self.outputs(y)
-        log_mel = log_mel.astype(np.float32)
-        if head is not None:
-            return log_mel, np.where(head[1], head[0], 0.0).astype(np.float64)
-        if x is None:
-            return log_mel, np.zeros(log_mel.shape[1])
-        return log_mel, self.control_f0(x)
-
-    @torch.no_grad()
-    def control_f0(self, x: torch.Tensor) -> np.ndarray:
-        """The f0 ``(T,)`` (Hz, 0 = unvoiced) that generator inputs ``(T, D)`` ask for."""
-        c = self.controls_of(x)
-        hz = self.stats.hz(c[:, 0])
-        return torch.where(c[:, 1] > 0.5, hz, torch.zeros_like(hz)).cpu().numpy().astype(np.float64)
-
-    def controls_of(self, x: torch.Tensor) -> torch.Tensor:
-        """The normalized (log f0, voicing) controls behind generator inputs ``(T, D)``: the
-        control projection inverted (it is linear, 3 -> channels / 4)."""
-        proj = self.model.control_proj
-        c = x[:, -proj.out_features :] - proj.bias
-        return torch.linalg.lstsq(proj.weight, c.T).solution.T[:, :2]  # (sung flag aside)
+        controls it was given."""
+        x, control_f0 = self._frame_inputs(text, speed)
+        log_mel, head = self.outputs(self.model.generator(x)[0])
+        f0 = control_f0 if head is None else np.where(head[1], head[0], 0.0).astype(np.float64)
+        return log_mel.astype(np.float32), f0
 
 
 def packaged(conv: dsp.Convention | None = None) -> Voice:
