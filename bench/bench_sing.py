@@ -583,9 +583,8 @@ def main() -> None:
     live = None
     if r is not None and "live" in chosen:
         from daemon import config
-        from daemon.cli import _vocoder_name
 
-        name = _vocoder_name(config.load(), args.vocoder)  # the vocoder `melgand sing` takes
+        name = config.load().vocoder_name(args.vocoder)  # the vocoder `melgand sing` takes
         live = Live(r, args.voice, name, args.out / "live_daemon.log")
         args.out.mkdir(parents=True, exist_ok=True)
     if r is not None and "ours" in chosen and not args.no_melodies:

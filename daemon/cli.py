@@ -68,13 +68,6 @@ VOCODER_HELP = (
 )
 
 
-def _vocoder_name(cfg, name: str | None, live: bool = False) -> str:
-    """``name``, else ``[daemon] vocoder`` live or ``render_vocoder`` for the renders, else
-    ``[dsp_vocoder] method``."""
-    d = cfg.daemon
-    return name or (d.vocoder if live else d.render_vocoder) or cfg.dsp_vocoder.method
-
-
 def _threads(cfg) -> None:
     """torch at ``[daemon] threads`` for the renders (one thread loads the weights and
     renders a sentence faster here than two)."""
@@ -85,18 +78,14 @@ def _threads(cfg) -> None:
 
 
 def _vocoder(cfg, name: str | None, live: bool = False):
-    """The vocoder :func:`_vocoder_name` names, through :mod:`model.registry`."""
+    """The vocoder ``cfg.vocoder_name`` names, through :mod:`model.registry`."""
     from model import registry
 
     _threads(cfg)
     try:
-        return registry.load(_vocoder_name(cfg, name, live), cfg.audio, _dsp_settings(cfg))
+        return registry.load(cfg.vocoder_name(name, live), cfg.audio, cfg.dsp_settings())
     except registry.RegistryError as e:
         raise UserError(f"--vocoder: {e}") from None
-
-
-def _dsp_settings(cfg) -> dict:
-    return dataclasses.asdict(cfg.dsp_vocoder)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -126,7 +115,7 @@ def cmd_vocode(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     conv = cfg.audio
     y = audio_io.read_mono(args.input, conv.sample_rate)
-    name = _vocoder_name(cfg, args.vocoder)
+    name = cfg.vocoder_name(args.vocoder)
     vocoder = _vocoder(cfg, name)
     t0 = time.perf_counter()
     mel = dsp.log_mel(y, conv)

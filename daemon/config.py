@@ -196,6 +196,16 @@ class Config:
     oscquery: OscQueryConfig
     log: LogConfig
 
+    def vocoder_name(self, name: str | None = None, live: bool = False) -> str:
+        """``name``, else ``[daemon] vocoder`` live or ``render_vocoder`` for the renders,
+        else ``[dsp_vocoder] method``: what :func:`model.registry.load` is asked for."""
+        d = self.daemon
+        return name or (d.vocoder if live else d.render_vocoder) or self.dsp_vocoder.method
+
+    def dsp_settings(self) -> dict:
+        """The DSP vocoder's keyword arguments, for :func:`model.registry.load`."""
+        return dataclasses.asdict(self.dsp_vocoder)
+
 
 def packaged_path() -> Path:
     """The packaged defaults: beside the source tree, or where pip installed the data file."""

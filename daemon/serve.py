@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import logging
 import signal
@@ -91,9 +90,8 @@ class Daemon:
 
     def _vocoder(self):
         """``[daemon] vocoder``, through the registry."""
-        d = self.cfg.daemon
-        name = d.vocoder or self.cfg.dsp_vocoder.method
-        return registry.load(name, self.cfg.audio, dataclasses.asdict(self.cfg.dsp_vocoder))
+        cfg = self.cfg
+        return registry.load(cfg.vocoder_name(live=True), cfg.audio, cfg.dsp_settings())
 
     def renderer_for(self, name: str, path: Path | None = None) -> Renderer:
         """The named voice's renderer, loaded once, then kept (``path``: a voice file that is
