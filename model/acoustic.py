@@ -178,29 +178,34 @@ class Generator(nn.Module):
             history = torch.cat([history, y[..., : self.n_mels]], 1)[:, -self.context :]
         return torch.cat(outs, 1), h, history
 
+    def _groups(self, x: torch.Tensor) -> torch.Tensor:
+        """Frame inputs ``(B, T, D)`` -> groups of ``r`` ``(B, ceil(T / r), D * r)``."""
+        b, t, d = x.shape
+        pad = (-t) % self.r
+        return F.pad(x, (0, 0, 0, pad)).reshape(b, (t + pad) // self.r, d * self.r)
+
+    def _teacher_forced(self, xg: torch.Tensor, mel: torch.Tensor, t: int) -> torch.Tensor:
+        """Groups with the audio encoder's reading of the target ``mel`` beside them: output
+        i of the encoder reads the ``context`` frames before frame i."""
+        fed = self.audio_encoder(F.pad(mel[:, :t], (0, 0, self.context, 0)))
+        return torch.cat([xg, fed[:, :: self.r][:, : xg.shape[1]]], -1)
+
     def gru_outputs(self, x: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         """The GRU's outputs ``(B, ceil(T / r), hidden)`` for inputs ``x``, teacher-forced by
         ``mel`` (B, T, n_mels) where the audio feedback is on (what the heads read)."""
-        b, t, d = x.shape
-        pad = (-t) % self.r
-        xg = F.pad(x, (0, 0, 0, pad)).reshape(b, (t + pad) // self.r, d * self.r)
+        xg = self._groups(x)
         if self.audio_encoder is not None:
-            fed = self.audio_encoder(F.pad(mel[:, :t], (0, 0, self.context, 0)))
-            xg = torch.cat([xg, fed[:, :: self.r][:, : xg.shape[1]]], -1)
+            xg = self._teacher_forced(xg, mel, x.shape[1])
         return self.gru(self.prenet(xg))[0]
 
     def forward(self, x: torch.Tensor, mel: torch.Tensor | None = None) -> torch.Tensor:
         """Frames for inputs ``x``; with the feedback on, ``mel`` (B, T, n_mels) teacher-forces
         it (training), and without ``mel`` the generator runs free on its own frames."""
-        b, t, d = x.shape
-        pad = (-t) % self.r
-        xg = F.pad(x, (0, 0, 0, pad)).reshape(b, (t + pad) // self.r, d * self.r)
+        t = x.shape[1]
+        xg = self._groups(x)
         if self.audio_encoder is not None and mel is not None:
-            # output i of the encoder reads the `context` frames before frame i
-            fed = self.audio_encoder(F.pad(mel[:, :t], (0, 0, self.context, 0)))
-            xg = torch.cat([xg, fed[:, :: self.r][:, : xg.shape[1]]], -1)
-            return self._steps(xg, None)[0][:, :t]
-        return self._run(xg, None, self.initial_state(b, x.device).history)[0][:, :t]
+            return self._steps(self._teacher_forced(xg, mel, t), None)[0][:, :t]
+        return self._run(xg, None, self.initial_state(x.shape[0], x.device).history)[0][:, :t]
 
     def initial_state(self, batch: int = 1, device=None) -> GeneratorState:
         layers, hidden = self.gru.num_layers, self.gru.hidden_size
