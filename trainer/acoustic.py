@@ -245,7 +245,7 @@ class AcousticTask:
         dur_pred = torch.clamp(torch.exp(log_dur[:k]) - 1, min=0).cpu().numpy()
         plots.plot_durations(self.run / f"{name}_durations.png", target, val[0].durations,
                              dur_pred, f"{val[0].id}, step {step}: token boundaries")  # fmt: skip
-        audio = self.vocoder((pred * stats.mel_std + stats.mel_mean).T.astype(np.float32))
+        audio = self.vocoder(stats.mel(pred).T.astype(np.float32))
         sf.write(self.run / f"{name}.wav", audio, conv.sample_rate)
         tb.add_audio("val/audio", torch.from_numpy(audio)[None], step, conv.sample_rate)
         return {"step": step, "val_mel_l1": vl["mel_free"].item(),

@@ -79,7 +79,7 @@ def _voice_mels(data: Path, conv: dsp.Convention, voice: Path) -> dict[str, np.n
         for it in items:
             tokens, durs, mel, ctrl, *_ = acoustic.make_batch([it], stats)
             pred = v.model(tokens, durs, ctrl, mel)[0][0]
-            out[it.id] = (pred * stats.mel_std + stats.mel_mean).T.numpy()
+            out[it.id] = stats.mel(pred).T.numpy()
     return out
 
 
