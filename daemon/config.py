@@ -89,6 +89,7 @@ class VocoderConfig(_LongTrainConfig):
     rtisi_iters: int = _opt(lo=0, hi=64)
     mel_refine: int = _opt(lo=0, hi=256)
     voice_mix: bool = _opt()
+    repitch_mix: float = _opt(lo=0.0, hi=1.0)
     bands: int = _opt(choices=(1, 2, 4, 8))
     channels: int = _opt(lo=8, hi=2048)
     ratios: tuple[int, ...] = _opt()
@@ -138,6 +139,7 @@ class SingingConfig:
     breath: float = _opt(lo=0.0, hi=1.0)
     brightness: float = _opt(lo=-12.0, hi=12.0)
     velocity_brightness: float = _opt(lo=-24.0, hi=24.0)
+    consonant: float = _opt(lo=-2.0, hi=2.0)
     seed: int = _opt(lo=0, hi=2**31 - 1)
 
     def params(self) -> dict[str, float]:

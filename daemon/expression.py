@@ -26,6 +26,10 @@ sung the same way as a score's: a frame's pitch depends only on what came before
   natural-log mel. The note carries it per frame as ``note.brightness``.
 - **Breathiness**: ``breath`` 0..1, carried per frame as ``note.breath`` for the vocoder's
   noise gain (0: the vocoder's own; 1: all breath).
+- **Consonant length** (OpenUtau's consonant velocity): ``consonant`` octaves of length of
+  the onset consonants against the voice's spoken ones (+1: twice as long, -1: half; 0: as
+  spoken), set as the note starts. They are sung before the beat (``note.lead``), so the
+  vowel still lands on it.
 
 A zero switches each part off; :meth:`Expression.off` is a plain note (its f0 exactly the
 note's pitch). Settings come, each overriding the one before, from the defaults here, the
@@ -66,6 +70,7 @@ class Expression:
     breath: float = 0.0  # 0..1, for the vocoder's noise gain
     brightness: float = 0.0  # dB/octave of spectral tilt (around 1 kHz)
     velocity_brightness: float = 4.0  # dB/octave more at velocity 127 than at 100 (x 27/127)
+    consonant: float = 0.0  # octaves of onset-consonant length (+1: twice as spoken; 0: as is)
 
     @classmethod
     def off(cls) -> Expression:
@@ -94,7 +99,7 @@ RANGES = {"vibrato_depth": (0.0, 200.0), "vibrato_rate": (0.0, 20.0),
           "vibrato_delay": (0.0, 10.0), "vibrato_fade": (0.0, 10.0), "portamento": (0.0, 2.0),
           "overshoot": (0.0, 2.0), "preparation": (0.0, 2.0), "fluctuation": (0.0, 50.0),
           "breath": (0.0, 1.0), "brightness": (-12.0, 12.0),
-          "velocity_brightness": (-24.0, 24.0)}  # fmt: skip
+          "velocity_brightness": (-24.0, 24.0), "consonant": (-2.0, 2.0)}  # fmt: skip
 HELP = {"vibrato_depth": "vibrato depth, cents (half peak-to-peak; 0 = off)",
         "vibrato_rate": "vibrato rate, Hz (0 = off)",
         "vibrato_delay": "seconds from the vowel's onset to the vibrato",
@@ -105,7 +110,8 @@ HELP = {"vibrato_depth": "vibrato depth, cents (half peak-to-peak; 0 = off)",
         "fluctuation": "fine pitch fluctuation, cents rms (0 = off)",
         "breath": "breathiness 0..1 (the vocoder's noise gain)",
         "brightness": "spectral tilt, dB/octave around 1 kHz (0 = as the voice)",
-        "velocity_brightness": "dB/octave brighter (x (velocity - 100) / 127)"}  # fmt: skip
+        "velocity_brightness": "dB/octave brighter (x (velocity - 100) / 127)",
+        "consonant": "onset consonants' length, octaves (1 = twice; 0 = as spoken)"}  # fmt: skip
 
 
 def for_score_note(note: dict) -> dict[str, float]:

@@ -70,14 +70,15 @@ class Renderer:
     phrase = staticmethod(voice_.phrase)
 
     def syllable(self, lyric: str | tuple[str, ...], before: tuple[str, ...] = (),
-                 after: tuple[str, ...] = ()) -> Syllable:  # fmt: skip
+                 after: tuple[str, ...] = (), consonant: float = 1.0) -> Syllable:  # fmt: skip
         """The voice's :meth:`~model.voice.Voice.syllable` ``(up, controls, onset, hold,
-        coda)``, cached (its controls a copy, the note's to edit)."""
-        key = (before, lyric, after)
+        coda)``, its onset consonants ``consonant`` times as long as spoken, cached (its
+        controls a copy, the note's to edit)."""
+        key = (before, lyric, after, float(consonant))
         with self._cache_lock:
             hit = self._syllables.get(key)
         if hit is None:
-            hit = self.voice.syllable(lyric, before, after)
+            hit = self.voice.syllable(lyric, before, after, consonant=consonant)
             with self._cache_lock:
                 if len(self._syllables) >= 1024:
                     self._syllables.pop(next(iter(self._syllables)))
@@ -249,7 +250,9 @@ class Note(_Streaming):
         self.pitch, self.bend, self.params = pitch, 0.0, params if params is not None else {}
         self.target, self.velocity = pitch, velocity
         self.own = dict(expression or {})  # this note's settings over the live ones
-        self.up, self.ctrl, onset, self.hold, self.coda = r.syllable(lyric, *context)
+        e = self.expression  # its onset consonants' length is set as it starts
+        syl = r.syllable(lyric, *context, consonant=2.0**e.consonant)
+        self.up, self.ctrl, onset, self.hold, self.coda = syl
         self.lead = onset * r.hop  # samples of consonants before the vowel
         self.tail = (len(self.up) - self.coda) * r.hop  # and after it
         self.i = 0
@@ -258,7 +261,6 @@ class Note(_Streaming):
         if seed is None:  # reproducible: from the live seed and what tells notes apart
             seed = expression_.score_seed(int(self.params.get("seed", 0)), pitch, velocity)
         self.contour = expression_.Contour(pitch, r.hop / r.rate, int(seed), self.lead // r.hop)
-        e = self.expression
         self.breath, self.brightness = e.breath, e.tilt_db(velocity)
 
     @property

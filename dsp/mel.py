@@ -260,30 +260,62 @@ def envelope(log_mel: np.ndarray, keep: int = 10) -> np.ndarray:
     return (d.T @ (d @ log_mel)).astype(np.float32)
 
 
+_RIPPLE_STEPS = 192  # ripple table entries an octave (6.25 cents apart)
+_RIPPLE_LO = 30.0  # Hz, the table's lowest f0
+
+
 def repitch(log_mel: np.ndarray, f0: np.ndarray, conv: Convention = DEFAULT,
             keep: int = 10) -> np.ndarray:  # fmt: skip
     """A log-mel ``(n_mels, k)`` moved to the pitches ``f0`` ``(k,)`` (Hz) with its formants
     kept: each frame's envelope (:func:`envelope`) plus the harmonic ripple that a comb at
-    its f0 leaves in the mel under the analysis window. For an f0-driven vocoder, which
-    follows the mel's harmonics as well as the f0 it is given: a mel whose harmonics lie
-    elsewhere than the f0 comes out at the mel's pitch, in noise; its envelope alone comes
-    out unvoiced."""
+    its f0 leaves in the mel under the analysis window (tabulated 6.25 cents apart,
+    interpolated). Frames with f0 <= 0 are returned as they are. The harmonic vocoder's
+    training shows it mels re-rippled this way (``[vocoder] repitch_mix``), so it sounds the
+    f0 it is given and takes only the envelope from the mel."""
     log_mel = np.asarray(log_mel, np.float32)
-    win = _sp.window(conv.n_fft, conv.win_length)
-    basis = mel_basis(conv, np.float64)
-    n = np.arange(conv.n_fft)
-    out = np.empty_like(log_mel)
-    for t, hz in enumerate(np.asarray(f0, np.float64)):
-        if hz <= 0:
-            out[:, t] = log_mel[:, t]
-            continue
-        k = np.arange(1, int(conv.sample_rate / 2 / hz) + 1)
-        comb = np.cos(2 * np.pi * np.outer(k, n) * hz / conv.sample_rate).sum(0)
-        m = np.log(np.maximum(basis @ np.abs(np.fft.rfft(comb * win)), conv.log_clamp))
-        out[:, t] = (
-            m - envelope(m[:, None], keep)[:, 0] + envelope(log_mel[:, t : t + 1], keep)[:, 0]
-        )
+    f0 = np.asarray(f0, np.float64)
+    out = log_mel.copy()
+    on = np.flatnonzero(f0 > 0)
+    if on.size == 0:
+        return out
+    pos = np.log2(np.maximum(f0[on], _RIPPLE_LO) / _RIPPLE_LO) * _RIPPLE_STEPS
+    i0 = np.floor(pos).astype(np.int64)
+    w = (pos - i0).astype(np.float32)
+    table = _ripples(conv, keep, np.unique(np.concatenate([i0, i0 + 1])))
+    ripple = table[:, i0] * (1 - w) + table[:, i0 + 1] * w
+    out[:, on] = ripple + envelope(log_mel[:, on], keep)
     return out
+
+
+_RIPPLE_TABLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _ripples(conv: Convention, keep: int, need: np.ndarray) -> np.ndarray:
+    """The comb ripple table (log-mel minus its envelope) ``(n_mels, n)``, column ``i`` the
+    ripple at ``_RIPPLE_LO * 2 ** (i / _RIPPLE_STEPS)`` Hz; the columns in ``need`` are
+    computed on first use (about 2 ms each) and kept per convention."""
+    n = int(np.log2(conv.sample_rate / 2 / _RIPPLE_LO) * _RIPPLE_STEPS) + 2
+    key = (conv, keep)
+    if key not in _RIPPLE_TABLES:
+        _RIPPLE_TABLES[key] = (np.zeros((conv.n_mels, n), np.float32), np.zeros(n, bool))
+    table, have = _RIPPLE_TABLES[key]
+    need = np.minimum(need, n - 1)
+    todo = need[~have[need]]
+    if todo.size:
+        win = _sp.window(conv.n_fft, conv.win_length)
+        basis = mel_basis(conv, np.float64)
+        t = np.arange(conv.n_fft) / conv.sample_rate
+        cols = []
+        for i in todo:
+            hz = _RIPPLE_LO * 2.0 ** (i / _RIPPLE_STEPS)
+            k = np.arange(1, max(1, int(conv.sample_rate / 2 / hz)) + 1)
+            comb = np.cos(2 * np.pi * hz * np.outer(k, t)).sum(0)
+            spec = basis @ np.abs(np.fft.rfft(comb * win))
+            cols.append(np.log(np.maximum(spec, conv.log_clamp)))
+        m = np.stack(cols, 1).astype(np.float32)
+        table[:, todo] = m - envelope(m, keep)
+        have[todo] = True
+    return table
 
 
 def _dct_ortho(n: int, k: int) -> np.ndarray:

@@ -57,6 +57,16 @@ class Syllable(NamedTuple):
     coda: int  # the frame after the vowel (the coda, sung at note-off)
 
 
+def _stretch(dur: torch.Tensor, ctrl: torch.Tensor, v: int, factor: float):
+    """Durations ``(N,)`` with the first ``v`` times ``factor`` (whole frames, each at least
+    one) and the per-frame controls ``(T, 3)`` repeated for the new durations."""
+    new = dur.clone()
+    new[:v] = torch.clamp(torch.round(dur[:v].double() * factor), min=1).long()
+    per_token = ctrl[torch.cumsum(dur, 0) - dur]  # each token's controls, at its first frame
+    idx = torch.repeat_interleave(torch.arange(len(new), device=dur.device), new)
+    return new, per_token[idx]
+
+
 class Voice:
     def __init__(self, model: AcousticModel, frontend: Frontend, stats: Stats,
                  conv: dsp.Convention, header: dict):  # fmt: skip
@@ -119,13 +129,14 @@ class Voice:
 
     @torch.no_grad()
     def syllable(self, lyric: str | tuple[str, ...], before: tuple[str, ...] = (),
-                 after: tuple[str, ...] = ()) -> Syllable:  # fmt: skip
+                 after: tuple[str, ...] = (), *, consonant: float = 1.0) -> Syllable:  # fmt: skip
         """A syllable (text, or its phones) to sing: its upsampled encoding, per-frame controls
         with the vowel voiced (and at least at average loudness), and the vowel's frames.
 
         ``before`` / ``after``: the phones of the neighbouring syllables of its phrase
         (:func:`phrase`), encoded with it (co-articulation: the text encoder sees them) and
-        then left out."""
+        then left out. ``consonant``: the length of its phones before the vowel, times the
+        length the voice speaks them (whole frames, each at least one; 1: as spoken)."""
         phones = phones_of(lyric)
         # a bare vowel is encoded between pauses (as in every training sentence), else the
         # model all but whispers it; a phrase starts and ends with a pause
@@ -136,9 +147,11 @@ class Voice:
             head, tail = [], []  # a lone syllable with consonants sings best as it is
         tokens = self.frontend.encode_units(head + phones + tail)
         enc, dur, ctrl = self._predict(tokens, slice(len(head), len(head) + len(phones)))
+        v = next((i for i, p in enumerate(phones) if is_vowel(p)), len(phones) // 2)
+        if consonant != 1.0 and v:  # the onset consonants longer or shorter (the vowel not)
+            dur, ctrl = _stretch(dur, ctrl, v, consonant)
         up = upsample(enc, dur[None], int(dur.sum()))[0]
         ctrl = ctrl.clone()
-        v = next((i for i, p in enumerate(phones) if is_vowel(p)), len(phones) // 2)
         onset = int(dur[:v].sum())
         vowel = slice(onset, onset + int(dur[v]))
         ctrl[vowel, 1] = 1.0

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import dsp
-from daemon import config
+from daemon import config, score
 from daemon import protocol as P
 from daemon.expression import Expression, contour, for_score_note, tilt
 from daemon.synth import Note, Renderer
@@ -143,7 +143,7 @@ def test_tilt_is_db_per_octave_around_1khz():
 
 def test_every_setting_by_osc_mqtt_score_and_config():
     for name in ("vibrato_depth", "vibrato_rate", "vibrato_delay", "portamento", "overshoot",
-                 "fluctuation", "breath", "brightness"):  # fmt: skip
+                 "fluctuation", "breath", "brightness", "consonant"):  # fmt: skip
         assert P.command(f"/param/{name}", [0.0]) == P.Param(name, 0.0)
         assert P.command(f"/ne/{name}", [3, 0.0]) == P.NoteParam(3, name, 0.0)
         assert P.mqtt_control(json.dumps({"param": name, "value": 0}).encode()) == P.Param(
@@ -151,6 +151,10 @@ def test_every_setting_by_osc_mqtt_score_and_config():
         )
     with pytest.raises(P.ProtocolError, match="outside"):
         P.command("/ne/breath", [3, 1.5])
+    assert P.command("/param/consonant", [-1.5]) == P.Param("consonant", -1.5)
+    for bad in ("/param/consonant", "/ne/consonant"):
+        with pytest.raises(P.ProtocolError, match="outside"):
+            P.command(bad, [3.0] if bad.startswith("/param") else [3, 3.0])
     sing = P.mqtt_sing(b'{"notes": [{"pitch": 60, "start": 0, "dur": 1, "vibrato_depth": 0,'
                        b' "breath": 0.4, "portamento": 0.1}]}')  # fmt: skip
     n = sing.notes[0]
@@ -158,6 +162,13 @@ def test_every_setting_by_osc_mqtt_score_and_config():
     assert "overshoot" not in n
     with pytest.raises(P.ProtocolError, match=r'note 0: "breath" must be a number 0\.\.1'):
         P.mqtt_sing(b'{"notes": [{"pitch": 60, "start": 0, "dur": 1, "breath": 2}]}')
+    with pytest.raises(P.ProtocolError, match=r'note 0: "consonant" must be a number -2\.\.2'):
+        P.mqtt_sing(b'{"notes": [{"pitch": 60, "start": 0, "dur": 1, "consonant": 3}]}')
+    n = P.mqtt_sing(b'{"notes": [{"pitch": 60, "start": 0, "dur": 1, "consonant": 0.5}]}')
+    assert for_score_note(n.notes[0])["consonant"] == 0.5
+    assert Expression.of({"consonant": 1.0}, None).consonant == 1.0  # live, then own
+    assert Expression.of({"consonant": 1.0}, {"consonant": -1}).consonant == -1.0
+    assert Expression().consonant == Expression.off().consonant == 0.0  # 0: as spoken
     cfg = config.load()
     defaults = Expression()
     for k, v in cfg.singing.params().items():
@@ -200,3 +211,47 @@ def test_a_notes_own_settings_beat_the_live_ones(renderer):
     assert n.breath == 0.2
     live["vibrato_depth"] = 10.0  # /param/vibrato_depth reaches held notes without their own
     assert Note(renderer, 57, 100, "la", live).expression.vibrato_depth == 10.0
+
+
+def test_consonant_stretches_the_onset_consonants_only(renderer):
+    voice = renderer.voice
+    base = voice.syllable("star")  # s t | aa | r
+    same = voice.syllable("star", consonant=1.0)  # 1: exactly as it was
+    assert torch.equal(same.up, base.up) and torch.equal(same.controls, base.controls)
+    assert same[2:] == base[2:]  # onset, hold, coda
+    long, short = voice.syllable("star", consonant=2.0), voice.syllable("star", consonant=0.5)
+    assert short.onset < base.onset < long.onset
+    assert abs(long.onset - 2 * base.onset) <= 2 and short.onset >= 2  # each phone >= 1 frame
+    for s in (long, short):  # the vowel and the coda as they were
+        assert s.hold - s.onset == base.hold - base.onset
+        assert s.coda - s.onset == base.coda - base.onset
+        assert len(s.up) - s.coda == len(base.up) - base.coda
+        assert torch.equal(s.up[s.onset :], base.up[base.onset :])
+        assert torch.equal(s.controls[s.onset :], base.controls[base.onset :])
+        assert len(s.controls) == len(s.up)
+    # in a phrase: the context's phones are not the syllable's, and are not stretched
+    ctx = (("dh", "ax"), ("l", "ay"))
+    a, b = voice.syllable("star", *ctx), voice.syllable("star", *ctx, consonant=2.0)
+    assert b.onset > a.onset and b.coda - b.onset == a.coda - a.onset
+
+
+def test_a_longer_consonant_leads_the_beat_by_more_and_the_vowel_lands_on_it(renderer):
+    hop = renderer.hop
+    own = {"seed": 1}
+    plain = Note(renderer, 57, 100, "star", expression=own)
+    long = Note(renderer, 57, 100, "star", expression={**own, "consonant": 1.0})
+    short = Note(renderer, 57, 100, "star", expression={**own, "consonant": -1.0})
+    assert short.lead < plain.lead < long.lead
+    assert abs(long.lead - 2 * plain.lead) <= 2 * hop
+    assert long.tail == plain.tail == short.tail  # the coda as spoken
+    live = Note(renderer, 57, 100, "star", {"consonant": 1.0}, expression=own)  # /param
+    assert live.lead == long.lead
+    # a score: each note starts its lead before its beat, so its vowel lands on the beat
+    notes = [{"pitch": 57, "start": 0.5, "dur": 0.5, "lyric": "star", "velocity": 100},
+             {"pitch": 59, "start": 1.5, "dur": 0.5, "lyric": "star", "velocity": 100}]  # fmt: skip
+    rate = renderer.rate
+    for snds in ([plain, plain], [long, short]):
+        ons = [(pos, j) for pos, j in score.events(notes, snds, 0, 0, rate)
+               if isinstance(j.cmd, P.NoteOn)]  # fmt: skip
+        for (pos, j), n, snd in zip(ons, notes, snds, strict=True):
+            assert j.skip == 0 and pos + snd.lead == int(n["start"] * rate)

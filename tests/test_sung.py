@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 from pathlib import Path
 
@@ -163,6 +164,20 @@ def test_melodies_reproducible_and_in_range():
     assert len(many) > 20 * 40  # melismas
 
 
+def test_melody_register_replaces_the_speakers_range():
+    """``register`` (``--sung-range``): the melodies keep to it whatever the speaker's f0,
+    and reach its top (the high notes a voice must be trained on to sing them)."""
+    many = [
+        n
+        for s in range(20)
+        for n in sung.melody(np.random.default_rng(s), 40, 150, register=(60.0, 77.0))
+    ]
+    p = np.array([n.pitch for n in many])
+    assert p.min() >= 60 and p.max() <= 77 and p.max() >= 75
+    plain = sung.melody(np.random.default_rng(1), 40, 150)
+    assert max(n.pitch for n in plain) <= 62.4  # 150 Hz: MIDI 50.4 +- 12
+
+
 def test_retime_reproducible(speech):
     y, sr, ph = speech
     notes = legato()
@@ -216,5 +231,16 @@ def test_corpus_build_sings_its_sentences(tmp_path):
     m = corpus.build(tmp_path / "c", 2, seed=3, jobs=1, progress=False)
     m = corpus.add_sung(tmp_path / "c", m, sung.make_sung(tmp_path / "c", 1, 3, 1, False))
     assert m["sung"]["items"] == 1 and m["items"] == 3
+    assert m["sung"]["history"] == [{"items": 1, "register": None}]
+    first = set((tmp_path / "c" / "notes").glob("*.json"))
+    again = corpus.build(tmp_path / "c", 2, 3, jobs=1, progress=False)  # as the CLI: resume,
+    more = sung.make_sung(tmp_path / "c", 2, 3, 1, False, register=(60.0, 70.0))  # then sing
+    m2 = corpus.add_sung(tmp_path / "c", again, more, m["sung"])
+    assert m2["items"] == 4 and m2["sung"]["history"] == [
+        {"items": 1, "register": None},
+        {"items": 2, "register": [60.0, 70.0]},
+    ]
+    (new,) = set((tmp_path / "c" / "notes").glob("*.json")) - first
+    assert all(60 <= n["pitch"] <= 70 for n in json.loads(new.read_text()))
     ids = [r.split("|")[0] for r in (tmp_path / "c" / "metadata.csv").read_text().splitlines()]
-    assert sum(i.endswith("_sung") for i in ids) == 1
+    assert sum(i.endswith("_sung") for i in ids) == 2

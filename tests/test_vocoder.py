@@ -352,3 +352,29 @@ def test_voice_mels_alone_or_beside_the_analysed_ones(tiny_corpus):
         np.testing.assert_array_equal(both[i].mel, c.mel)
         assert not np.allclose(v.mel, c.mel[:, : v.mel.shape[1]])  # predicted, not analysed
         np.testing.assert_array_equal(voiced[i].mel, v.mel)
+
+
+def test_repitch_mix_moves_only_the_mels_harmonics():
+    """``[vocoder] repitch_mix``: a clip's mel gets another pitch's ripple, its envelope and
+    the f0 the network is given stay; 0 leaves the batch as it was (same draws)."""
+    import random
+
+    from dsp.harmonic import SourceFilter
+
+    conv = dsp.DEFAULT
+    t = np.arange(conv.sample_rate) / conv.sample_rate
+    y = (0.1 * np.sign(np.sin(2 * np.pi * 200.0 * t))).astype(np.float32)
+    mel = dsp.log_mel(y, conv)
+    n = mel.shape[1]
+    f0 = np.full(n, 200.0, np.float32)
+    clip = vocoder.Clip("a", mel, y[: n * conv.hop_length], f0)
+    src = SourceFilter(conv)
+    plain = vocoder.harmonic_batch([clip], random.Random(3), 32, 8, src)
+    same = vocoder.harmonic_batch([clip], random.Random(3), 32, 8, src, 0.0)
+    moved = vocoder.harmonic_batch([clip], random.Random(3), 32, 8, src, 1.0)
+    for a, b in zip(plain, same):
+        assert torch.equal(a, b)
+    m0, m1 = plain[0][0].numpy(), moved[0][0].numpy()
+    assert torch.equal(plain[1], moved[1])  # the f0 given is the audio's
+    np.testing.assert_allclose(dsp.envelope(m1), dsp.envelope(m0), atol=0.05)
+    assert np.abs((m1 - dsp.envelope(m1)) - (m0 - dsp.envelope(m0)))[:30].mean() > 0.1

@@ -290,9 +290,18 @@ def finish_build(out: Path, rows: list[Item], manifest: dict, failed: dict, **ex
     return manifest
 
 
-def add_sung(out: Path, manifest: dict, sung_items: dict) -> dict:
-    """Record the sung copies (:func:`trainer.sung.make_sung`'s summary) in the manifest."""
-    manifest = dict(manifest, sung=sung_items, items=manifest["items"] + sung_items["items"])
+def add_sung(out: Path, manifest: dict, sung_items: dict, before: dict | None = None) -> dict:
+    """Record the sung copies (:func:`trainer.sung.make_sung`'s summary) in the manifest, with
+    the registers of the builds that made them (``sung.history``; ``before``: the manifest's
+    ``sung`` record before this build, which the build itself rewrites)."""
+    before = before or {}
+    history = before.get("history") or (
+        [{"items": before["items"], "register": before.get("register")}] if before else []
+    )
+    history = [h for h in history if h["items"] < sung_items["items"]]
+    history.append({"items": sung_items["items"], "register": sung_items.get("register")})
+    sung = dict(sung_items, history=history)
+    manifest = dict(manifest, sung=sung, items=manifest["items"] + sung_items["items"])
     _atomic_text(out / "corpus.json", json.dumps(manifest, indent=2))
     return manifest
 

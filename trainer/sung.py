@@ -430,14 +430,19 @@ def melody(
     max_dur: float = 2.0,
     rest_p: float = 0.12,
     melisma_p: float = 0.08,
+    register: tuple[float, float] | None = None,
 ) -> list[Note]:
     """A generated melody of ``n_syllables`` syllables: note lengths ``min_dur``..``max_dur``
     s (median 0.45 s, one in nine over 1 s), pitches within ``span`` semitones either side
     of the speaker's median f0 (a random walk in the major scale with leaps, drifting across
-    the range), rests, legato, occasional melismas (2-3 notes on one syllable). The same rng
-    state gives the same melody."""
+    the range; ``register`` ``(lo, hi)`` MIDI replaces that range), rests, legato,
+    occasional melismas (2-3 notes on one syllable). The same rng state gives the same
+    melody."""
     centre = 69.0 + 12.0 * np.log2(median_f0 / 440.0)
     lo, hi = centre - span, centre + span
+    if register is not None:
+        lo, hi = float(min(register)), float(max(register))
+        centre = (lo + hi) / 2
     scale = np.array([0, 2, 4, 5, 7, 9, 11])
     tonic = round(centre) + int(rng.integers(-6, 6))
     degrees = np.array([tonic + 12 * o + s for o in range(-3, 4) for s in scale], float)
@@ -470,7 +475,7 @@ def melody(
 
 
 def _sing_item(args) -> str:
-    root, item_id, seed, index = args
+    root, item_id, seed, index, register = args
     import soundfile as sf
     import soxr
 
@@ -489,7 +494,7 @@ def _sing_item(args) -> str:
     w = analyze(y, sr)
     rng = np.random.default_rng([seed, index, 14])
     first_onset = sum(phones[i][1] - phones[i][0] for i in syls[0].onset)
-    notes = melody(rng, len(syls), w.median_f0, start=0.2 + first_onset)
+    notes = melody(rng, len(syls), w.median_f0, start=0.2 + first_onset, register=register)
     expr = Expression(seed=int(rng.integers(1 << 31)))
     out, sung_phones, f0 = retime(y, sr, phones, notes, expr, syls, w)
     peak = np.abs(out).max()
@@ -514,11 +519,18 @@ def _is_done(root: Path, sid: str) -> bool:
 
 
 def make_sung(
-    corpus_dir: Path, k: int, seed: int = 0, jobs: int | None = None, progress: bool = True
+    corpus_dir: Path,
+    k: int,
+    seed: int = 0,
+    jobs: int | None = None,
+    progress: bool = True,
+    register: tuple[float, float] | None = None,
 ) -> dict:
     """Sing ``k`` of the directory's items (chosen by ``seed``; a larger ``k`` with the same
     seed keeps the smaller one's) onto generated melodies; resumes; rewrites metadata.csv
-    with the sung rows after their sources. Returns ``{"items", "seed", "failed"}``."""
+    with the sung rows after their sources; items made earlier are kept as they are, so a
+    larger ``k`` with another ``register`` adds copies in that register. Returns ``{"items",
+    "seed", "failed", "register"}``."""
     from tqdm import tqdm
 
     root = Path(corpus_dir)
@@ -536,7 +548,8 @@ def make_sung(
     chosen = sorted(order[: min(k, len(sources))].tolist())
     for sub in ("f0", "notes", "segments", "wavs"):
         (root / sub).mkdir(exist_ok=True)
-    work = [(root, sources[i][0], seed, i) for i in chosen]
+    reg = tuple(register) if register is not None else None
+    work = [(root, sources[i][0], seed, i, reg) for i in chosen]
     jobs = jobs or os.cpu_count() or 1
     done: dict[str, str] = {}
     failed: dict[str, str] = {}
@@ -569,7 +582,8 @@ def make_sung(
     tmp = root / ".metadata.csv.tmp"
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, root / "metadata.csv")
-    return {"items": sum(1 for v in done.values() if v), "seed": seed, "failed": failed}
+    return {"items": sum(1 for v in done.values() if v), "seed": seed, "failed": failed,
+            "register": list(reg) if reg else None}  # fmt: skip
 
 
 def festival_phones(text: str) -> tuple[np.ndarray, int, list[tuple[float, float, str]]]:

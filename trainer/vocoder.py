@@ -106,11 +106,14 @@ def make_batch(clips: list[Clip], rng: random.Random, frames: int, context: int,
 
 
 def harmonic_batch(clips: list[Clip], rng: random.Random, frames: int, context: int,
-                   source: SourceFilter):  # fmt: skip
+                   source: SourceFilter, repitch_mix: float = 0.0):  # fmt: skip
     """For :class:`HarmonicNet`: mel ``(B, n_mels, T)`` and f0 ``(B, T)`` of ``T = context +
     frames`` frames, the sources over ``T + 1`` frames (random phase and noise), and the
     audio the loss compares: ``frames * hop`` samples from frame ``context``'s segment
-    start (``c_{context - 1}``, half a hop before the frame's own samples)."""
+    start (``c_{context - 1}``, half a hop before the frame's own samples). A fraction
+    ``repitch_mix`` of the mels get the ripple of a pitch up to an octave from the f0
+    (:func:`dsp.mel.repitch`), their envelope kept: the f0 alone says where the harmonics
+    are."""
     hop, t_all = source.hop, context + frames
     mels, f0s, hs, ns, audios = [], [], [], [], []
     for c in clips:
@@ -120,6 +123,8 @@ def harmonic_batch(clips: list[Clip], rng: random.Random, frames: int, context: 
         f = c.f0[s : s + t_all + 1]
         m = np.pad(m, ((0, 0), (0, t_all - m.shape[1])), constant_values=SILENCE)
         f = np.pad(f, (0, t_all + 1 - f.size))
+        if repitch_mix > 0 and rng.random() < repitch_mix:
+            m = dsp.repitch(m, f[:t_all] * 2.0 ** (rng.uniform(-1.0, 1.0)), source.conv)
         h, n, _ = source.source(f, rng.uniform(0, 2 * np.pi), rng.getrandbits(24))
         lo = (s + context) * hop - hop // 2
         a = c.audio[max(0, lo) : lo + frames * hop]
@@ -195,7 +200,7 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
           channels: int = 256, ratios: tuple[int, ...] = (4, 4, 4), lookahead: int = 1,
           arch: str = "melgan", blocks: int = 6, rtisi_lookahead: int = 2, rtisi_iters: int = 4,
           mel_refine: int = 0,
-          voice_mix: bool = False,
+          voice_mix: bool = False, repitch_mix: float = 0.0,
           adversarial_start: int = 20000, adversarial_weight: float = 2.5,
           feature_match_weight: float = 0.0, mel_weight: float = 1.0, disc_width: int = 16,
           voice: Path | None = None, held_out: float = 0.02, save_every: int = 1000,
@@ -217,7 +222,7 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
                        rtisi={"rtisi_lookahead": rtisi_lookahead, "rtisi_iters": rtisi_iters},
                        mel_refine=mel_refine, adversarial_start=adversarial_start,
                        adversarial_weight=adversarial_weight, mel_weight=mel_weight,
-                       feature_match_weight=feature_match_weight,
+                       feature_match_weight=feature_match_weight, repitch_mix=repitch_mix,
                        provenance={"command": command, "data": str(data)},
                        voice=str(voice) if voice else None)  # fmt: skip
     return fit.fit(task, rt, run, rng, steps=steps, resume=resume, save_every=save_every,
@@ -236,14 +241,15 @@ class VocoderTask:
                  batch_size: int, segment_frames: int, context_frames: int, lr: float,
                  lr_step: int, lr_gamma: float, disc_width: int, rtisi: dict, mel_refine: int,
                  adversarial_start: int, adversarial_weight: float, mel_weight: float,
-                 feature_match_weight: float, provenance: dict, voice: str | None
-                 ) -> None:  # fmt: skip
+                 feature_match_weight: float, provenance: dict, voice: str | None,
+                 repitch_mix: float = 0.0) -> None:  # fmt: skip
         self.rt, self.conv, self.run, self.net, self.tr, self.val = rt, conv, run, net, tr, val
         self.batch_size, self.frames, self.ctx = batch_size, segment_frames, context_frames
         self.rtisi, self.mel_refine = rtisi, mel_refine
         self.adversarial_start, self.adversarial_weight = adversarial_start, adversarial_weight
         self.mel_weight, self.feature_match_weight = mel_weight, feature_match_weight
         self.provenance, self.voice = provenance, voice  # provenance: command and data
+        self.repitch_mix = repitch_mix
         self.spectral = isinstance(net, MagnitudeNet)
         self.harmonic = isinstance(net, HarmonicNet)
         self.source = SourceFilter(conv)
@@ -274,7 +280,8 @@ class VocoderTask:
         # every process draws the same salt, then cuts its own clips
         clip_rng = random.Random(rng.getrandbits(32) * 1009 + rt.rank)
         if self.harmonic:
-            b = harmonic_batch(chosen, clip_rng, self.frames, self.ctx, self.source)
+            b = harmonic_batch(chosen, clip_rng, self.frames, self.ctx, self.source,
+                               self.repitch_mix)  # fmt: skip
         else:
             b = make_batch(chosen, clip_rng, self.frames, self.ctx, self.conv.hop_length,
                            self.margin)  # fmt: skip
