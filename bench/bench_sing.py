@@ -178,17 +178,17 @@ def baseline(text: str, sing: P.Sing, cache: dict) -> np.ndarray:
 
 class Live:
     """The songs played live: `melgand serve --sink wav:PATH --osc ...` in a subprocess, each
-    note an OSC bundle timetagged ahead of its beat by its onset consonants, as the score
-    path places them, ``/lyric SYL ID`` + ``/mnote PITCH 100 ID``; its release a bundle
-    ``/mnote/rel PITCH ID`` where the score path releases (the note's end, less its coda,
-    and less the onset of a note that follows at once). A melisma ("_") is ``/param/legato
-    1`` and a note-on (the held voice glides to it, no new syllable: sent with the previous
-    syllable as its lyric) released with ``/param/legato 0``. The daemon places a timetagged
-    note-on's first sample (its consonants) on the timetag, so each lead is computed here
-    from the same voice, with the context the daemon gives a live note (the syllable sent
-    before, if it came less than 1 s earlier; none after). A marker note ("la", MIDI 67)
-    sounds 2 s before the first song: found in the wav by correlation with the same note
-    rendered here (to the sample), it puts the wav on the songs' timelines."""
+    note an OSC bundle timetagged at its beat (the daemon starts its onset consonants before
+    the timetag, as the score path does), ``/lyric SYL ID`` + ``/mnote PITCH 100 ID``; its
+    release a bundle ``/mnote/rel PITCH ID`` where the score path releases (the note's end,
+    less its coda, and less the onset of a note that follows at once). A melisma ("_") is
+    ``/param/legato 1`` and a note-on (the held voice glides to it, no new syllable: sent
+    with the previous syllable as its lyric) released with ``/param/legato 0``. The releases
+    need each note's lead and coda, computed here from the same voice with the context the
+    daemon gives a live note (the syllable sent before, if it came less than 1 s earlier;
+    none after). A marker note ("la", MIDI 67, its vowel on its timetag) sounds 2 s before
+    the first song: found in the wav by correlation with the same note rendered here (to the
+    sample), it puts the wav on the songs' timelines."""
 
     AHEAD = 0.8  # s a bundle is sent before its timetag (time to prepare the voice)
     GAP = 3.0  # s of silence between performances
@@ -246,7 +246,7 @@ class Live:
             else:
                 head, prev = i, syl[i]
                 on = [("/lyric", [syl[i], ids[i]]), ("/mnote", [p, 100.0, ids[i]])]
-                self.events.append((beats[i] - lead[i], on))
+                self.events.append((beats[i], on))  # the daemon starts the consonants early
             if not melisma(i + 1):
                 nxt = [beats[j] - lead[j] for j in range(len(notes))
                        if abs(beats[j] - ends[i]) <= touching]  # fmt: skip
@@ -340,7 +340,9 @@ class Live:
         y, sr = sf.read(wav, dtype="float32")
         assert sr == SR, sr
         # the marker: the first sound, refined by correlation with the same note made here
-        ref = Note(self.r, 67.0, 100.0, "la").render(4096)
+        marker = Note(self.r, 67.0, 100.0, "la")
+        lead = marker.lead  # its consonant sounds before the timetag, its vowel on it
+        ref = marker.render(4096)
         first = int(np.argmax(np.abs(y) > 1e-4))
         best, where = -1.0, first
         for s in range(max(0, first - 1500), first + 500):
@@ -361,7 +363,7 @@ class Live:
         )
         clips = {}
         for key, (t0, dur) in self.starts.items():
-            s0 = where + round((t0 - mark) * SR)
+            s0 = where + lead + round((t0 - mark) * SR)
             clips[key] = y[s0 : s0 + round(dur * SR)]
         return clips
 

@@ -9,6 +9,14 @@ blocks until it is ``buffer_ms`` ahead of what the sink has played: events insid
 start voices at their exact sample; voices render themselves (model + vocoder, streaming)
 and are summed, scaled by the volume and limited.
 
+A timed note-on is sung as a score's notes are (:func:`daemon.score.events`): once its voice
+is made it is placed at the start of its onset consonants, their length (the note's
+``lead``) before its time, so that its vowel lands on that time; where that start has
+already been rendered it starts at once with the consonants' head cut. Its beat still
+orders it among the other commands: a note-off, ``/ne``, all-notes-off at or before the
+beat leaves it alone, and a note-on that will glide a held voice (legato, as far as the
+commands queued before it tell) waits for its beat. Immediate note-ons start at their event.
+
 Speech jobs queue and speak one after another; notes are polyphonic up to ``max_voices``.
 Stealing: a new voice beyond the limit takes the place of the oldest released note, else of
 the oldest note, else of the speech (which fades over one block).
@@ -49,6 +57,7 @@ class Active:
     fading: bool = False
     heard: bool = False
     key: tuple = ()  # (note id, pitch) that a note-off must name; legato moves it
+    order: tuple = (float("-inf"), -1)  # its note-on's (beat, seq): later commands reach it
     joined: list[Job] = field(default_factory=list)  # jobs sung legato by this voice
     ramp: np.ndarray | None = None  # a fade-in still to apply (a voice that starts cut)
 
@@ -97,8 +106,10 @@ class Scheduler:
         self.slack = [0, float("inf")]  # immediate events: how many, least slack (samples)
         self.on_event = on_event or (lambda kind, job, **kw: None)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.events: list = []  # heap of (pos, seq, job)
+        self.events: list = []  # heap of (pos, seq, job, beat): beat, a timed note-on's
+        self.unplaced: list[tuple[int, int, Job]] = []  # (beat, seq, job): voices unmade
         self.seq = itertools.count()
+        self.order, self.beat = (0, -1), None  # the running event: (pos/beat, seq), its beat
         self.pos = 0
         self.voices: list[Active] = []
         self.speech_queue: deque[Job] = deque()
@@ -197,10 +208,14 @@ class Scheduler:
 
     def busy(self) -> str | None:
         """Why a new job is refused (a full queue), or None."""
-        waiting = len(self.speech_queue) + len(self.events) + self.inbox.qsize()
+        waiting = self._waiting()
         if waiting >= self.max_queue:
             return f"queue full: [daemon] max_queue is {self.max_queue}"
         return None
+
+    def _waiting(self) -> int:
+        queued = len(self.events) + len(self.unplaced) + self.inbox.qsize()
+        return len(self.speech_queue) + queued
 
     def start(self) -> None:
         self.sink.start()
@@ -229,7 +244,7 @@ class Scheduler:
         lat = list(self.latencies)
         return {
             "active_voices": len(self.voices),
-            "queued_jobs": len(self.speech_queue) + len(self.events) + self.inbox.qsize(),
+            "queued_jobs": self._waiting(),
             "underruns": int(getattr(self.sink, "underruns", 0)),
             "avg_load": 100.0 * (float(np.mean(self.loads)) if self.loads else 0.0),
             "peak_load": 100.0 * self.peak_load,
@@ -296,15 +311,42 @@ class Scheduler:
                 self.on_event("late", job, seconds=(self.pos - pos) / self.rate)
                 pos = self.pos
             job.pos = pos
-            heapq.heappush(self.events, (pos, next(self.seq), job))
+            if job.at is not None and isinstance(job.cmd, P.NoteOn):  # placed by its lead
+                self.unplaced.append((pos, next(self.seq), job))
+            else:
+                self._push(pos, job)
+
+    def _push(self, pos: int, job: Job, beat: int | None = None, seq: int | None = None):
+        seq = next(self.seq) if seq is None else seq
+        heapq.heappush(self.events, (pos, seq, job, beat))
+
+    def _place(self, end: int) -> None:
+        """Timed note-ons whose voices are made (or whose beat is in the block to render,
+        which then waits for its voice) go on the queue where their onset consonants start:
+        ``lead`` before the beat, else as early as not yet rendered (see :meth:`_note_on`)."""
+        keep = []
+        for beat, seq, job in self.unplaced:
+            if job.ready is not None and not job.ready.done() and beat >= end:
+                keep.append((beat, seq, job))
+                continue
+            try:
+                if job.ready is not None:
+                    job.ready.result()  # the render waits (inside its buffer), as in _apply
+            except (CancelledError, RuntimeError):  # stopping: _apply drops it
+                pass
+            lead = job.sound.lead if isinstance(job.sound, Note) else 0
+            self._push(score.onset(beat, lead, self.pos)[0], job, beat, seq)
+        self.unplaced = keep
 
     def _render_block(self) -> None:
         t0 = time.perf_counter()
         n = self.block
         end = self.pos + n
+        if self.unplaced:
+            self._place(end)
         while self.events and self.events[0][0] < end:
-            _, _, job = heapq.heappop(self.events)
-            self._apply(job, job.pos - self.pos)
+            pos, seq, job, beat = heapq.heappop(self.events)
+            self._apply(job, pos - self.pos, (pos if beat is None else beat, seq), beat)
         mix = np.zeros(n, np.float32)
         try:
             fill([v.sound for v in self.voices if not v.fading], n)  # one batched model step
@@ -350,13 +392,18 @@ class Scheduler:
         load = (time.perf_counter() - t0) / (n / self.rate)
         self.loads.append(load)
         self.peak_load = max(self.peak_load * 0.999, load)
-        if self.syncs and not self.voices and not self.speech_queue and not self.events:
+        idle = not (self.voices or self.speech_queue or self.events or self.unplaced)
+        if self.syncs and idle:
             for job in self.syncs:
                 self.on_event("synced", job)
             self.syncs.clear()
 
-    def _apply(self, job: Job, offset: int) -> None:
-        """Run a command at ``offset`` samples into the block being rendered."""
+    def _apply(self, job: Job, offset: int, order: tuple | None = None,
+               beat: int | None = None) -> None:  # fmt: skip
+        """Run a command at ``offset`` samples into the block being rendered; ``order``: its
+        place among the commands, ``(pos, seq)`` (a timed note-on's: its ``beat``)."""
+        self.order = order or (self.pos + offset, next(self.seq))
+        self.beat = beat
         if job.ready is not None:
             try:
                 job.ready.result()  # the render waits (inside its buffer); the onset stays exact
@@ -373,11 +420,18 @@ class Scheduler:
             job.waited = True
             self.speech_queue.append(job)
         else:
-            self._add(Active(job, job.sound, offset))
+            self._add(Active(job, job.sound, offset, order=self.order))
 
     def _note_on(self, job: Job, offset: int) -> None:
-        cmd = job.cmd
-        held = self._notes(None, None, held=True)
+        """A new voice, or (legato) a held one glides to the note. A timed note-on comes
+        here first where its consonants start, before its beat: a glide waits for the beat;
+        a new voice starts, its vowel on the beat (``skip``: consonants before now, cut)."""
+        cmd, order, beat = job.cmd, self.order, self.beat
+        early = beat is not None and self.pos + offset < beat
+        if early and self._glides(order):
+            self._push(beat, job, beat, order[1])  # legato: no consonants, at its beat
+            return
+        held = [] if early else self._notes(None, None, held=True, before=order)
         if self.params["legato"] >= 0.5 and held:  # one voice glides to the new note
             v = held[-1]
             v.sound.glide_to(cmd.pitch)  # over its portamento
@@ -385,6 +439,9 @@ class Scheduler:
             v.joined.append(job)
             self.on_event("go", job, voice=v)
             return
+        if beat is not None and isinstance(job.sound, Note):  # a timetag: the vowel on it
+            start, job.skip = score.onset(beat, job.sound.lead, self.pos)
+            offset = start - self.pos  # where placed, or (a glide that did not) at once
         ramp = None
         if job.skip:  # its start falls before now: not sung, and the cut faded in
             job.sound.render(job.skip)
@@ -392,15 +449,34 @@ class Scheduler:
             log.debug(
                 "%s: its first %.0f ms fall before now: not sung", cmd, 1000 * job.skip / self.rate
             )
-        self._add(Active(job, job.sound, offset, key=(cmd.id, cmd.pitch), ramp=ramp))
+        key = (cmd.id, cmd.pitch)
+        self._add(Active(job, job.sound, offset, key=key, ramp=ramp, order=order))
+
+    def _glides(self, order: tuple) -> bool:
+        """Whether the note-on at ``order`` (its beat, seq) will glide a held voice (legato)
+        at its beat rather than start one, as far as the commands queued before it tell."""
+        legato = self.params["legato"]
+        keys = [v.key for v in self._notes(None, None, held=True, before=order)]
+        queued = [(p if b is None else b, s, j) for p, s, j, b in self.events]
+        for _, _, j in sorted(q for q in [*queued, *self.unplaced] if q[:2] < order):
+            cmd = j.cmd
+            if isinstance(cmd, P.Param) and cmd.name == "legato":
+                legato = cmd.value
+            elif isinstance(cmd, P.NoteOn):  # it glides the last held note, or adds one
+                keys = [*keys[: -1 if legato >= 0.5 else None], (cmd.id, cmd.pitch)]
+            elif isinstance(cmd, P.NoteOff):
+                keys = [k for k in keys if not _names(k, cmd.id, cmd.pitch)]
+            elif isinstance(cmd, P.Simple) and cmd.name in ("allnotesoff", "allsoundoff"):
+                keys = []
+        return legato >= 0.5 and bool(keys)
 
     def _note_off(self, job: Job, offset: int) -> None:
-        for v in self._notes(job.cmd.id, job.cmd.pitch):
+        for v in self._notes(job.cmd.id, job.cmd.pitch, before=self.order):
             v.sound.release()
 
     def _note_param(self, job: Job, offset: int) -> None:
         cmd = job.cmd
-        for v in self._notes(cmd.id, None):
+        for v in self._notes(cmd.id, None, before=self.order):
             if cmd.name == "pitch":
                 v.sound.bend = cmd.value
             elif cmd.name == "glide":  # a melisma: its own note's settings come along
@@ -426,12 +502,13 @@ class Scheduler:
         self.params[job.cmd.name] = job.cmd.value
 
     def _simple(self, job: Job, offset: int) -> None:
+        now = [v for v in self.voices if v.order <= self.order]  # not notes timed later
         if job.cmd.name == "allnotesoff":  # notes, not speech
-            for v in self.voices:
+            for v in now:
                 if isinstance(v.sound, Note):
                     v.sound.release()
         elif job.cmd.name == "allsoundoff":
-            for v in self.voices:
+            for v in now:
                 v.fading = True
             while self.speech_queue:  # dropped unsung: their senders hear that they ended
                 self.on_event("end", self.speech_queue.popleft(), voice=None)
@@ -442,9 +519,9 @@ class Scheduler:
         self.on_event("go", job, voice=None)
         base = score.PRIVATE - 10_000 * (next(self.seq) % 10_000)  # its own note ids
         for at, j in score.events(notes, job.sound, job.pos, self.pos, self.rate, base):
-            heapq.heappush(self.events, (at, next(self.seq), j))
+            self._push(at, j)
         end = job.pos + max(int((n["start"] + n["dur"]) * self.rate) for n in notes)
-        heapq.heappush(self.events, (end, next(self.seq), Job(ScoreEnd(job), pos=end)))
+        self._push(end, Job(ScoreEnd(job), pos=end))
 
     def _score_end(self, job: Job, offset: int) -> None:
         self.on_event("end", job.cmd.job, voice=None)
@@ -463,18 +540,17 @@ class Scheduler:
         self.voices.append(a)
         self.on_event("go", a.job, voice=a)
 
-    def _notes(self, nid: int | None, pitch: float | None, held: bool = False) -> list[Active]:
-        """Held notes named by id (or, without one, by pitch); ``held``: all of them."""
+    def _notes(self, nid: int | None, pitch: float | None, held: bool = False,
+               before: tuple | None = None) -> list[Active]:  # fmt: skip
+        """Held notes named by id (or, without one, by pitch); ``held``: all of them;
+        ``before``: only those whose note-on comes before that ``(beat, seq)``."""
         out = []
         for v in self.voices:
             if not isinstance(v.sound, Note) or v.sound.released or v.fading:
                 continue
-            k_id, k_pitch = v.key
-            if (
-                held
-                or (nid is not None and k_id == nid)
-                or (nid is None and pitch is not None and abs(k_pitch - pitch) < 0.5)
-            ):
+            if before is not None and v.order > before:  # a timed note sung ahead of its beat
+                continue
+            if held or _names(v.key, nid, pitch):
                 out.append(v)
         return out
 
@@ -496,7 +572,7 @@ class Scheduler:
         if isinstance(job.cmd, P.Sing):
             self._apply(job, 0)
         else:
-            heapq.heappush(self.events, (job.pos, next(self.seq), job))
+            self._push(job.pos, job)
         while not (any(j is job for j in finished) and not self.voices):
             self._render_block()
             if self.pos > limit_s * self.rate:
@@ -513,6 +589,15 @@ class Scheduler:
         deadline = time.monotonic() + 1.0
         while self.sink.played() < self.pos and time.monotonic() < deadline:
             time.sleep(0.005)  # the fade reaches the device before it closes
+
+
+def _names(key: tuple, nid: int | None, pitch: float | None) -> bool:
+    """Whether a note-off or ``/ne`` naming ``nid`` (or, without one, ``pitch``) names the
+    note whose key is ``key``."""
+    k_id, k_pitch = key
+    if nid is not None:
+        return k_id == nid
+    return pitch is not None and abs(k_pitch - pitch) < 0.5
 
 
 def render_score(

@@ -104,6 +104,14 @@ def contexts(notes: list[dict], phones: list[tuple[str, ...]], renderer,
     return out
 
 
+def onset(beat: int, lead: int, now: int) -> tuple[int, int]:
+    """``(start, skip)`` of a note whose vowel lands on ``beat``: its ``lead`` samples of
+    onset consonants start before the beat, but nothing starts before ``now``, so that the
+    first ``skip`` samples of the consonants are cut (all of them: the beat has passed)."""
+    skip = min(max(0, now - (beat - lead)), lead)  # consonants only
+    return max(now, beat - lead + skip), skip
+
+
 def events(notes: list[dict], sounds: list[Note], t0: int, now: int, rate: int,
            base: int = PRIVATE) -> list[tuple[int, Job]]:  # fmt: skip
     """A score's notes as ``(sample, Job)`` events from sample ``t0``, sung as singers do:
@@ -132,8 +140,7 @@ def events(notes: list[dict], sounds: list[Note], t0: int, now: int, rate: int,
             out.append((beats[i], Job(glide, pos=beats[i], sound=snd)))
         else:
             head = i
-            skip = min(max(0, now - (beats[i] - snd.lead)), snd.lead)  # consonants only
-            start = max(now, beats[i] - snd.lead + skip)
+            start, skip = onset(beats[i], snd.lead, now)
             on = Job(P.NoteOn(n["pitch"], n["velocity"], base - i), pos=start, sound=snd,
                      skip=skip)  # fmt: skip
             out.append((start, on))

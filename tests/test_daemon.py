@@ -159,6 +159,34 @@ def test_a_timetagged_bundle_sounds_at_its_time_to_the_sample(served):
     assert np.abs(y[: found - 10]).max() == 0  # silence before it, in the timeline
 
 
+def test_a_timetagged_note_sings_its_vowel_on_its_time(served):
+    """A bundle /lyric "star" + /mnote: the note starts its consonants ("st") before the
+    timetag, by the note's lead, so that its vowel lands on the timetag (to the sample)."""
+    r = served()
+    sink, sched = r.d.scheduler.sink, r.d.scheduler
+    at = time.time() + 0.6
+    bb = OscBundleBuilder(at)
+    for address, args in (("/lyric", ("star", 1)), ("/mnote", (57.0, 100.0, 1))):
+        b = OscMessageBuilder(address)
+        for a in args:
+            b.add_arg(a)
+        bb.add_content(b.build())
+    r.sock.sendto(bb.build().dgram, r.d.osc_addr)
+    r.send("/mnote/rel", 57.0, 1, at=at + 0.5)
+    expected = round((at - time.time() + time.monotonic() - sink.t0) * RATE)
+    time.sleep(1.5)
+    r.send("/sync", 1)
+    r.recv("/synced")
+    r.stop()
+    y, _ = sf.read(r.wav, dtype="float32")
+    note = Note(r.d.renderer, 57.0, 100.0, "star", sched.params)
+    lead = note.lead
+    assert lead > RATE // 20  # "st": some 50 ms or more
+    found = locate(y, note.render(RATE // 2), expected - lead, RATE // 10)
+    assert abs(found + lead - expected) <= RATE // 1000, (found, lead, expected)  # 1 ms
+    assert np.abs(y[: found - 10]).max() == 0
+
+
 def test_immediate_notes_keep_their_spacing_and_late_bundles_are_reported(served):
     r = served()
     r.send("/notify", 1)

@@ -1,5 +1,7 @@
 """Immediate note-ons keep their spacing: each is placed at its arrival plus a fixed latency
-that lands past what is rendered, on a clock that does not take the callbacks' jitter."""
+that lands past what is rendered, on a clock that does not take the callbacks' jitter.
+Timetagged note-ons start their onset consonants before the timetag, so that the vowel
+lands on it (cut short where the timetag leaves too little room)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,11 +18,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import dsp
 from bench.bench_daemon import ONSET_SLIP, analyse, answers, send_notes
+from daemon import protocol as P
 from daemon.jobs import Job
 from daemon.protocol import NoteOff
-from daemon.scheduler import Scheduler
-from daemon.sink import NullSink
+from daemon.scheduler import RAMP, Scheduler
+from daemon.sink import NullSink, OfflineSink
+from daemon.synth import Note, Renderer
+from model import voice as _voice
 
 RATE = 22050
 ROOT = Path(__file__).parents[1]
@@ -90,3 +97,174 @@ def test_immediate_note_ons_on_pulseaudio_keep_their_spacing(pulse_null_sink, tm
     err = r["err"][r["good"]]
     assert np.abs(err).max() <= ONSET_SLIP, np.round(err * 1000, 2)
     assert "late by" not in text
+
+
+class _Tape(OfflineSink):
+    """Rendered as fast as asked, on a clock: timetags become sample positions from now."""
+
+    def __init__(self, rate: int):
+        super().__init__(rate)
+        self.t0 = time.monotonic()
+
+    def position_at(self, t: float) -> float:
+        return (t - self.t0) * self.rate
+
+    def unix_at(self, pos: int) -> float:
+        """The unix time of sample ``pos``."""
+        return time.time() + (pos - self.position_at(time.monotonic())) / self.rate
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    import torch
+
+    torch.set_num_threads(1)
+    return Renderer(_voice.packaged(dsp.DEFAULT), dsp.DspVocoder(dsp.DEFAULT, "rtisi"), 2)
+
+
+def _live(renderer):
+    """A scheduler on a tape, and where each voice started (``(sample, job)`` by its go)."""
+    starts = []
+
+    def on_event(kind, job, voice=None, **kw):
+        if kind == "go" and isinstance(job.cmd, P.NoteOn):
+            starts.append((s.pos + voice.offset, voice, job))
+
+    s = Scheduler(renderer, _Tape(renderer.rate), on_event=on_event)
+    return s, starts
+
+
+def _timed(s, at_pos: int, *cmds) -> list[Job]:
+    """A bundle timetagged at sample ``at_pos``: its commands submitted, their voices made."""
+    at = s.sink.unix_at(at_pos)
+    jobs = [Job(c, None, "test", at=at) for c in cmds]
+    for j in jobs:
+        s.submit(j)
+    for j in jobs:
+        if j.ready is not None:
+            j.ready.result()
+    s._drain()
+    return jobs
+
+
+def _render_to(s, pos: int) -> None:
+    while s.pos < pos:
+        s._render_block()
+
+
+def test_a_timetagged_note_starts_its_consonants_early_so_its_vowel_lands_on_the_tag(renderer):
+    """/lyric "star" + /mnote in a bundle 0.5 s ahead: its first sample ("s") is its lead
+    before the timetag, the vowel on it; the audio is the note's own, to the sample."""
+    s, starts = _live(renderer)
+    try:
+        _, on = _timed(s, RATE // 2, P.Lyric("star", 1), P.NoteOn(57.0, 100.0, 1))
+        beat, lead = on.pos, on.sound.lead
+        assert abs(beat - RATE // 2) <= 2 and lead > RATE // 20  # "st": some 50 ms or more
+        ref = Note(renderer, 57.0, 100.0, "star", s.params, on.context).render(lead + RATE // 4)
+        _timed(s, beat + int(0.4 * RATE), P.NoteOff(57.0, 1))
+        _render_to(s, beat + RATE // 4)
+        y = s.sink.audio()
+        assert [(at, j) for at, _, j in starts] == [(beat - lead, on)]  # its lead before it
+        assert on.skip == 0 and s.late == 0
+        assert np.abs(y[: beat - lead]).max() == 0  # nothing before its consonants
+        first = int(np.flatnonzero(ref)[0])
+        assert int(np.flatnonzero(y)[0]) == beat - lead + first
+        np.testing.assert_allclose(y[beat - lead : beat + RATE // 4], ref, atol=1e-4)
+    finally:
+        s.prep.shutdown()
+
+
+def test_a_timetag_too_close_for_the_consonants_cuts_them_and_keeps_the_vowel_on_it(renderer):
+    """The timetag half a lead past what is rendered: the note starts at once, its first
+    consonant samples cut (faded in), and its vowel's first sample is on the timetag."""
+    s, starts = _live(renderer)
+    try:
+        lead = Note(renderer, 57.0, 100.0, "star", s.params).lead
+        _render_to(s, RATE // 4)
+        now = s.pos
+        _, on = _timed(s, now + lead // 2, P.Lyric("star", 1), P.NoteOn(57.0, 100.0, 1))
+        beat = on.pos
+        assert on.sound.lead == lead and now < beat < now + lead
+        ref = Note(renderer, 57.0, 100.0, "star", s.params, on.context).render(lead + RATE // 4)
+        _render_to(s, beat + RATE // 4)
+        y = s.sink.audio()
+        assert [(at, j) for at, _, j in starts] == [(now, on)]  # at once, not late
+        assert s.late == 0 and on.skip == now - (beat - lead) > 0  # the consonants' head cut
+        assert np.abs(y[:now]).max() == 0
+        cut = ref[on.skip : on.skip + beat + RATE // 4 - now]
+        n = len(RAMP)
+        np.testing.assert_allclose(y[now : now + n], cut[:n] * RAMP, atol=1e-4)  # faded in
+        np.testing.assert_allclose(y[now + n : beat + RATE // 4], cut[n:], atol=1e-4)
+        # the vowel's first sample: ref[lead], on the timetag
+        assert now + (lead - on.skip) == beat
+    finally:
+        s.prep.shutdown()
+
+
+def test_a_timed_note_sung_ahead_is_not_released_by_a_note_off_before_its_beat(renderer):
+    """The same note again: ``/mnote/rel`` of the old one and ``/mnote`` of the new one in one
+    bundle. The new one starts its consonants before the bundle's time, while the old one
+    sounds; the release at that time is the old one's, the new one sings on."""
+    s, starts = _live(renderer)
+    try:
+        _timed(s, RATE // 4, P.Lyric("la", 1), P.NoteOn(57.0, 100.0, 1))
+        t2 = RATE // 4 + RATE // 2
+        *_, new = _timed(s, t2, P.NoteOff(57.0, 1), P.Lyric("star", 1), P.NoteOn(57.0, 100.0, 1))
+        _render_to(s, t2 + RATE // 10)
+        (_, old, _), (a1, v, j) = starts
+        assert j is new and abs(new.pos - t2) <= 2 and a1 == new.pos - new.sound.lead
+        assert old.sound.released and not v.sound.released and v in s.voices
+        _timed(s, s.pos + RATE // 10, P.Simple("allnotesoff"))
+        _render_to(s, s.pos + RATE // 5)
+        assert v.sound.released
+    finally:
+        s.prep.shutdown()
+
+
+def test_legato_glides_at_the_beat_and_a_released_note_lets_the_next_start_early(renderer):
+    """/param/legato 1: a timed note-on while a note is held glides that voice at its beat
+    (no new voice, no early start); one whose held note is released before it (in its
+    bundle) starts a new voice, its consonants ahead of the beat."""
+    s, starts = _live(renderer)
+    try:
+        _timed(s, 0, P.Param("legato", 1.0))
+        _timed(s, RATE // 4, P.Lyric("la", 1), P.NoteOn(57.0, 100.0, 1))
+        t2 = RATE // 4 + RATE // 2
+        _timed(s, t2, P.Lyric("star", 2), P.NoteOn(60.0, 100.0, 2))
+        _render_to(s, t2 - s.block)
+        ((_, held, _),) = starts
+        assert held.sound.target == 57.0
+        _render_to(s, t2 + s.block)
+        assert len(starts) == 2 and starts[1][1] is held and held.sound.target == 60.0
+        assert len(s.voices) == 1 and held.key == (2, 60.0)
+        t3 = t2 + RATE // 2
+        _, _, third = _timed(s, t3, P.NoteOff(None, 2), P.Lyric("star", 3),
+                             P.NoteOn(62.0, 100.0, 3))  # fmt: skip
+        _render_to(s, t3 + s.block)
+        at, v, j = starts[-1]
+        assert j is third and v is not held and at == t3 - third.sound.lead
+        assert held.sound.released and not v.sound.released
+    finally:
+        s.prep.shutdown()
+
+
+def test_a_timed_note_whose_voice_is_late_still_has_its_vowel_on_the_tag(renderer):
+    """Its voice is made only after its consonants should have started: it starts then, in
+    the next block, their head cut, its vowel still on the timetag."""
+    s, starts = _live(renderer)
+    try:
+        note = Note(renderer, 57.0, 100.0, "star", s.params)
+        beat = RATE // 2
+        job = Job(P.NoteOn(57.0, 100.0, 1), None, "test", at=s.sink.unix_at(beat), sound=note,
+                  ready=Future())  # fmt: skip
+        s.inbox.put(job)
+        s._drain()
+        _render_to(s, beat - note.lead // 2)
+        assert not starts
+        job.ready.set_result(None)
+        now = s.pos
+        s._render_block()
+        assert [(at, j) for at, _, j in starts] == [(now, job)]
+        assert job.skip == now - (job.pos - note.lead) > 0 and s.late == 0
+    finally:
+        s.prep.shutdown()

@@ -378,3 +378,23 @@ def test_repitch_mix_moves_only_the_mels_harmonics():
     assert torch.equal(plain[1], moved[1])  # the f0 given is the audio's
     np.testing.assert_allclose(dsp.envelope(m1), dsp.envelope(m0), atol=0.05)
     assert np.abs((m1 - dsp.envelope(m1)) - (m0 - dsp.envelope(m0)))[:30].mean() > 0.1
+
+
+def test_package_sets_inference_settings_and_keeps_the_weights(tmp_path):
+    """``python -m trainer.package vocoder SRC DST --set noise_gate=-7``: the weights and
+    the checkpoint's own header parts unchanged, the setting in the header; a setting that
+    would overwrite the checkpoint's own parts, or no JSON, is refused."""
+    import subprocess
+    import sys
+
+    src = "model/voices/default/harmonic.safetensors"
+    dst = tmp_path / "h.safetensors"
+    run = [sys.executable, "-m", "trainer.package", "vocoder", src, str(dst)]
+    subprocess.run([*run, "--set", "noise_gate=-7", "--metrics", '{"x": 1}'], check=True)
+    t0, h0 = checkpoint.load(src, kind="vocoder")
+    t1, h1 = checkpoint.load(dst, kind="vocoder")
+    assert h1["noise_gate"] == -7 and h1["metrics"]["x"] == 1 and h1["kwargs"] == h0["kwargs"]
+    assert all(torch.equal(t0[k], t1[k]) for k in t0)
+    for bad in ("kind=1", "noise_gate=loud"):
+        r = subprocess.run([*run, "--set", bad], capture_output=True, text=True)
+        assert r.returncode != 0 and "--set" in r.stderr

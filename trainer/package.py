@@ -1,10 +1,11 @@
 """Packaging a trained checkpoint beside the voices: `python -m trainer.package`.
 
-    python -m trainer.package KIND SRC DST [--provenance JSON] [--metrics JSON]
+    python -m trainer.package KIND SRC DST [--provenance JSON] [--metrics JSON] [--set KEY=JSON]
 
 Copies the checkpoint ``SRC`` (weights unchanged, float32) to ``DST`` with the command and
 corpus that made it and its measured scores merged into the header, readable by everyone
-(a run's checkpoints are written private).
+(a run's checkpoints are written private). ``--set`` writes an inference setting into the
+header (e.g. the harmonic vocoder's ``noise_gate=-8.5``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ from pathlib import Path
 from model import checkpoint
 
 
-def package(kind: str, src: Path, dst: Path, provenance: dict, metrics: dict) -> Path:
+def package(kind: str, src: Path, dst: Path, provenance: dict, metrics: dict,
+            settings: dict | None = None) -> Path:  # fmt: skip
     tensors, header = checkpoint.load(src, kind=kind)
+    for key in settings or {}:
+        if key in ("kind", "kwargs", "convention", "provenance", "metrics", "sha256"):
+            raise SystemExit(f"--set {key}: that part of the header is the checkpoint's own")
+    header.update(settings or {})
     header["provenance"] = {**header.get("provenance", {}), **provenance}
     header["metrics"] = {**header.get("metrics", {}), **metrics}
     header.pop("format_version", None)
@@ -35,8 +41,18 @@ def main() -> None:
     ap.add_argument("dst", type=Path)
     ap.add_argument("--provenance", type=json.loads, default={})
     ap.add_argument("--metrics", type=json.loads, default={})
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", dest="settings")
     a = ap.parse_args()
-    print(package(a.kind, a.src, a.dst, a.provenance, a.metrics))
+    settings = {}
+    for s in a.settings:
+        key, sep, value = s.partition("=")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"--set {s}: want KEY=JSON (e.g. noise_gate=-8.5)") from None
+        if not sep or not key:
+            raise SystemExit(f"--set {s}: want KEY=JSON (e.g. noise_gate=-8.5)")
+    print(package(a.kind, a.src, a.dst, a.provenance, a.metrics, settings))
 
 
 if __name__ == "__main__":
