@@ -3,8 +3,11 @@
 A band-limited harmonic source at the f0 given plus white noise (:mod:`dsp.harmonic`), each
 shaped frame by frame by a filter a small causal network predicts from the log-mel and the
 f0. The pitch heard is the f0 given, by construction; no phase is reconstructed. (pc-ddsp /
-DDSP-SVC's "CombSub" is the model studied; this one differs in its filters: minimum phase,
-so voiced frames carry a vocal-tract-like phase and the synthesis is causal.)
+DDSP-SVC's "CombSub" is the model studied.) The filters are linear phase over ``phase_taps``
+samples (a harmonic's phase stays put as the filter changes: the pitch heard is the f0
+given, to 2 cents on sung vowels) or, with ``phase_taps`` 0 (older checkpoints), minimum
+phase (a vocal-tract-like phase, but the harmonics' phases move with the formants: 7 cents
+of pitch wobble).
 
 What the DSP already knows is the start: each filter's log magnitude is a linear map of the
 log-mel initialised to interpolate the mel bands onto the FFT bins (the mel is the
@@ -14,7 +17,7 @@ frames (a mask: no buzz in fricatives), the noise filter is free (aperiodicity, 
 Shapes: log-mel ``(B, n_mels, T)``, f0 ``(B, T)`` Hz (0 = unvoiced); filters ``(B, T, bins)``
 complex. :class:`HarmonicNet` is causal at the frame rate and computes every frame to the
 same bits however frames are chunked (:func:`model.layers.linear`); ``delay`` of the
-vocoder = the synthesis's ``hop + hop / 2`` samples (17 ms).
+vocoder = the synthesis's ``hop + hop / 2 + phase_taps / 2`` samples (17 ms + taps / 2).
 """
 
 from __future__ import annotations
@@ -55,17 +58,35 @@ def minimum_phase(log_mag: torch.Tensor, n_fft: int) -> torch.Tensor:
     return torch.exp(torch.fft.rfft(c * fold))
 
 
+def linear_phase(log_mag: torch.Tensor, n_fft: int, taps: int) -> torch.Tensor:
+    """``(..., n_fft // 2 + 1)`` natural-log magnitude -> a linear-phase response: the
+    zero-phase impulse response under a ``taps``-long Hann window, delayed by ``taps / 2``
+    (:func:`dsp.harmonic._response`)."""
+    ir = torch.fft.irfft(torch.exp(log_mag), n_fft)
+    idx = (torch.arange(taps, device=ir.device) - taps // 2) % n_fft
+    win = torch.hann_window(taps, periodic=True, device=ir.device, dtype=ir.dtype)
+    return torch.fft.rfft(ir[..., idx] * win, n_fft)
+
+
+def response(log_mag: torch.Tensor, n_fft: int, taps: int) -> torch.Tensor:
+    """Minimum phase (``taps`` 0) or linear phase over ``taps`` samples."""
+    return minimum_phase(log_mag, n_fft) if taps == 0 else linear_phase(log_mag, n_fft, taps)
+
+
 class HarmonicNet(nn.Module):
     """Log-mel + f0 frames -> harmonic and noise filters, causal (``lookahead`` 0)."""
 
     def __init__(self, n_mels: int = 80, bins: int = 513, channels: int = 192,
                  blocks: int = 3, kernel: int = 3, n_fft: int = 1024,
-                 sample_rate: int = 22050, fmax: float = 8000.0):  # fmt: skip
+                 sample_rate: int = 22050, fmax: float = 8000.0,
+                 phase_taps: int = 0):  # fmt: skip
         super().__init__()
         self.kwargs = {"arch": "harmonic", "n_mels": n_mels, "bins": bins,
                        "channels": channels, "blocks": blocks, "kernel": kernel,
                        "n_fft": n_fft, "sample_rate": sample_rate, "fmax": fmax}  # fmt: skip
-        self.n_fft, self.bins = n_fft, bins
+        if phase_taps:  # linear-phase filters (0: minimum phase; kwargs of older checkpoints)
+            self.kwargs["phase_taps"] = phase_taps
+        self.n_fft, self.bins, self.phase_taps = n_fft, bins, phase_taps
         self.pre = CachedConv(n_mels + 2, channels, kernel)
         self.blocks = nn.ModuleList(Block(channels) for _ in range(blocks))
         self.norm = nn.LayerNorm(channels)
@@ -105,8 +126,9 @@ class HarmonicNet(nn.Module):
 
     def _filters(self, x: torch.Tensor, mel: torch.Tensor, f0: torch.Tensor):
         log_h, log_n, voiced = self._log_filters(x, mel, f0)
-        harm = minimum_phase(log_h, self.n_fft) * voiced.float()[..., None]
-        return harm, minimum_phase(log_n, self.n_fft)
+        taps = self.phase_taps
+        harm = response(log_h, self.n_fft, taps) * voiced.float()[..., None]
+        return harm, response(log_n, self.n_fft, taps)
 
     def forward(self, mel: torch.Tensor, f0: torch.Tensor):
         """``(B, n_mels, T)``, ``(B, T)`` -> harmonic and noise responses ``(B, T, bins)``."""
@@ -188,7 +210,7 @@ class HarmonicVocoder(TorchVocoder):
 
     def __init__(self, net: HarmonicNet, conv: dsp.Convention, header: dict, seed: int = 0,
                  noise_gate: float | None = None):  # fmt: skip
-        self.source = SourceFilter(conv, seed=seed)
+        self.source = SourceFilter(conv, seed=seed, taps=net.phase_taps)
         self.noise_gate = noise_gate
         super().__init__(net, conv, header, self.source.delay)
 

@@ -10,7 +10,14 @@ import torch
 import dsp
 from dsp.harmonic import SourceFilter
 from model import registry
-from model.harmonic import HarmonicNet, HarmonicVocoder, mel_prior, minimum_phase, synthesize
+from model.harmonic import (
+    HarmonicNet,
+    HarmonicVocoder,
+    linear_phase,
+    mel_prior,
+    minimum_phase,
+    synthesize,
+)
 
 CONV = dsp.DEFAULT
 BINS = CONV.n_bins
@@ -28,9 +35,12 @@ def _vowel(f0: np.ndarray, seconds: float = 1.0, seed: int = 0) -> np.ndarray:
     return (0.3 * y / np.abs(y).max()).astype(np.float32)
 
 
-def _vocoder(seed: int = 0, channels: int = 32) -> HarmonicVocoder:
+TAPS = [0, 256]  # minimum phase, linear phase
+
+
+def _vocoder(seed: int = 0, channels: int = 32, taps: int = 0) -> HarmonicVocoder:
     torch.manual_seed(seed)
-    net = HarmonicNet(channels=channels, blocks=2).eval()
+    net = HarmonicNet(channels=channels, blocks=2, phase_taps=taps).eval()
     with torch.no_grad():
         for p in net.head.parameters():
             p.normal_(0, 0.05)
@@ -57,29 +67,32 @@ def speechlike():
     return mel, (hz * voiced)[: mel.shape[1]].astype(np.float64)
 
 
+@pytest.mark.parametrize("taps", TAPS)
 @pytest.mark.parametrize("chunk", [1, 2, 3, 4, 5, 7, 8, 13, 16, 31, 32])
-def test_stream_equals_offline_exactly_for_every_chunk_size(speechlike, chunk):
+def test_stream_equals_offline_exactly_for_every_chunk_size(speechlike, chunk, taps):
     mel, f0 = speechlike
-    voc = _vocoder()
+    voc = _vocoder(taps=taps)
     ref = voc(mel, f0=f0)
     assert ref.shape == (mel.shape[1] * CONV.hop_length,)
     assert np.abs(ref).max() > 1e-3
     np.testing.assert_array_equal(_stream(voc, mel, f0, chunk), ref)
 
 
-def test_delay_is_within_the_budget_and_the_stream_holds_back_exactly_it(speechlike):
+@pytest.mark.parametrize("taps", TAPS)
+def test_delay_is_within_the_budget_and_the_stream_holds_back_exactly_it(speechlike, taps):
     mel, f0 = speechlike
-    voc = _vocoder()
-    assert voc.delay == CONV.hop_length + CONV.hop_length // 2
+    voc = _vocoder(taps=taps)
+    assert voc.delay == CONV.hop_length + CONV.hop_length // 2 + taps // 2
     assert voc.delay / CONV.sample_rate <= 0.030
     y, st = voc.stream(mel[:, :10], None, f0=f0[:10])
     assert y.size == 10 * CONV.hop_length - voc.delay
     assert voc.flush(st).size == voc.delay
 
 
-def test_many_voices_in_one_network_call_sound_as_each_alone(speechlike):
+@pytest.mark.parametrize("taps", TAPS)
+def test_many_voices_in_one_network_call_sound_as_each_alone(speechlike, taps):
     mel, f0 = speechlike
-    voc = _vocoder()
+    voc = _vocoder(taps=taps)
     shifts = [1.0, 1.5, 0.75]
     alone = [_stream(voc, mel, f0 * k, 2)[: -voc.delay] for k in shifts]
     states, outs = [None] * 3, [[], [], []]
@@ -94,14 +107,15 @@ def test_many_voices_in_one_network_call_sound_as_each_alone(speechlike):
         np.testing.assert_array_equal(got, alone[j][: got.size])
 
 
+@pytest.mark.parametrize("taps", TAPS)
 @pytest.mark.parametrize("hz", [110.0, 220.0, 440.0, 880.0])
-def test_the_pitch_heard_is_the_f0_given(hz):
+def test_the_pitch_heard_is_the_f0_given(hz, taps):
     """Untrained (the mel as the envelope, the DSP's prior): YIN on the output finds the f0
     given within 3 cents, at any pitch in two and a half octaves."""
     y = _vowel(np.full(CONV.sample_rate, 200.0))
     mel = dsp.log_mel(y, CONV)
     torch.manual_seed(0)
-    voc = HarmonicVocoder(HarmonicNet(channels=32, blocks=1).eval(), CONV, {})
+    voc = HarmonicVocoder(HarmonicNet(channels=32, blocks=1, phase_taps=taps).eval(), CONV, {})
     f0 = np.full(mel.shape[1], hz)
     out = voc(mel, f0=f0)
     got, voiced = dsp.yin(out, CONV, fmin=60.0, fmax=1000.0)
@@ -128,6 +142,26 @@ def test_prior_interpolates_the_mel_bands_onto_the_bins():
     np.testing.assert_allclose(p @ flat, -3.0, rtol=1e-5)
 
 
+def test_linear_phase_is_the_windowed_zero_phase_response_and_matches_the_kernel():
+    """A smooth magnitude through ``linear_phase``: causal, ``taps`` long, symmetric about
+    ``taps / 2`` (a constant group delay), its magnitude the windowed one; the numba kernel
+    gives the same response."""
+    from dsp.harmonic import _response
+
+    rng = np.random.default_rng(0)
+    smooth = np.convolve(rng.normal(0, 1, BINS + 40), np.hanning(41) / 20, "valid")
+    h = linear_phase(torch.tensor(smooth, dtype=torch.float64), CONV.n_fft, 256)
+    ir = torch.fft.irfft(h, CONV.n_fft).numpy()
+    assert np.abs(ir[256:]).max() < 1e-12 and abs(ir[0]) < 1e-12
+    np.testing.assert_allclose(ir[1:256], ir[1:256][::-1], atol=1e-12)  # about 128
+    ratio = np.abs(h.numpy()) / np.exp(smooth)
+    assert np.median(np.abs(np.log(ratio))) < 0.05  # the envelope kept, smoothed a little
+    np.testing.assert_allclose(_response(smooth.astype(np.float32), CONV.n_fft, 256),
+                               h.numpy(), atol=1e-6 * np.abs(h.numpy()).max())  # fmt: skip
+    with pytest.raises(ValueError, match="taps"):
+        SourceFilter(CONV, taps=255)
+
+
 def test_minimum_phase_keeps_the_magnitude_and_is_causal():
     rng = np.random.default_rng(0)
     smooth = np.convolve(rng.normal(0, 1, BINS + 40), np.hanning(41) / 20, "valid")
@@ -138,17 +172,19 @@ def test_minimum_phase_keeps_the_magnitude_and_is_causal():
     assert np.sum(ir[: CONV.n_fft // 2] ** 2) > 0.999 * np.sum(ir**2)
 
 
-def test_training_synthesis_is_the_inference_synthesis(speechlike):
+@pytest.mark.parametrize("taps", TAPS)
+def test_training_synthesis_is_the_inference_synthesis(speechlike, taps):
     """The differentiable twin (torch) gives the samples the numba kernels give."""
     mel, f0 = speechlike
-    voc = _vocoder()
+    voc = _vocoder(taps=taps)
     ref = voc(mel, f0=f0)
     h, n, _ = SourceFilter(CONV).source(np.concatenate([f0, f0[-1:]]), 0.0, 0)
     with torch.no_grad():
         harm, noise = voc.net(torch.from_numpy(mel)[None], torch.from_numpy(f0).float()[None])
         out = synthesize(torch.from_numpy(h)[None].float(), torch.from_numpy(n)[None].float(),
                          harm, noise, CONV.hop_length)[0].numpy()  # fmt: skip
-    half = CONV.hop_length // 2  # the twin's sample 0 is c_{-1}, half a hop before sample 0
+    half = CONV.hop_length // 2 + taps // 2  # the twin's sample 0 is c_{-1}, half a hop
+    # before sample 0; linear phase delays it taps / 2 more
     n_cmp = ref.size - 4 * CONV.hop_length  # the twin lacks the frames after the last
     np.testing.assert_allclose(out[half : half + n_cmp], ref[:n_cmp], atol=1e-6)
 

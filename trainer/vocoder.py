@@ -138,12 +138,15 @@ def harmonic_batch(clips: list[Clip], rng: random.Random, frames: int, context: 
     return tuple(torch.from_numpy(np.asarray(x, np.float32)) for x in out)
 
 
-def harmonic_audio(model, mel, f0, harm_src, noise_src, context: int, hop: int):
-    """The network's filters over the batch, synthesized; the samples the loss compares."""
+def harmonic_audio(model, mel, f0, harm_src, noise_src, context: int, hop: int,
+                   taps: int = 0):  # fmt: skip
+    """The network's filters over the batch, synthesized; the samples the loss compares
+    (with linear-phase filters, delayed ``taps / 2``: the last ``taps / 2`` of the clip's
+    samples, which would need the frame after it, are left out)."""
     harm, noise = model(mel, f0)
     y = synthesize(harm_src, noise_src, harm, noise, hop)
     frames = mel.shape[-1] - context
-    return y[:, context * hop : (context + frames) * hop]
+    return y[:, context * hop + taps // 2 : (context + frames) * hop]
 
 
 def pitch_error(f0_in: np.ndarray, audio: np.ndarray, conv: dsp.Convention) -> tuple:
@@ -168,13 +171,14 @@ def dnsmos(audio: np.ndarray, sr: int) -> float | None:
 
 
 def build(arch: str, conv: dsp.Convention, *, channels: int, ratios, bands: int, blocks: int,
-          lookahead: int) -> MelGAN | MagnitudeNet | HarmonicNet:  # fmt: skip
+          lookahead: int, phase_taps: int = 0) -> MelGAN | MagnitudeNet | HarmonicNet:  # fmt: skip
     """The network ``[vocoder] arch`` names: "harmonic" (the f0-driven source-filter
     vocoder's filter network, ``blocks`` at the frame rate), "magnitude" (``blocks`` at the
     frame rate, the phase by RTISI-LA) or "melgan" (``bands``, ``ratios``)."""
     if arch == "harmonic":
         return HarmonicNet(conv.n_mels, conv.n_bins, channels, blocks, n_fft=conv.n_fft,
-                           sample_rate=conv.sample_rate, fmax=conv.fmax)  # fmt: skip
+                           sample_rate=conv.sample_rate, fmax=conv.fmax,
+                           phase_taps=phase_taps)  # fmt: skip
     if arch == "magnitude":
         return MagnitudeNet(conv.n_mels, conv.n_bins, channels, blocks, lookahead)
     return MelGAN(conv.n_mels, conv.hop_length, channels, tuple(ratios), bands=bands,
@@ -200,7 +204,7 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
           channels: int = 256, ratios: tuple[int, ...] = (4, 4, 4), lookahead: int = 1,
           arch: str = "melgan", blocks: int = 6, rtisi_lookahead: int = 2, rtisi_iters: int = 4,
           mel_refine: int = 0,
-          voice_mix: bool = False, repitch_mix: float = 0.0,
+          voice_mix: bool = False, repitch_mix: float = 0.0, phase_taps: int = 0,
           adversarial_start: int = 20000, adversarial_weight: float = 2.5,
           feature_match_weight: float = 0.0, mel_weight: float = 1.0, disc_width: int = 16,
           voice: Path | None = None, held_out: float = 0.02, save_every: int = 1000,
@@ -215,7 +219,7 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
     n_val = max(1, round(len(clips) * held_out))
     val, tr = clips[-n_val:][:val_items], clips[:-n_val]
     net = build(arch, conv, channels=channels, ratios=ratios, bands=bands, blocks=blocks,
-                lookahead=lookahead)  # fmt: skip
+                lookahead=lookahead, phase_taps=phase_taps)  # fmt: skip
     task = VocoderTask(rt, conv, run, net, tr, val, batch_size=batch_size,
                        segment_frames=segment_frames, context_frames=context_frames, lr=lr,
                        lr_step=lr_step, lr_gamma=lr_gamma, disc_width=disc_width,
@@ -252,7 +256,7 @@ class VocoderTask:
         self.repitch_mix = repitch_mix
         self.spectral = isinstance(net, MagnitudeNet)
         self.harmonic = isinstance(net, HarmonicNet)
-        self.source = SourceFilter(conv)
+        self.source = SourceFilter(conv, taps=getattr(net, "phase_taps", 0))
         self.disc_net = MultiScale(width=disc_width)
         regression = self.spectral or self.harmonic
         betas = (0.9, 0.99) if regression else (0.5, 0.9)  # a regression, or a GAN
@@ -295,8 +299,9 @@ class VocoderTask:
         ctx, hop = self.ctx, self.conv.hop_length
         if self.harmonic:
             mel, f0, h_src, n_src, audio = batch
-            y = harmonic_audio(self.model, mel, f0, h_src, n_src, ctx, hop).float()
-            out["total"] = self._waveform_losses(y, audio, out, False)
+            taps = self.source.taps
+            y = harmonic_audio(self.model, mel, f0, h_src, n_src, ctx, hop, taps).float()
+            out["total"] = self._waveform_losses(y, audio[:, : y.shape[-1]], out, False)
             return out
         mel, padded = batch
         if self.spectral:  # the frames' own magnitudes are the targets
