@@ -401,7 +401,8 @@ class SourceFilter:
         hn = np.empty_like(hh)
         if threads > 1 and f0.size >= 64:
             mid = f0.size // 2
-            fut = _helper().submit(_min_phases, lh, ln, hv, mid, f0.size, hh, hn, self.n_fft, self.taps)
+            args = (hh, hn, self.n_fft, self.taps)
+            fut = _helper().submit(_min_phases, lh, ln, hv, mid, f0.size, *args)
             _min_phases(lh, ln, hv, 0, mid, hh, hn, self.n_fft, self.taps)
             fut.result()
         else:

@@ -372,7 +372,7 @@ def test_repitch_mix_moves_only_the_mels_harmonics():
     plain = vocoder.harmonic_batch([clip], random.Random(3), 32, 8, src)
     same = vocoder.harmonic_batch([clip], random.Random(3), 32, 8, src, 0.0)
     moved = vocoder.harmonic_batch([clip], random.Random(3), 32, 8, src, 1.0)
-    for a, b in zip(plain, same):
+    for a, b in zip(plain, same, strict=True):
         assert torch.equal(a, b)
     m0, m1 = plain[0][0].numpy(), moved[0][0].numpy()
     assert torch.equal(plain[1], moved[1])  # the f0 given is the audio's
