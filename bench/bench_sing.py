@@ -153,10 +153,13 @@ def renderer(vocoder: str | None, voice: Path | None = None):
 
 
 def ours(r, sing: P.Sing) -> np.ndarray:
-    """`melgand sing`'s path, on the score's own timeline."""
+    """`melgand sing`'s path, on the score's own timeline (the config's voices and
+    ``[singing]`` settings, as `melgand sing` takes them)."""
+    from daemon import config
     from daemon.scheduler import render_score
 
-    return render_score(r, sing, preroll=0.0)
+    cfg = config.load()
+    return render_score(r, sing, cfg.daemon.max_voices, 0.0, cfg.singing.params())
 
 
 def baseline(text: str, sing: P.Sing, cache: dict) -> np.ndarray:
