@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import time
@@ -242,8 +241,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
     _load_config(args)
     t0 = time.perf_counter()
-    old = args.out / "corpus.json"
-    sung_before = json.loads(old.read_text()).get("sung") if old.exists() else None
+    sung_before = corpus.sung_record(args.out)  # the build rewrites the manifest without it
     if args.source == "piper":
         from trainer import piper
 

@@ -102,7 +102,7 @@ def _response(log_mag, n_fft, taps):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def _min_phases(lh, ln, hv, a, b, hh, hn, n_fft, taps):  # pragma: no cover
+def _responses(lh, ln, hv, a, b, hh, hn, n_fft, taps):  # pragma: no cover
     """Frames ``a .. b - 1`` of :func:`_set_pending`'s responses into ``hh``, ``hn``."""
     for j in range(a, b):
         if hv[j]:
@@ -112,7 +112,7 @@ def _min_phases(lh, ln, hv, a, b, hh, hn, n_fft, taps):  # pragma: no cover
         hn[j, :] = _response(ln[j], n_fft, taps)
 
 
-_POOL: list = []  # a thread for the offline minimum phase, made when first needed
+_POOL: list = []  # a thread for the offline responses, made when first needed
 
 
 def _helper():
@@ -133,7 +133,7 @@ def _voice(buf, ints, pend, f0, hh, hn, lh, ln, hv, log, flush, out, win, hop, n
            limit, sr, taps):  # pragma: no cover  # fmt: skip
     """One stream's chunk of frames (and, if ``flush``, its end) into ``out``; returns how
     many samples are now final. ``log``: the responses come as log magnitudes ``lh`` /
-    ``ln`` (the harmonic one silenced where ``hv`` is false), made minimum phase here; else
+    ``ln`` (the harmonic one silenced where ``hv`` is false), made responses here; else
     as the complex ``hh`` / ``hn``. ``pend`` holds the last frame's two responses, processed
     once the next frame's f0 is known (frame ``j``'s source needs frame ``j + 1``'s f0)."""
     n = f0.shape[0]
@@ -259,8 +259,8 @@ class SourceFilter:
 
     ``f0``: ``(T,)`` Hz, 0 where unvoiced. ``harmonic``, ``noise``: ``(T, n_fft // 2 + 1)``
     complex frequency responses (causal); or, by :meth:`stream_log` / :meth:`stream_many`,
-    natural-log magnitudes made minimum phase here, the harmonic one silenced where a flag
-    says. ``seed`` picks the noise."""
+    natural-log magnitudes made minimum phase (``taps`` 0) or linear phase over ``taps``
+    samples here, the harmonic one silenced where a flag says. ``seed`` picks the noise."""
 
     def __init__(self, conv: Convention = DEFAULT, nyquist_ratio: float = 0.98, seed: int = 0,
                  taps: int = 0):  # fmt: skip
@@ -366,7 +366,7 @@ class SourceFilter:
     def stream_log(self, f0, log_h, log_n, voiced, state: SourceState | None = None,
                    flush: bool = False):  # fmt: skip
         """:meth:`stream` with the responses as natural-log magnitudes ``(frames, bins)``
-        (float32), made minimum phase here; the harmonic one is zero where ``voiced`` is
+        (float32), made responses here (``taps``); the harmonic one is zero where ``voiced`` is
         false. ``flush``: the stream's end too (the chunk's samples then :meth:`flush`'s)."""
         ys, sts = self.stream_many([f0], log_h[None], log_n[None], voiced[None], [state], flush)
         return ys[0], sts[0]
@@ -390,8 +390,8 @@ class SourceFilter:
         return self._go(states, f0, None, None, lh, ln, hv, flush, pool)
 
     def offline_log(self, f0, log_h, log_n, voiced, threads: int = 2) -> np.ndarray:
-        """Offline :meth:`stream_log` (the streamed samples exactly): the minimum phases of
-        all frames first, on ``threads`` threads (they do not depend on each other)."""
+        """Offline :meth:`stream_log` (the streamed samples exactly): the responses of all
+        frames first, on ``threads`` threads (they do not depend on each other)."""
         f0 = self.check_f0(f0)
         self._check_shape(f0, ("harmonic", log_h), ("noise", log_n))
         lh = np.ascontiguousarray(log_h, np.float32)
@@ -402,11 +402,11 @@ class SourceFilter:
         if threads > 1 and f0.size >= 64:
             mid = f0.size // 2
             args = (hh, hn, self.n_fft, self.taps)
-            fut = _helper().submit(_min_phases, lh, ln, hv, mid, f0.size, *args)
-            _min_phases(lh, ln, hv, 0, mid, hh, hn, self.n_fft, self.taps)
+            fut = _helper().submit(_responses, lh, ln, hv, mid, f0.size, *args)
+            _responses(lh, ln, hv, 0, mid, *args)
             fut.result()
         else:
-            _min_phases(lh, ln, hv, 0, f0.size, hh, hn, self.n_fft, self.taps)
+            _responses(lh, ln, hv, 0, f0.size, hh, hn, self.n_fft, self.taps)
         ys, _ = self._go([None], f0[None], hh[None], hn[None], None, None, None, True)
         return ys[0]
 

@@ -290,6 +290,13 @@ def finish_build(out: Path, rows: list[Item], manifest: dict, failed: dict, **ex
     return manifest
 
 
+def sung_record(out: Path) -> dict | None:
+    """The ``sung`` record of the corpus manifest in ``out`` (None: no manifest, or no sung
+    copies recorded), read before a build rewrites the manifest; for :func:`add_sung`."""
+    manifest = out / "corpus.json"
+    return json.loads(manifest.read_text()).get("sung") if manifest.exists() else None
+
+
 def add_sung(out: Path, manifest: dict, sung_items: dict, before: dict | None = None) -> dict:
     """Record the sung copies (:func:`trainer.sung.make_sung`'s summary) in the manifest, with
     the registers of the builds that made them (``sung.history``; ``before``: the manifest's
