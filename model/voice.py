@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import dsp
-from model import checkpoint
+from model import checkpoint, retiming
 from model.acoustic import AcousticModel, upsample
 from model.frontend import Frontend, lyric_phones
 from model.g2p import is_vowel
@@ -35,18 +35,6 @@ def phones_of(lyric: str | tuple[str, ...]) -> list[str]:
     return phones or ["l", "aa"]
 
 
-def phrase(lyrics: list, reach: int = 2) -> list[tuple[tuple, tuple]]:
-    """Each syllable's ``(before, after)`` context in its phrase: the phones of up to
-    ``reach`` syllables on each side (what the text encoder's kernels see)."""
-    phones = [tuple(phones_of(x)) for x in lyrics]
-    out = []
-    for i in range(len(phones)):
-        before = tuple(p for ph in phones[max(0, i - reach) : i] for p in ph)
-        after = tuple(p for ph in phones[i + 1 : i + 1 + reach] for p in ph)
-        out.append((before, after))
-    return out
-
-
 class Syllable(NamedTuple):
     """A sung syllable's generator material (see :meth:`Voice.syllable`)."""
 
@@ -55,6 +43,16 @@ class Syllable(NamedTuple):
     onset: int  # the vowel's first frame (before it: the onset, sung ahead of the beat)
     hold: int  # the vowel's middle frame, which a held note repeats
     coda: int  # the frame after the vowel (the coda, sung at note-off)
+
+
+class SungPhrase(NamedTuple):
+    """A sung phrase's generator material (see :meth:`Voice.sung`)."""
+
+    up: torch.Tensor  # (T, C + 1) upsampled encoding, the phones re-timed onto the notes
+    controls: torch.Tensor  # (T, 3) normalized per-frame controls, the vowels voiced
+    lead: int  # the first note's beat (frames: a pause, then its onset consonants)
+    changes: list[int]  # each note's pitch-change frame (a syllable's at its onset)
+    beats: list[int]  # each note's beat (frames; a syllable's vowel starts there)
 
 
 def _stretch(dur: torch.Tensor, ctrl: torch.Tensor, v: int, factor: float):
@@ -157,6 +155,49 @@ class Voice:
         ctrl[vowel, 1] = 1.0
         ctrl[vowel, 2] = torch.clamp(ctrl[vowel, 2], min=0.0)
         return Syllable(up, ctrl, onset, onset + int(dur[v]) // 2, onset + int(dur[v]))
+
+    @torch.no_grad()
+    def sung(self, syllables: list[tuple[str, ...]], notes: list[retiming.Note],
+             consonant: list[float] | None = None, pause: int = 2) -> SungPhrase:  # fmt: skip
+        """A phrase sung on its notes: ``syllables`` (each its phones) encoded together, as
+        spoken (co-articulation), their spoken durations re-timed onto ``notes`` (``syllable``
+        indexes ``syllables``; times in seconds, any origin) by :func:`model.retiming.layout`,
+        the rules the sung corpus was made with: onset consonants before the beat, the vowel
+        to the note's end less the coda. ``consonant``: each syllable's onset length against
+        the spoken one (1: as spoken). ``pause`` frames of silence before and after."""
+        phones = [p for syl in syllables for p in syl]
+        tokens = self.frontend.encode_units(["pau", *phones, "pau"])
+        enc = self.model.encoder(torch.tensor([tokens], device=self.device))
+        spoken = torch.clamp(torch.round(torch.exp(self.model.duration(enc)[0, 1:-1, 0]) - 1),
+                             min=1).cpu().numpy()  # fmt: skip
+        prosody = self.model.prosody(enc)[0]  # (N + 2, 3) per token
+        syls, lengths, k = [], spoken.astype(np.float64), 0
+        for j, syl in enumerate(syllables):
+            v = next((i for i, p in enumerate(syl) if is_vowel(p)), len(syl) // 2)
+            syls.append(retiming.Syllable(tuple(range(k, k + v)), k + v,
+                                          tuple(range(k + v + 1, k + len(syl)))))  # fmt: skip
+            if consonant is not None:
+                lengths[k : k + v] *= consonant[j]
+            k += len(syl)
+        frame_s = self.conv.hop_length / self.conv.sample_rate
+        ends = np.cumsum(lengths) * frame_s
+        times = [(e - d * frame_s, e, p) for e, d, p in zip(ends, lengths, phones, strict=True)]
+        shift = sum(lengths[i] for i in syls[0].onset) * frame_s - notes[0].start
+        notes = [retiming.Note(n.start + shift, n.dur, n.pitch, n.syllable) for n in notes]
+        segs, changes, groups = retiming.layout(times, syls, notes, 0.5)
+        starts = [round(t0 / frame_s) for t0, _, _, _ in segs]  # in phone order
+        bounds = [*starts, max(starts[-1], round(segs[-1][1] / frame_s))]
+        dur = torch.tensor([pause, *np.diff(bounds), pause], device=self.device)
+        up = upsample(enc, dur[None], int(dur.sum()))[0]
+        ctrl = prosody[torch.repeat_interleave(torch.arange(len(dur), device=self.device), dur)]
+        edges = torch.cumsum(dur, 0)
+        for s in syls:
+            vowel = slice(int(edges[s.vowel]), int(edges[s.vowel + 1]))  # token s.vowel + 1
+            ctrl[vowel, 1] = 1.0
+            ctrl[vowel, 2] = torch.clamp(ctrl[vowel, 2], min=0.0)
+        at = [pause + max(0, round(c / frame_s)) for c in retiming.note_changes(groups, changes)]
+        beats = [pause + round(n.start / frame_s) for n in notes]
+        return SungPhrase(up, ctrl, beats[0], at, beats)
 
     def inputs(self, up: torch.Tensor, controls: torch.Tensor, sung: float = 0.0):
         """Generator inputs ``(T, D)`` from upsampled encodings ``(T, C + 1)`` and normalized

@@ -13,7 +13,7 @@ import dsp
 from daemon import config, score
 from daemon import protocol as P
 from daemon.expression import Expression, contour, for_score_note, tilt
-from daemon.synth import Note, Renderer
+from daemon.synth import Note, Phrase, Renderer
 from model import voice as _voice
 
 DT = 256 / 22050  # the synth's frame period
@@ -249,9 +249,15 @@ def test_a_longer_consonant_leads_the_beat_by_more_and_the_vowel_lands_on_it(ren
     # a score: each note starts its lead before its beat, so its vowel lands on the beat
     notes = [{"pitch": 57, "start": 0.5, "dur": 0.5, "lyric": "star", "velocity": 100},
              {"pitch": 59, "start": 1.5, "dur": 0.5, "lyric": "star", "velocity": 100}]  # fmt: skip
-    rate = renderer.rate
-    for snds in ([plain, plain], [long, short]):
-        ons = [(pos, j) for pos, j in score.events(notes, snds, 0, 0, rate)
+    rate, groups = renderer.rate, score.phrases(notes)
+    assert groups == [[0], [1]]  # a rest between: two phrases
+    leads = []
+    for owns in ([own, own], [{**own, "consonant": 1.0}, {**own, "consonant": -1.0}]):
+        snds = [Phrase(renderer, [notes[i]], [("s", "t", "aa", "r")], None, [dict(owns[i])],
+                       [False]) for i in range(2)]  # fmt: skip
+        ons = [(pos, j) for pos, j in score.events(notes, groups, snds, 0, 0, rate)
                if isinstance(j.cmd, P.NoteOn)]  # fmt: skip
         for (pos, j), n, snd in zip(ons, notes, snds, strict=True):
             assert j.skip == 0 and pos + snd.lead == int(n["start"] * rate)
+        leads.append([snd.lead for snd in snds])
+    assert leads[0][0] == leads[0][1] and leads[1][1] < leads[0][0] < leads[1][0]

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 import dsp
-from daemon.synth import Note, Renderer, Speech, fill
+from daemon import score
+from daemon.synth import Note, Phrase, Renderer, Speech, fill
+from model import retiming
 from model import voice as _voice
 
 
@@ -26,7 +28,7 @@ def test_batched_generator_steps_equal_solo_ones(renderer):
             v.render(256)
     for a, b in zip(together, alone, strict=True):
         assert (a.gen_state.hidden - b.gen_state.hidden).abs().max() <= 1e-4
-        assert a.t == b.t and a.i == b.i
+        assert a.contour.frame == b.contour.frame and a.i == b.i
 
 
 def test_a_note_holds_until_released_then_ends(renderer):
@@ -59,6 +61,66 @@ def test_a_glide_moves_the_held_pitch(renderer):
     f1, v1 = dsp.yin(first[11025:], dsp.DEFAULT, fmin=80, fmax=600)
     f2, v2 = dsp.yin(second[11025:], dsp.DEFAULT, fmin=80, fmax=600)
     assert abs(12 * np.log2(np.median(f1[v1]) / np.median(f2[v2])) + 7) < 0.5  # 7 semitones up
+
+
+def test_a_sung_phrase_puts_each_vowel_on_its_beat(renderer):
+    """The phrase's phones re-timed onto the notes: each vowel starts on its note's beat (to
+    a frame), onset consonants before it, the last coda ending with the last note; a melisma
+    moves the pitch on its own beat; longer consonants lead by more."""
+    v, frame = renderer.voice, renderer.hop / renderer.rate
+    syls = [("dh", "ah"), ("m", "ao", "r"), ("n", "ih", "ng"), ("l", "ay", "t")]
+    beats = [0.0, 0.3, 0.75, 1.05]
+    lengths = [0.3, 0.45, 0.3, 0.6]
+    timed = enumerate(zip(beats, lengths, strict=True))
+    notes = [retiming.Note(b, d, 60, k) for k, (b, d) in timed]
+    notes.append(retiming.Note(1.65, 0.5, 62, 3))  # a melisma: "light" held on
+    s = v.sung(syls, notes)
+    assert len(s.up) == len(s.controls)
+    pos = s.up[:, -1].numpy()  # the position in the phone: 0 at each phone's first frame
+    starts = np.flatnonzero(np.diff(pos, prepend=1.0) < 0)  # each phone's first frame
+    firsts = [1 + sum(len(x) for x in syls[:k]) + next(i for i, p in enumerate(syls[k])
+              if p in ("ah", "ao", "ih", "ay")) for k in range(len(syls))]  # fmt: skip
+    for k, b in enumerate(beats):
+        vowel = starts[firsts[k]]  # token 0 is the pause before the phrase
+        assert abs(vowel - (s.lead + b / frame)) <= 1, (k, vowel, s.lead + b / frame)
+        assert (s.controls[vowel : vowel + 3, 1] == 1.0).all()  # the vowel voiced
+    assert abs(len(s.up) - 2 - (s.lead + 2.15 / frame)) <= 1  # the coda ends with the note
+    assert s.changes[0] == 2 and s.changes == sorted(s.changes)  # the first phone: after the pause
+    assert abs(s.changes[-1] - (s.lead + 1.65 / frame)) <= 1  # the melisma on its beat
+    longer = v.sung(syls, notes, consonant=[2.0] * 4)
+    assert longer.lead > s.lead
+
+
+def test_a_score_is_sung_in_phrases_of_touching_notes():
+    n = lambda t, d: {"start": t, "dur": d, "pitch": 60, "lyric": "la"}  # noqa: E731
+    notes = [n(0.0, 0.5), n(0.5, 0.5), n(1.3, 0.4), n(1.7, 0.3), n(0.5, 1.0)]  # a chord's note
+    assert score.phrases(notes) == [[0, 1], [4], [2, 3]]  # a rest ends one; a chord: its own
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 8])
+def test_a_phrase_streams_the_same_whatever_the_chunk(renderer, chunk):
+    """What the vocoder gets (log-mel and f0) is the same frame for frame whatever the chunk
+    (to float rounding: RTISI-LA's phase would magnify even that, so the audio is not
+    compared)."""
+    notes = [{"pitch": 57 + i, "start": 0.3 * i, "dur": 0.3, "lyric": w, "velocity": 100}
+             for i, w in enumerate(["the", "mor-", "ning", "_"])]  # fmt: skip
+    phones = score.phones(notes)
+
+    def sing(r):
+        own = [{"seed": 3}, {}, {}, {}]
+        p = Phrase(r, notes, phones, {}, own, score.melismas(notes))
+        fed, given = [], p._voc_inputs
+        p._voc_inputs = lambda y: fed.append(given(y)) or fed[-1]
+        out = np.concatenate([p.render(256) for _ in range(200)])
+        mel = np.concatenate([m for m, _ in fed], 1)
+        return p, out, mel, np.concatenate([f for _, f in fed])
+
+    ref_p, ref, ref_mel, ref_f0 = sing(renderer)
+    p, out, mel, f0 = sing(Renderer(renderer.voice, renderer.vocoder, chunk))
+    assert ref_p.done and p.done and len(out) == len(ref) > 22050
+    assert mel.shape == ref_mel.shape and np.abs(mel - ref_mel).max() <= 1e-4
+    np.testing.assert_allclose(f0, ref_f0, rtol=1e-9)
+    assert p.lead == ref_p.lead > 0 and len(p.moves) == 3 and (f0 > 0).mean() > 0.6
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,6 @@ plus their ``metadata.csv`` rows (same text as the source).
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import warnings
@@ -33,26 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from model.g2p import is_vowel
+from model.retiming import Note, Syllable, layout, note_changes, syllabify
 
 FRAME_PERIOD = 5.0  # ms, WORLD's analysis and synthesis frame period
-SILENCES = frozenset({"pau", "sil", "sp", "spn", "h#", ""})
 SUFFIX = "_sung"
 DIPHTHONGS = frozenset({"ay", "aw", "oy", "ey", "ow"})
-LAX = frozenset({"ih", "eh", "ae", "uh", "ah"})  # cannot end a syllable: keep a coda
 HOP, RATE = 256, 22050  # the f0 files' frame rate (the corpus's mel frames)
-
-# consonant clusters allowed to begin an English syllable (maximal onset splits the rest)
-_ONSET2 = (
-    {
-        (a, b)
-        for a in ("p", "b", "t", "d", "k", "g", "f", "th", "sh", "s")
-        for b in ("l", "r", "w", "y")
-    }
-    | {("s", c) for c in ("p", "t", "k", "m", "n", "f")}
-    | {("v", "y"), ("hh", "y"), ("m", "y")}
-)
-_ONSET3 = {("s", a, b) for a in ("p", "t", "k") for b in ("l", "r", "w", "y")}
 
 
 def _pyworld():
@@ -60,28 +45,6 @@ def _pyworld():
         warnings.simplefilter("ignore", UserWarning)
         import pyworld
     return pyworld
-
-
-@dataclass(frozen=True)
-class Note:
-    """``start``/``dur`` seconds on the output timeline, ``pitch`` MIDI (float), ``syllable``
-    the index of the syllable sung (consecutive notes of one syllable: a melisma)."""
-
-    start: float
-    dur: float
-    pitch: float
-    syllable: int
-
-    @property
-    def end(self) -> float:
-        return self.start + self.dur
-
-
-@dataclass(frozen=True)
-class Syllable:
-    onset: tuple[int, ...]  # indices into the phone list
-    vowel: int
-    coda: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -105,36 +68,6 @@ class Expression:
 
 
 # ----------------------------------------------------------------------------- syllables
-
-
-def syllabify(phones: list[tuple[float, float, str]]) -> list[Syllable]:
-    """Syllables by vowel nuclei; consonants between two vowels go to the next syllable's
-    onset as far as English allows (maximal onset), the rest to the coda; a silence splits."""
-    names = [p[2] for p in phones]
-    vowels = [i for i, n in enumerate(names) if is_vowel(n)]
-    if not vowels:
-        return []
-    cons = lambda a, b: [i for i in range(a, b) if names[i] not in SILENCES]  # noqa: E731
-    onsets = {vowels[0]: cons(0, vowels[0])}
-    codas = {vowels[-1]: cons(vowels[-1] + 1, len(names))}
-    for v, w in itertools.pairwise(vowels):
-        between = list(range(v + 1, w))
-        sil = [i for i in between if names[i] in SILENCES]
-        if sil:  # a pause: before it coda, after it onset
-            codas[v], onsets[w] = cons(v + 1, sil[0]), cons(sil[-1] + 1, w)
-            continue
-        cl = [names[i] for i in between]
-        k = 0  # onset = cl[k:]
-        if len(cl) >= 3 and tuple(cl[-3:]) in _ONSET3:
-            k = len(cl) - 3
-        elif len(cl) >= 2 and tuple(cl[-2:]) in _ONSET2:
-            k = len(cl) - 2
-        elif cl:
-            k = len(cl) - 1 if cl[-1] != "ng" else len(cl)
-        if k == 0 and cl and names[v] in LAX:  # "is on": ih z | aa n
-            k = 1
-        codas[v], onsets[w] = between[:k], between[k:]
-    return [Syllable(tuple(onsets[v]), v, tuple(codas[v])) for v in vowels]
 
 
 def read_lab(path: Path) -> list[tuple[float, float, str]]:
@@ -239,71 +172,6 @@ def analyze(audio: np.ndarray, sr: int, harvest: bool = False) -> World:
     return World(f0, pw.cheaptrick(x, f0, t, sr), pw.d4c(x, f0, t, sr), sr)
 
 
-def _vowel_floor(note: float, min_vowel: float) -> float:
-    """The least vowel a note keeps: ``min_vowel`` of its length (a fraction), at least
-    60 ms, and never more than 90 % of the note; consonants give way to it."""
-    return min(0.9 * note, max(0.06, min_vowel * note))
-
-
-def _layout(phones, syls: list[Syllable], notes: list[Note], min_vowel: float):
-    """Output segments ``(t0, t1, phone index, is_vowel)`` and each syllable's pitch-change
-    time; see the module docstring for the rules."""
-    groups: list[list[Note]] = []
-    for n in notes:
-        if groups and groups[-1][0].syllable == n.syllable:
-            groups[-1].append(n)
-        else:
-            groups.append([n])
-    if [g[0].syllable for g in groups] != list(range(len(syls))):
-        raise ValueError(
-            f"the notes must sing syllables 0..{len(syls) - 1} in order, each once (melismas: "
-            f"consecutive notes); got {[g[0].syllable for g in groups]}"
-        )
-    spoken = lambda idx: sum(phones[i][1] - phones[i][0] for i in idx)  # noqa: E731
-    beats = [g[0].start for g in groups]
-    ends = [g[-1].end for g in groups]
-    on_len = [spoken(s.onset) for s in syls]
-    co_len = [spoken(s.coda) for s in syls]
-    on_scale = [1.0] * len(syls)
-    co_scale = [1.0] * len(syls)
-    for k in range(len(syls)):
-        if k == 0:
-            room = beats[0]
-            if on_len[0] > room:
-                on_scale[0] = room / on_len[0]
-            continue
-        floor = beats[k - 1] + _vowel_floor(ends[k - 1] - beats[k - 1], min_vowel)
-        o, c = on_len[k], co_len[k - 1]
-        if ends[k - 1] <= beats[k] - o:  # a rest at least as long as the onset
-            if ends[k - 1] - c < floor:
-                co_scale[k - 1] = max(0.0, ends[k - 1] - floor) / c
-        elif o + c > beats[k] - floor:
-            on_scale[k] = co_scale[k - 1] = max(0.0, beats[k] - floor) / max(o + c, 1e-9)
-    last = len(syls) - 1
-    floor = beats[last] + _vowel_floor(ends[last] - beats[last], min_vowel)
-    if co_len[last] > ends[last] - floor:
-        co_scale[last] = max(0.0, ends[last] - floor) / co_len[last]
-    segs, changes = [], []
-    for k, s in enumerate(syls):
-        o0 = beats[k] - on_len[k] * on_scale[k]
-        nxt = beats[k + 1] - on_len[k + 1] * on_scale[k + 1] if k < last else np.inf
-        c1 = min(ends[k], nxt)
-        c0 = c1 - co_len[k] * co_scale[k]
-        t = o0
-        for i in s.onset:
-            d = (phones[i][1] - phones[i][0]) * on_scale[k]
-            segs.append((t, t + d, i, False))
-            t += d
-        segs.append((beats[k], c0, s.vowel, True))
-        t = c0
-        for i in s.coda:
-            d = (phones[i][1] - phones[i][0]) * co_scale[k]
-            segs.append((t, t + d, i, False))
-            t += d
-        changes.append(o0)
-    return segs, changes, groups
-
-
 def _interp_frames(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
     pos = np.clip(pos, 0, len(x) - 1)
     i0 = np.floor(pos).astype(int)
@@ -339,7 +207,7 @@ def retime(
     if not syls:
         raise ValueError("no vowel in the phone times: nothing to sing")
     w = world if world is not None else analyze(audio, sr)
-    segs, changes, groups = _layout(phones, syls, notes, min_vowel)
+    segs, changes, groups = layout(phones, syls, notes, min_vowel)
     fp = FRAME_PERIOD / 1000.0
     length = max(notes[-1].end, segs[-1][1]) + tail
     n_out = int(np.ceil(length / fp)) + 1
@@ -375,7 +243,7 @@ def retime(
     ap[on] = np.clip(_interp_frames(w.ap, src[on]), 0.0, 1.0)
     voiced_src = w.f0[np.clip(np.round(src).astype(int), 0, len(w.f0) - 1)] > 0
     voiced = on & (voiced_src | force)
-    contour = note_f0(notes, n_out, expr, FRAME_PERIOD, _changes(groups, changes, notes))
+    contour = note_f0(notes, n_out, expr, FRAME_PERIOD, note_changes(groups, changes))
     f0 = np.where(voiced, contour, 0.0)
     y = _pyworld().synthesize(f0, sp, ap, sr, frame_period=FRAME_PERIOD)
     y = y[: round(length * sr)].astype(np.float32)
@@ -390,15 +258,6 @@ def retime(
     if length > t + 1e-4:
         out_phones.append((t, length, "pau"))
     return y, out_phones, f0.astype(np.float32)
-
-
-def _changes(groups: list[list[Note]], syl_changes: list[float], notes) -> list[float]:
-    """Each note's pitch-change time: a syllable's first note at its onset, a melisma note
-    on its beat."""
-    out = []
-    for g, c in zip(groups, syl_changes, strict=True):
-        out += [c] + [n.start for n in g[1:]]
-    return out
 
 
 def to_hop(f0: np.ndarray, n_samples: int, sr: int = RATE, hop: int = HOP) -> np.ndarray:
