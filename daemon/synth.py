@@ -278,12 +278,16 @@ class Sung(_Streaming):
         e = self.expression
         self.breath, self.brightness = e.breath, e.tilt_db(self.velocity)
         self.pitch = self.contour.control  # where the (glided) control is, without expression
-        midi = self.contour.step(e) + self.bend
+        midi, heard = self._pitches(e)
         sung = self._native(midi)
         hz = 440.0 * 2 ** ((sung - 69) / 12)
-        warp = 2 ** ((midi - sung) / 12)  # beyond the range: see _shape
-        heard = 440.0 * 2 ** ((midi - 69) / 12)
-        return self.r.voice.stats.log_f0(hz), warp, heard
+        warp = 2 ** ((heard - sung) / 12)  # beyond the range (or ahead of it): see _shape
+        return self.r.voice.stats.log_f0(hz), warp, 440.0 * 2 ** ((heard - 69) / 12)
+
+    def _pitches(self, e: expression_.Expression) -> tuple[float, float]:
+        """This frame's pitch (MIDI) asked of the generator and the pitch sounded: one."""
+        midi = self.contour.step(e) + self.bend
+        return midi, midi
 
     def _native(self, midi: float) -> float:
         """The pitch the generator is asked for: ``midi`` inside its native range."""
@@ -385,7 +389,6 @@ class Note(Sung):
             return self.r.voice.inputs(up, torch.stack([c for _, c in rows]), sung=1.0)
 
 
-SETTLE = 0.05  # s: a phrase's pitch move ends this long before its beat (the lag settles)
 PAUSE = 2  # frames of pause a phrase's generator starts with (unheard), as training items do
 
 
@@ -395,7 +398,7 @@ class Phrase(Sung):
     onset consonants before each beat, vowels to the note's end less the coda), the
     generator running through it without a break; each later note's pitch is a legato move
     (portamento, overshoot, preparation, its vibrato from its start) made where its syllable
-    begins, or earlier where that would leave it out of tune on the beat (``SETTLE``), each
+    begins, over its onset consonants at most (a melisma's: a portamento from its beat), each
     note bringing its own settings (``own``, one dict a note). ``melisma``: whether each note
     holds the syllable before it on. It ends by itself after its last note; ``release``
     stops it at once."""
@@ -418,13 +421,13 @@ class Phrase(Sung):
             c[:, 0] = r.voice.stats.log_f0(440.0 * 2 ** ((self._native(self.pitch) - 69) / 12))
             x = r.voice.inputs(self.up[:PAUSE], c, sung=1.0)
             self.gen_state = r.voice.model.generator.stream(x[None])[1]
-        self.moves, last = {}, 0
+        # each later note's move: from where its syllable begins (the vowel before left whole:
+        # moved earlier, it blurs), over its onset consonants at most
+        self.moves = {}  # frame -> (note, its settings, the glide's seconds)
         for at, beat, n, o in zip(s.changes[1:], s.beats[1:], notes[1:], own[1:], strict=True):
-            # early enough to be in tune on the beat, after the note before has begun
             e = expression_.Expression.of(params, o)
-            at = max(last + 1, min(at, beat - round((e.portamento + SETTLE) / frame_s)))
-            self.moves[at] = (n, o)
-            last = beat
+            lead = (beat - at) * frame_s  # 0: a melisma, which glides from its beat
+            self.moves[at] = (n, o, min(e.portamento, lead) if lead > 0 else e.portamento)
         self.i = PAUSE
 
     def _frames(self):
@@ -433,10 +436,10 @@ class Phrase(Sung):
             return None
         for k in range(self.i, self.i + n):
             if k in self.moves:  # the next note: its settings, its pitch
-                note, own = self.moves[k]
+                note, own, seconds = self.moves[k]
                 self.own = {key: v for key, v in own.items() if key != "seed"}
                 self.velocity = note["velocity"]
-                self.glide_to(note["pitch"])
+                self.glide_to(note["pitch"], seconds)
             c = self.ctrl[k]
             c[0], factor, hz = self._f0()
             self.f0_in.append((hz, float(c[1]), factor, 0.0))

@@ -84,8 +84,9 @@ def test_sing_cli_sings_in_tune_and_on_the_beat(tmp_path):
         )
         assert len(near), n
         onsets.append(tf[near[0]] - start)
-    # the vowel lands on the beat (its consonants sung before it)
-    assert np.median(np.abs(onsets)) < 0.03, onsets
+    # the vowel lands on the beat (its consonants sung before it); the phrase's legato move
+    # over a 7-semitone leap lags it by the overshoot model's rise (about 50 ms)
+    assert onsets[0] == 0.0 and max(np.abs(onsets)) < 0.07, onsets
 
 
 def test_a_score_over_mqtt_is_the_same_command():
