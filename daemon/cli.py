@@ -77,15 +77,27 @@ def _threads(cfg) -> None:
         torch.set_num_threads(cfg.daemon.threads)
 
 
-def _vocoder(cfg, name: str | None, live: bool = False):
-    """The vocoder ``cfg.vocoder_name`` names, through :mod:`model.registry`."""
+def _vocoder(cfg, name: str | None, live: bool = False, voice: str = "default"):
+    """The vocoder ``cfg.vocoder_name`` names, through :mod:`model.registry` (a packaged one
+    as the packaged voice ``voice`` has it)."""
     from model import registry
 
     _threads(cfg)
     try:
-        return registry.load(cfg.vocoder_name(name, live), cfg.audio, cfg.dsp_settings())
+        return registry.load(cfg.vocoder_name(name, live), cfg.audio, cfg.dsp_settings(), voice)
     except registry.RegistryError as e:
         raise UserError(f"--vocoder: {e}") from None
+
+
+def _voice_of(cfg, spec: Path | None):
+    """``--voice NAME|CHECKPOINT``: the voice and its name."""
+    from model import checkpoint
+    from model import voice as _voice
+
+    try:
+        return _voice.resolve(spec, cfg.audio)
+    except checkpoint.CheckpointError as e:
+        raise UserError(f"--voice: {e}") from None
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -168,10 +180,22 @@ def cmd_sing(args: argparse.Namespace) -> int:
     cfg = _load_config(args)
     sing = score.load(args.score)
     _threads(cfg)
-    v = _voice.Voice.load(args.voice, cfg.audio) if args.voice else _voice.packaged(cfg.audio)
-    r = Renderer.configured(v, _vocoder(cfg, args.vocoder), cfg.daemon)
+    v, name = _voice_of(cfg, args.voice)
+    r = Renderer.configured(v, _vocoder(cfg, args.vocoder, voice=name), cfg.daemon)
+    voices = {name: r}
+
+    def voice(named: str) -> Renderer:  # a duet: notes that name a packaged voice
+        if named not in voices:
+            known = _voice.packaged_voices()
+            if named not in known:
+                raise ValueError(f"unknown voice {named!r}; packaged: {sorted(known)}")
+            other, _ = _voice_of(cfg, Path(named))
+            vocoder = _vocoder(cfg, args.vocoder, voice=named)
+            voices[named] = Renderer.configured(other, vocoder, cfg.daemon)
+        return voices[named]
+
     t0 = time.perf_counter()
-    y = render_score(r, sing, cfg.daemon.max_voices, args.preroll, cfg.singing.params())
+    y = render_score(r, sing, cfg.daemon.max_voices, args.preroll, cfg.singing.params(), voice)
     rate = cfg.audio.sample_rate
     secs, took = y.size / rate, time.perf_counter() - t0
     timeline = (
@@ -189,15 +213,14 @@ def cmd_sing(args: argparse.Namespace) -> int:
 
 def cmd_say(args: argparse.Namespace) -> int:
     from daemon import audio_io
-    from model import voice as _voice
 
     cfg = _load_config(args)
     if (args.text is None) == (args.text_file is None):
         print("melgand say: give TEXT or --text-file FILE (one of them)", file=sys.stderr)
         return 2
     _threads(cfg)
-    v = _voice.Voice.load(args.voice, cfg.audio) if args.voice else _voice.packaged(cfg.audio)
-    vocoder = _vocoder(cfg, args.vocoder)
+    v, name = _voice_of(cfg, args.voice)
+    vocoder = _vocoder(cfg, args.vocoder, voice=name)
 
     def render(text: str) -> np.ndarray:
         mel, f0 = v.mel_f0(text)
@@ -320,6 +343,7 @@ def cmd_train_vocoder(args: argparse.Namespace) -> int:
         cfg.audio,
         voice=args.voice,
         resume=args.resume,
+        init=args.init,
         command="melgand " + " ".join(sys.argv[1:]),
         **dataclasses.asdict(cfg.vocoder) | ({"device": args.device} if args.device else {}),
     )
@@ -422,8 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument(
         "--voice",
         type=Path,
-        metavar="CHECKPOINT",
-        help="an acoustic checkpoint (default: the packaged voice)",
+        metavar="NAME|CHECKPOINT",
+        help="a packaged voice (default, joe) or an acoustic checkpoint (default: default)",
     )
     sg.add_argument(
         "--preroll",
@@ -470,8 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--voice",
         type=Path,
-        metavar="CHECKPOINT",
-        help="an acoustic checkpoint (default: the packaged voice)",
+        metavar="NAME|CHECKPOINT",
+        help="a packaged voice (default, joe) or an acoustic checkpoint (default: default)",
     )
     s.set_defaults(func=cmd_say)
 
@@ -613,6 +637,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CHECKPOINT",
         help="fine-tune on this acoustic model's own (teacher-forced) mels of DIR "
         "(beside the analysed ones with [vocoder] voice_mix = true)",
+    )
+    vc.add_argument(
+        "--init",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="start from this vocoder's weights (a fine-tune, e.g. on another voice's corpus: "
+        "model/voices/default/harmonic.safetensors with --set vocoder.arch=harmonic "
+        "--set vocoder.blocks=3)",
     )
     vc.set_defaults(func=cmd_train_vocoder)
     pt = tsub.add_parser(

@@ -399,6 +399,7 @@ def mqtt_sing(payload: bytes) -> Sing:
     if isinstance(bpm, bool) or not isinstance(bpm, int | float) or not 1 <= bpm <= 1000:
         raise ProtocolError('"bpm" must be a number of beats a minute, 1..1000')
     scale = 60.0 / bpm if d.get("unit") == "beat" else 1.0
+    voice = _voice_name(d.get("voice"), "")
     out = []
     for i, n in enumerate(notes):
         try:
@@ -428,8 +429,20 @@ def mqtt_sing(payload: bytes) -> Sing:
                     f'note {i}: "{k}" must be a number {lo:g}..{hi:g} ({expression.HELP[k]})'
                 )
             note[k] = float(v)
+        named = _voice_name(n.get("voice"), f"note {i}: ") or voice
+        if named:  # sung by that voice (a duet: notes of two voices at once)
+            note["voice"] = named
         out.append(note)
     return Sing(out, job_id(d))
+
+
+def _voice_name(v: Any, where: str) -> str | None:
+    """A voice's name from JSON (None: not given)."""
+    if v is None:
+        return None
+    if not isinstance(v, str) or not 0 < len(v) <= 64:
+        raise ProtocolError(f'{where}"voice" must be a voice\'s name (a string, 1..64 chars)')
+    return v
 
 
 def mqtt_control(payload: bytes) -> Any:

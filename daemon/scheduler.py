@@ -78,8 +78,10 @@ class Scheduler:
         max_queue: int = 256,
         fallback=None,
         params: dict | None = None,
+        voices=None,
     ):
         self.renderer, self.sink = renderer, sink  # the voice for new jobs (switch_voice)
+        self.named = voices  # a voice's renderer by name (score notes that name one), or None
         self.rate = renderer.rate
         self.max_voices, self.block, self.max_queue = max_voices, block, max_queue
         self.fallback = fallback or (lambda: NullSink(self.rate))  # a sink for a dead device
@@ -117,14 +119,8 @@ class Scheduler:
         self.lyrics: dict[int | None, str] = {}
         self._last_syllable: tuple[tuple, float] = ((), 0.0)  # the last live note: phones, time
         # the live defaults (/param/<name>): the sung expression's from [singing] (``params``)
-        self.params = {
-            "volume": 1.0,
-            "speed": 1.0,
-            "legato": 0.0,
-            "seed": 0,
-            **expression.DEFAULTS,
-            **(params or {}),
-        }
+        live = {"volume": 1.0, "speed": 1.0, "legato": 0.0, "seed": 0}
+        self.params = {**live, **expression.DEFAULTS, **(params or {})}
         self.gain = 1.0
         self.late = 0
         self.loads: deque[float] = deque(maxlen=400)
@@ -189,7 +185,8 @@ class Scheduler:
                 )
             else:  # a score: its phrases, each a voice (words split over notes, melismas)
                 phones = score.phones(cmd.notes)
-                job.sound = [self._score_phrase(renderer, cmd.notes, phones, g)
+                job.sound = [self._score_phrase(self._named(cmd.notes[g[0]], renderer),
+                                                cmd.notes, phones, g)
                              for g in score.phrases(cmd.notes)]  # fmt: skip
             # the first samples, here rather than in the render; not for notes that will
             # likely glide an already sounding voice (live legato): they start lazily
@@ -489,6 +486,15 @@ class Scheduler:
         """A score note's fluctuation seed: reproducible from the live seed and its index."""
         return expression.score_seed(int(self.params["seed"]), i)
 
+    def _named(self, note: dict, renderer: Renderer) -> Renderer:
+        """The voice a score note names (``"voice"``: a duet), else ``renderer``."""
+        name = note.get("voice")
+        if name is None:
+            return renderer
+        if self.named is None:
+            raise ValueError(f"note at {note['start']:g} s: no voice {name!r} here")
+        return self.named(name)
+
     def _score_phrase(self, renderer: Renderer, notes: list[dict], phones: list, group: list[int]
                       ) -> Phrase:  # fmt: skip
         """A score phrase's voice (notes ``group``), each note with its own expression, the
@@ -608,6 +614,7 @@ def render_score(
     max_voices: int = 8,
     preroll: float = 0.0,
     params: dict | None = None,
+    voices=None,
 ) -> np.ndarray:
     """A score sung offline on its own timeline: sample ``n`` is score time ``n / rate``
     after ``preroll`` seconds of silence. Onset consonants that the singer starts before
@@ -615,9 +622,10 @@ def render_score(
 
     The render itself starts a whole number of blocks before time 0 and its head is then
     dropped: the notes sit at the same phase of the blocks whatever the preroll, so a
-    preroll shifts the same samples (where a note-off takes effect is block-quantized)."""
+    preroll shifts the same samples (where a note-off takes effect is block-quantized).
+    ``voices``: a voice's renderer by name, for notes that name one (a duet)."""
     sink = OfflineSink(renderer.rate)
-    sched = Scheduler(renderer, sink, max_voices=max_voices, params=params)
+    sched = Scheduler(renderer, sink, max_voices=max_voices, params=params, voices=voices)
     job = Job(sing, source="score")
     want = round(preroll * renderer.rate)
     whole = -(-want // sched.block) * sched.block

@@ -101,12 +101,14 @@ def phrases(notes: list[dict], touching: float = 0.05) -> list[list[int]]:
     """The score's notes (indices) in phrases, each sung by one voice: runs of notes that
     follow one another, each starting within ``touching`` seconds of the end of the one
     before (a rest ends a phrase; notes sounding together, chords, go to lines of their
-    own), in order of their first note's start."""
+    own), of one voice (a note's ``voice``), in order of their first note's start."""
     lines: list[list[int]] = []
     for i in sorted(range(len(notes)), key=lambda i: notes[i]["start"]):
         n = notes[i]
         for line in lines:
             last = notes[line[-1]]
+            if last.get("voice") != n.get("voice"):
+                continue
             if abs(n["start"] - (last["start"] + last["dur"])) <= touching:
                 line.append(i)
                 break

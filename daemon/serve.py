@@ -59,11 +59,12 @@ class Daemon:
         self._mqtt_task: asyncio.Task | None = None
 
     def known_voices(self) -> dict[str, Path | None]:
-        """Voices by name: "default" (the packaged one) and each ``NAME.safetensors`` of
-        ``[daemon] voices_dir``. Messages name voices, never files."""
+        """Voices by name: the packaged ones ("default", "joe": ``model/voices/NAME/``) and
+        each ``NAME.safetensors`` of ``[daemon] voices_dir``. Messages name voices, never
+        files."""
         from model import voice as _voice
 
-        out: dict[str, Path | None] = {"default": _voice.PACKAGED}
+        out: dict[str, Path | None] = dict(_voice.packaged_voices())
         if self.cfg.daemon.voices_dir:
             for p in sorted(Path(self.cfg.daemon.voices_dir).glob("*.safetensors")):
                 out.setdefault(p.stem, p)
@@ -77,8 +78,6 @@ class Daemon:
             known = self.known_voices()
             if name not in known:
                 raise ValueError(f"unknown voice {name!r}; known: {sorted(known)}")
-            if name == "default":
-                return _voice.packaged(self.cfg.audio)
             path = known[name]
         return _voice.Voice.load(path, self.cfg.audio)
 
@@ -88,10 +87,11 @@ class Daemon:
             raise ValueError('[daemon] device = "cuda" but torch sees no CUDA device; use "auto"')
         return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
-    def _vocoder(self):
-        """``[daemon] vocoder``, through the registry."""
+    def _vocoder(self, voice: str = "default"):
+        """``[daemon] vocoder``, through the registry (a packaged one as the packaged voice
+        ``voice`` has it: its own, trained on its corpus, where it has one)."""
         cfg = self.cfg
-        return registry.load(cfg.vocoder_name(live=True), cfg.audio, cfg.dsp_settings())
+        return registry.load(cfg.vocoder_name(live=True), cfg.audio, cfg.dsp_settings(), voice)
 
     def renderer_for(self, name: str, path: Path | None = None) -> Renderer:
         """The named voice's renderer, loaded once, then kept (``path``: a voice file that is
@@ -99,9 +99,21 @@ class Daemon:
         with self._loading:
             if name not in self.renderers:
                 voice = self._voice(name, path).to(self.device)
-                vocoder = self.renderer.vocoder
+                vocoder = self.renderer.vocoder  # shared, unless the voice has its own
+                spec = self.cfg.vocoder_name(live=True)
+                own = spec in registry.PACKAGED and path is None
+                if own and registry.packaged_path(spec, name) != registry.packaged_path(spec):
+                    vocoder = self._vocoder(name)
+                    if hasattr(vocoder, "to"):  # a neural vocoder
+                        vocoder.to(self.device)
                 self.renderers[name] = Renderer.configured(voice, vocoder, self.cfg.daemon)
             return self.renderers[name]
+
+    def _score_voice(self, name: str) -> Renderer:
+        """A voice a score note names (from the preparation thread): a clear error if unknown."""
+        if name not in self.known_voices():
+            raise ValueError(f"unknown voice {name!r}; known: {sorted(self.known_voices())}")
+        return self.renderer_for(name)
 
     async def switch_voice(self, name: str) -> None:
         """Switch for new jobs; what sounds finishes with the old one. The voice loads on a
@@ -152,6 +164,7 @@ class Daemon:
             buffer_ms=d.buffer_ms,
             on_event=self._event,
             max_queue=d.max_queue,
+            voices=self._score_voice,
             fallback=self._fallback_sink,
             params=self.cfg.singing.params(),
         )
@@ -172,7 +185,7 @@ class Daemon:
         """The vocoder and the configured voice, loaded off the loop (it serves on), then run
         once."""
         d = self.cfg.daemon
-        vocoder = await self.loop.run_in_executor(None, self._vocoder)
+        vocoder = await self.loop.run_in_executor(None, self._vocoder, d.voice or "default")
         if hasattr(vocoder, "to"):  # a neural vocoder
             vocoder.to(self.device)
         voice = await self.loop.run_in_executor(None, self._voice, d.voice or "default")

@@ -106,16 +106,26 @@ def load_checkpoint(path: Path | str, conv: dsp.Convention | None = None) -> Voc
     )
 
 
-def load(spec: str, conv: dsp.Convention | None = None, dsp_settings: dict | None = None):
-    """The vocoder ``spec`` names (see the module docstring); ``dsp_settings``: the DSP
-    vocoder's keyword arguments ([dsp_vocoder] of the config, ``method`` aside)."""
+def packaged_path(spec: str, voice: str = "default") -> Path:
+    """Where the packaged vocoder ``spec`` lies for the packaged voice ``voice``: the voice's
+    own (``model/voices/VOICE/``, trained on its corpus) where it has one, else the default's."""
+    own = VOICES / voice / PACKAGED[spec].name
+    return own if own.is_file() else PACKAGED[spec]
+
+
+def load(spec: str, conv: dsp.Convention | None = None, dsp_settings: dict | None = None,
+         voice: str = "default"):  # fmt: skip
+    """The vocoder ``spec`` names (see the module docstring), a packaged one as the packaged
+    voice ``voice`` has it (:func:`packaged_path`); ``dsp_settings``: the DSP vocoder's
+    keyword arguments ([dsp_vocoder] of the config, ``method`` aside)."""
     if spec in PACKAGED:
-        if not PACKAGED[spec].is_file():
+        path = packaged_path(spec, voice)
+        if not path.is_file():
             raise RegistryError(
-                f"the {spec} vocoder is missing ({PACKAGED[spec]}); reinstall "
+                f"the {spec} vocoder is missing ({path}); reinstall "
                 f"melgand from a full checkout or pick one of {list(NAMES)}"
             )
-        return load_checkpoint(PACKAGED[spec], conv)
+        return load_checkpoint(path, conv)
     if spec in DSP:
         settings = {k: v for k, v in (dsp_settings or {}).items() if k != "method"}
         return dsp.DspVocoder(conv or dsp.DEFAULT, spec, **settings)

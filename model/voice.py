@@ -230,9 +230,36 @@ class Voice:
         return log_mel.astype(np.float32), f0
 
 
-def packaged(conv: dsp.Convention | None = None) -> Voice:
-    if not PACKAGED.is_file():
+VOICES = PACKAGED.parent.parent  # model/voices/NAME/acoustic.safetensors, NAME's own vocoders
+
+
+def packaged_voices() -> dict[str, Path]:
+    """The voices packaged with melgand, by name (``default`` first)."""
+    found = {p.parent.name: p for p in sorted(VOICES.glob("*/acoustic.safetensors"))}
+    return dict(sorted(found.items(), key=lambda kv: kv[0] != "default"))
+
+
+def packaged(conv: dsp.Convention | None = None, name: str = "default") -> Voice:
+    """The packaged voice ``name`` (see :func:`packaged_voices`)."""
+    known = packaged_voices()
+    if name not in known:
+        missing = "the default voice is missing" if name == "default" else f"no voice {name!r}"
         raise checkpoint.CheckpointError(
-            f"the default voice is missing ({PACKAGED}); reinstall melgand from a full checkout"
+            f"{missing} in {VOICES} (packaged: {sorted(known)}); reinstall melgand from a "
+            "full checkout, or give a voice checkpoint's path"
         )
-    return Voice.load(PACKAGED, conv)
+    return Voice.load(known[name], conv)
+
+
+def resolve(spec: str | Path | None, conv: dsp.Convention | None = None) -> tuple[Voice, str]:
+    """A voice and its name from ``spec``: a packaged voice's name (None: the default) or an
+    acoustic checkpoint's path (its name: the file's stem)."""
+    if spec is None or str(spec) in packaged_voices():
+        name = "default" if spec is None else str(spec)
+        return packaged(conv, name), name
+    if not Path(spec).is_file():
+        raise checkpoint.CheckpointError(
+            f"voice {spec}: neither a packaged voice {sorted(packaged_voices())} nor an "
+            "acoustic checkpoint file"
+        )
+    return Voice.load(spec, conv), Path(spec).stem

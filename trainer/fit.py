@@ -57,12 +57,22 @@ class Task(Protocol):
 
 def fit(task: Task, rt: runtime.Runtime, run: Path, rng: random.Random, *, steps: int,
         resume: bool = False, save_every: int | None = None, log_every: int = 50,
-        progress: bool = True) -> dict:  # fmt: skip
-    """Train ``task`` to ``steps`` (from its last save with ``resume``), saving and
-    validating every ``save_every`` steps (None: at the end only); returns the last
-    validation's metrics (empty on processes other than rank 0)."""
+        progress: bool = True, init: Path | None = None) -> dict:  # fmt: skip
+    """Train ``task`` to ``steps`` (from its last save with ``resume``; a new run from the
+    weights of the checkpoint ``init``, a fine-tune), saving and validating every
+    ``save_every`` steps (None: at the end only); returns the last validation's metrics
+    (empty on processes other than rank 0)."""
     ckpt = run / f"{task.kind}.safetensors"
     step = _resume(task, ckpt, rng) if resume else 0
+    if init is not None and not resume:
+        tensors, _ = checkpoint.load(init, kind=task.kind)
+        try:
+            task.net.load_state_dict(tensors, strict=True)
+        except RuntimeError as e:
+            raise checkpoint.CheckpointError(
+                f"{init}: not this network's weights (set the same [{task.kind}] sizes as it "
+                f"was trained with): {str(e).splitlines()[0]}"
+            ) from None
     model = task.wrap(rt)
     scaler = rt.scaler()
     record = runtime.Record(run, rt, steps, step, task.kind, progress)

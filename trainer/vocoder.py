@@ -209,7 +209,8 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
           feature_match_weight: float = 0.0, mel_weight: float = 1.0, disc_width: int = 16,
           voice: Path | None = None, held_out: float = 0.02, save_every: int = 1000,
           device: str = "auto", amp: bool = True, resume: bool = False, progress: bool = True,
-          command: str = "", log_every: int = 50, val_items: int = 4) -> dict:  # fmt: skip
+          command: str = "", log_every: int = 50, val_items: int = 4,
+          init: Path | None = None) -> dict:  # fmt: skip
     rt = runtime.Runtime.start(device, amp)
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -227,10 +228,11 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
                        mel_refine=mel_refine, adversarial_start=adversarial_start,
                        adversarial_weight=adversarial_weight, mel_weight=mel_weight,
                        feature_match_weight=feature_match_weight, repitch_mix=repitch_mix,
-                       provenance={"command": command, "data": str(data)},
+                       provenance={"command": command, "data": str(data),
+                                   **({"init": str(init)} if init else {})},
                        voice=str(voice) if voice else None)  # fmt: skip
     return fit.fit(task, rt, run, rng, steps=steps, resume=resume, save_every=save_every,
-                   log_every=log_every, progress=progress)  # fmt: skip
+                   log_every=log_every, progress=progress, init=init)  # fmt: skip
 
 
 class VocoderTask:
