@@ -1,12 +1,14 @@
 """The voice: intelligibility beside Festival (the teacher), and speed.
 
-    .venv/bin/python bench/bench_voice.py [--voice CHECKPOINT] [--vocoder NAME ...] [--piper]
+    .venv/bin/python bench/bench_voice.py [--voice NAME|CHECKPOINT ...] [--vocoder NAME ...]
+        [--piper]
 
 Word error rate of pocketsphinx (its bundled en-us model) and Whisper base (faster-whisper,
 CPU int8), and DNSMOS OVRL, on `melgand say` output (the voice's mel and frame f0 through
 each vocoder) and on Festival's own rendering of the same held-out sentences (written here,
-not in any training corpus, never tuned on), with Piper as a peer when asked; then the
-generator's streaming cost per frame, text-to-mel speed and peak memory. Run it on an idle
+not in any training corpus, never tuned on), with Piper as a peer when asked, and each
+renderer's text-to-audio speed in-process over the same sentences; then the first voice's
+generator streaming cost per frame, text-to-mel speed and peak memory. Run it on an idle
 machine.
 """
 
@@ -97,6 +99,7 @@ class Judge:
     def __init__(self):
         self.errors = np.zeros(3, int)  # sphinx errors, whisper errors, words
         self.mos: list[float] = []
+        self.seconds = [0.0, 0.0]  # synthesis time, audio length
 
     def add(self, ref: list[str], y: np.ndarray, sr: int, use_whisper: bool) -> None:
         from judges import dnsmos, whisper
@@ -106,18 +109,30 @@ class Judge:
         self.errors += (e, ew, n)
         self.mos.append(dnsmos(y, sr)["ovrl"])
 
+    def timed(self, make, *args):
+        """``make(*args)`` -> (audio, rate), its time and length counted."""
+        t = time.perf_counter()
+        y, sr = make(*args)
+        self.seconds[0] += time.perf_counter() - t
+        self.seconds[1] += len(y) / sr
+        return y, sr
+
     def row(self, name: str, use_whisper: bool) -> str:
         e, ew, n = self.errors
         w = f"{100 * ew / n:.1f}" if use_whisper else "-"
-        return f"| {name} | {100 * e / n:.1f} | {w} | {np.mean(self.mos):.2f} |"
+        took, length = self.seconds
+        speed = f"{length / took:.0f}x" if took else "-"
+        return f"| {name} | {100 * e / n:.1f} | {w} | {np.mean(self.mos):.2f} | {speed} |"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--voice", type=Path, default=None)
+    ap.add_argument("--voice", action="append", default=[],
+                    help="a packaged voice (default, joe) or an acoustic checkpoint; repeat to "
+                    "compare (default: default)")  # fmt: skip
     ap.add_argument("--vocoder", action="append", default=[],
                     help="harmonic, neural, rtisi, griffin_lim or a checkpoint; repeat to "
-                    "compare (default: harmonic)")  # fmt: skip
+                    "compare (default: harmonic; a packaged one as each voice has it)")  # fmt: skip
     ap.add_argument("--save", type=Path, default=None, help="keep the rendered wavs here")
     ap.add_argument("--generated", type=int, default=0, metavar="N",
                     help="instead of the 20 written sentences: N from the corpus generator "
@@ -126,12 +141,12 @@ def main() -> None:
     ap.add_argument("--piper", action="store_true", help="Piper joe-medium as a peer row")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    v = _voice.Voice.load(args.voice) if args.voice else _voice.packaged()
-    names = args.vocoder or ["harmonic"]
     cfg = config.load()
-    vocoders = {n: _vocoder(cfg, n) for n in names}
+    voices = [_voice.resolve(spec, cfg.audio) for spec in (args.voice or [None])]
+    names = args.vocoder or ["harmonic"]
+    ours = {(vn, n): (v, _vocoder(cfg, n, voice=vn)) for v, vn in voices for n in names}
     use_whisper = not args.no_whisper
-    judges = {n: Judge() for n in ["festival", *names]}
+    judges = {k: Judge() for k in ["festival", *ours]}
     peer = piper_peer() if args.piper else None
     if peer is not None:
         judges["piper"] = Judge()
@@ -140,27 +155,33 @@ def main() -> None:
         from trainer.sentences import generate
 
         sentences = generate(args.generated, 101).sentences
+
+    def say(v, voc, text):
+        mel, f0 = v.mel_f0(text)
+        return voc(mel, f0=f0), v.conv.sample_rate
+
     for k, s in enumerate(sentences):
         ref = words(s)
         judges["festival"].add(ref, *festival(s), use_whisper)
         if peer is not None:
-            judges["piper"].add(ref, *peer(s), use_whisper)
-        mel, f0 = v.mel_f0(s)
-        for n, voc in vocoders.items():
-            y = voc(mel, f0=f0)
+            judges["piper"].add(ref, *judges["piper"].timed(peer, s), use_whisper)
+        for key, (v, voc) in ours.items():
+            y, sr = judges[key].timed(say, v, voc, s)
             if args.save:
                 args.save.mkdir(parents=True, exist_ok=True)
-                sf.write(args.save / f"{k:02d}_{Path(n).stem}.wav", y, v.conv.sample_rate)
-            judges[n].add(ref, y, v.conv.sample_rate, use_whisper)
+                sf.write(args.save / f"{k:02d}_{key[0]}_{Path(key[1]).stem}.wav", y, sr)
+            judges[key].add(ref, y, sr, use_whisper)
     kind = "generated (seed 101)" if args.generated else "written"
     print(f"# voice: {len(sentences)} held-out {kind} sentences\n")
-    print("| renderer | WER % pocketsphinx | WER % Whisper base | DNSMOS OVRL |")
-    print("|---|---:|---:|---:|")
+    print("| renderer | WER % pocketsphinx | WER % Whisper base | DNSMOS OVRL "
+          "| text to audio, in-process |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|")
     print(judges["festival"].row("Festival cmu_us_slt_arctic_hts (teacher)", use_whisper))
     if peer is not None:
         print(judges["piper"].row("Piper en_US-joe-medium", use_whisper))
-    for n in names:
-        print(judges[n].row(f"melgand {v.header.get('name', 'voice')} + {n} vocoder", use_whisper))
+    for vn, n in ours:
+        print(judges[vn, n].row(f"melgand {vn} + {n} vocoder", use_whisper))
+    v = voices[0][0]
 
     # speed: text -> mel offline, and the generator streaming frame by frame
     text = " ".join(SENTENCES[:5])
@@ -179,6 +200,17 @@ def main() -> None:
         for i in range(20, n):
             _, st = gen.stream(x[:, i : i + 1], st)
         per_frame = (time.perf_counter() - t) / (n - 20)
+    # time to first audio: a sentence streamed as the daemon streams it (text to its first
+    # block of samples), a sentence not said before (the renderer caches phrases)
+    from daemon.synth import Renderer, Speech
+
+    r = Renderer.configured(v, ours[voices[0][1], names[0]][1], cfg.daemon)
+    Speech(r, "Warm up, once.").render(256)
+    firsts = []
+    for s in SENTENCES[10:15]:
+        t = time.perf_counter()
+        Speech(r, s + " Again.").render(256)
+        firsts.append(time.perf_counter() - t)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("\n| speed (this 2-core CPU) | figure |")
     print("|---|---:|")
@@ -188,6 +220,10 @@ def main() -> None:
     )
     print(
         f"| text to mel, offline ({audio_s:.1f} s of speech) | {audio_s / t_mel:.0f}x real time |"
+    )
+    print(
+        f"| time to first audio, a sentence streamed ({names[0]}; median of 5) | "
+        f"{np.median(firsts) * 1e3:.0f} ms |"
     )
     print(f"| peak memory (RSS) of this process | {peak:.0f} MB |")
 

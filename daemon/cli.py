@@ -195,7 +195,10 @@ def cmd_sing(args: argparse.Namespace) -> int:
         return voices[named]
 
     t0 = time.perf_counter()
-    y = render_score(r, sing, cfg.daemon.max_voices, args.preroll, cfg.singing.params(), voice)
+    try:
+        y = render_score(r, sing, cfg.daemon.max_voices, args.preroll, cfg.singing.params(), voice)
+    except ValueError as e:  # a note the voice cannot sing, a voice that is not there
+        raise UserError(f"{args.score}: {e}") from None
     rate = cfg.audio.sample_rate
     secs, took = y.size / rate, time.perf_counter() - t0
     timeline = (

@@ -567,9 +567,12 @@ class Scheduler:
         events, voices and mixer as live; the job's time 0 is ``preroll`` seconds in (sample
         ``round(preroll * rate)``). A score is placed before the first block, so that its
         first onset consonants start in the preroll, or are cut where they fall before 0."""
+        why, hook = [], self.on_event
+        self.on_event = lambda kind, j, **kw: why.append(kw.get("reason", kind))
         self._prepare(job)
+        self.on_event = hook
         if job.sound is None:
-            raise ValueError(f"cannot render {job.cmd}")
+            raise ValueError(why[-1] if why else f"cannot render {job.cmd}")
         finished = []
         hook = self.on_event
         self.on_event = lambda kind, j, **kw: (

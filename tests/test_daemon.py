@@ -135,7 +135,7 @@ def test_osc_queries_jobs_and_failures(served):
     r.sock.sendto(b"not osc at all", r.d.osc_addr)
     assert r.recv("/fail")[1][0] == "?"
     r.send("/voice", "/etc/passwd")  # messages name voices, never files
-    assert r.recv("/fail")[1][1] == "unknown voice '/etc/passwd'; known: ['default']"
+    assert r.recv("/fail")[1][1] == "unknown voice '/etc/passwd'; known: ['default', 'joe']"
     r.send("/voice", "default")
     assert r.recv("/done") == ("/done", ["/voice"])
     r.send("/sync", 42)

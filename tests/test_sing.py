@@ -184,6 +184,36 @@ def test_a_first_consonant_before_time_0_is_cut_or_fits_the_preroll(tmp_path, ca
     assert abs(first_y - first_z) < 0.03, (first_y, first_z)  # the vowel on the same beat
 
 
+def test_a_duet_sings_each_note_with_the_voice_it_names(tmp_path, capsys):
+    """Score notes name their voice ("voice": a packaged one): two voices at once, each as
+    it sings alone, mixed; a voice that is not there is an error naming the score."""
+    plain = {"start": 0.0, "dur": 1.0, "lyric": "la", "fluctuation": 0, "vibrato_depth": 0}
+    joe = {**plain, "pitch": 48, "voice": "joe"}  # no seeded expression: as when alone
+    slt = {**plain, "pitch": 64}
+    duet = _sing(tmp_path, [joe, slt], name="duet")
+    alone = [_sing(tmp_path, [n], name=f"solo{i}") for i, n in enumerate([joe, slt])]
+    n = min(len(duet), *(len(a) for a in alone))
+    both = alone[0][:n] + alone[1][:n]
+    assert np.corrcoef(duet[:n], both)[0, 1] > 0.99
+    assert np.corrcoef(alone[0][:n], alone[1][:n])[0, 1] < 0.5  # two different voices
+    spectrum = np.abs(np.fft.rfft(duet[5000:17000]))
+    hz = np.fft.rfftfreq(12000, 1 / 22050)
+    for pitch in (48, 64):  # both fundamentals sound
+        f0 = 440 * 2 ** ((pitch - 69) / 12)
+        near = (hz > f0 * 0.97) & (hz < f0 * 1.03)
+        assert spectrum[near].max() > 10 * np.median(spectrum[(hz > 60) & (hz < 2000)])
+    src = tmp_path / "bad.json"
+    src.write_text(json.dumps({"notes": [{**slt, "voice": "nobody"}]}))
+    capsys.readouterr()
+    assert cli.main(["sing", str(src), "-o", str(tmp_path / "bad.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json: unknown voice 'nobody'; packaged: ['default', 'joe']" in err
+    with pytest.raises(P.ProtocolError, match=r'note 0: "voice" must be a voice'):
+        P.mqtt_sing(b'{"notes": [{"pitch": 60, "start": 0, "dur": 1, "voice": 7}]}')
+    sing = P.mqtt_sing(b'{"voice": "joe", "notes": [{"pitch": 60, "start": 0, "dur": 1}]}')
+    assert sing.notes[0]["voice"] == "joe"  # the score's voice, for every note
+
+
 def test_a_kar_score_is_sung_on_its_timeline_too(tmp_path):
     path = tmp_path / "song.kar"
     write_kar(path, [(57, 1, "ah"), (64, 1, "ah")])  # 0.5 s a beat
