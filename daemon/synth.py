@@ -44,8 +44,11 @@ class Renderer:
 
     @classmethod
     def configured(cls, voice: Voice, vocoder, d) -> Renderer:
-        """As the ``[daemon]`` section ``d`` of the config says."""
-        lo, hi = d.native_range[0], d.native_range[-1]
+        """As the ``[daemon]`` section ``d`` of the config says; the native range is the
+        voice's own where its header has one (``native_range``: the register it was trained
+        to sing), else the config's."""
+        own = voice.header.get("native_range")
+        lo, hi = (own or d.native_range)[0], (own or d.native_range)[-1]
         return cls(voice, vocoder, d.chunk_frames, d.vocoder_threads, (lo, hi))
 
     @property

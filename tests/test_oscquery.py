@@ -73,7 +73,7 @@ def test_served_over_http(served):
     mnote = root["CONTENTS"]["mnote"]
     assert mnote["RANGE"][:2] == [{"MIN": 0, "MAX": 127}, {"MIN": 0, "MAX": 127}]
     assert mnote["CONTENTS"]["rel"]["FULL_PATH"] == "/mnote/rel"
-    assert root["CONTENTS"]["voice"]["RANGE"] == [{"VALS": ["default"]}]
+    assert root["CONTENTS"]["voice"]["RANGE"] == [{"VALS": ["default", "joe"]}]
     assert root["CONTENTS"]["notify"]["RANGE"] == [{"VALS": [0, 1]}]
     vol = _get(base, "/param/volume")[1]
     assert vol["TYPE"] == "f" and vol["RANGE"] == [{"MIN": 0.0, "MAX": 4.0}]
