@@ -9,9 +9,9 @@ sung the same way as a score's: a frame's pitch depends only on what came before
   quarter of the note, and a score note of 0.5 s or less has none unless it asks), fading in
   over ``vibrato_fade`` seconds. A legato move starts the delay again (the vibrato dips out
   over 0.1 s during the transition and comes back).
-- **Portamento**: a legato move (live legato, a score's melisma) glides the pitch control
-  over ``portamento`` seconds (raised-cosine). Separate score notes are separate voices,
-  each on its pitch from its first frame (its vowel lands on the beat in tune).
+- **Portamento**: a legato move (live legato, a score's next note or melisma) glides the
+  pitch control over ``portamento`` seconds (raised-cosine); in a score phrase a new
+  syllable's move takes its onset consonants at most (:class:`daemon.synth.Phrase`).
 - **Overshoot and preparation** (Saitou et al. 2007): the control passes through a damped
   second-order system (``w = 34.8 rad/s``, ``zeta = 0.54``, their overshoot model), so that
   the pitch lags the move and overshoots the new note before settling; ``overshoot`` (0..1+)
