@@ -129,57 +129,43 @@ def test_text_and_text_file_are_exclusive(small_voice, tmp_path):
     assert r.returncode == 2 and "give TEXT or --text-file FILE" in r.stderr
 
 
-def test_the_packaged_voice_speaks_intelligibly(tmp_path):
-    """A fresh clone's default voice (model/voices/default), heard by pocketsphinx."""
+def _spoken(tmp_path, text: str, *args: str) -> tuple[set, set, np.ndarray]:
+    """`melgand say TEXT ARGS`: the words pocketsphinx hears, the words said, the audio."""
+    import soxr
     from pocketsphinx import Decoder
 
-    out = tmp_path / "default.wav"
-    text = "Please turn off the lights in the kitchen."
-    r = say(text, "-o", str(out))
+    out = tmp_path / "said.wav"
+    r = say(text, *args, "-o", str(out))
     assert r.returncode == 0, r.stderr
     y, sr = sf.read(out, dtype="float32")
-    import soxr
-
     y16 = (np.clip(soxr.resample(y, sr, 16000), -1, 1) * 32767).astype(np.int16)
     dec = Decoder(samprate=16000, loglevel="FATAL")
     dec.start_utt()
     dec.process_raw(y16.tobytes(), full_utt=True)
     dec.end_utt()
     heard = set(dec.hyp().hypstr.split()) if dec.hyp() else set()
-    said = {w.strip(".,").lower() for w in text.split()}
+    return heard, {w.strip(".,").lower() for w in text.split()}, y
+
+
+def test_the_packaged_voice_speaks_intelligibly(tmp_path):
+    """A fresh clone's default voice (model/voices/default), heard by pocketsphinx."""
+    heard, said, _ = _spoken(tmp_path, "Please turn off the lights in the kitchen.")
     assert len(heard & said) >= 0.6 * len(said), heard
 
 
 def test_joe_is_a_packaged_voice_with_its_own_vocoder(tmp_path):
     """`--voice joe` speaks (pocketsphinx hears it) through joe's own harmonic vocoder; a
     name that is no voice and no file is refused by name."""
-    from pocketsphinx import Decoder
-
     from model import registry
     from model import voice as _voice
 
     assert list(_voice.packaged_voices())[:2] == ["default", "joe"]
-    assert (
-        registry.packaged_path("harmonic", "joe")
-        == registry.VOICES / "joe" / "harmonic.safetensors"
-    )
+    own = registry.VOICES / "joe" / "harmonic.safetensors"
+    assert registry.packaged_path("harmonic", "joe") == own
     assert registry.packaged_path("neural", "joe") == registry.PACKAGED["neural"]  # the default's
-    out = tmp_path / "joe.wav"
-    text = "The museum opens at ten in the morning."
-    r = say(text, "--voice", "joe", "-o", str(out))
-    assert r.returncode == 0, r.stderr
-    y, sr = sf.read(out, dtype="float32")
-    import soxr
-
-    y16 = (np.clip(soxr.resample(y, sr, 16000), -1, 1) * 32767).astype(np.int16)
-    dec = Decoder(samprate=16000, loglevel="FATAL")
-    dec.start_utt()
-    dec.process_raw(y16.tobytes(), full_utt=True)
-    dec.end_utt()
-    heard = set(dec.hyp().hypstr.split()) if dec.hyp() else set()
-    said = {w.strip(".,").lower() for w in text.split()}
+    heard, said, y = _spoken(tmp_path, "The museum opens at ten in the morning.", "--voice", "joe")
     assert len(heard & said) >= 0.5 * len(said), heard
     f0, voiced = dsp.yin(y, dsp.DEFAULT, fmin=60, fmax=400)
-    assert np.median(f0[voiced]) < 160  # a male voice (the default sings about 190 Hz)
+    assert np.median(f0[voiced]) < 160  # a male voice (the default speaks about 190 Hz)
     r = say("Hi.", "--voice", "nobody", "-o", str(tmp_path / "x.wav"))
     assert r.returncode == 2 and "--voice: voice nobody: neither a packaged voice" in r.stderr
