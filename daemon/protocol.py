@@ -59,8 +59,8 @@ class Lyric:
 @dataclass
 class NoteParam:
     id: int
-    name: str  # "pitch" (semitones offset), "volume", an expression setting (cents, Hz, s:
-    # daemon/expression.py), or (scores, internal) "glide"
+    name: str  # "pitch" (semitones offset), "volume", or an expression setting (cents, Hz,
+    # s: daemon/expression.py)
     value: float
 
 

@@ -183,15 +183,16 @@ class Scheduler:
                 job.sound = Note(
                     renderer, cmd.pitch, cmd.velocity, job.lyric, self.params, job.context
                 )
-            else:  # a score: its phrases, each a voice (words split over notes, melismas)
+            else:  # a score: its phrases (note indices), each a voice (words split over
+                # notes, melismas): [(indices, Phrase)]
                 phones = score.phones(cmd.notes)
-                job.sound = [self._score_phrase(self._named(cmd.notes[g[0]], renderer),
-                                                cmd.notes, phones, g)
+                job.sound = [(g, self._score_phrase(self._named(cmd.notes[g[0]], renderer),
+                                                    cmd.notes, phones, g))
                              for g in score.phrases(cmd.notes)]  # fmt: skip
             # the first samples, here rather than in the render; not for notes that will
             # likely glide an already sounding voice (live legato): they start lazily
             if isinstance(cmd, P.Sing):
-                for snd in job.sound:
+                for _, snd in job.sound:
                     snd.prefill(self.block)
             elif not (isinstance(cmd, P.NoteOn) and self.params["legato"] >= 0.5):
                 job.sound.prefill(self.block)
@@ -474,9 +475,6 @@ class Scheduler:
         for v in self._notes(cmd.id, None, before=self.order):
             if cmd.name == "pitch":
                 v.sound.bend = cmd.value
-            elif cmd.name == "glide":  # a melisma: its own note's settings come along
-                own = job.sound.own if isinstance(job.sound, Note) else None
-                v.sound.glide_to(cmd.value, expression=own)
             elif cmd.name == "volume":
                 v.sound.gain = cmd.value
             else:  # an expression setting of this note: /ne/vibrato_depth ...
@@ -525,8 +523,7 @@ class Scheduler:
         notes = job.cmd.notes
         self.on_event("go", job, voice=None)
         base = score.PRIVATE - 10_000 * (next(self.seq) % 10_000)  # its own note ids
-        groups = score.phrases(notes)
-        for at, j in score.events(notes, groups, job.sound, job.pos, self.pos, self.rate, base):
+        for at, j in score.events(notes, job.sound, job.pos, self.pos, self.rate, base):
             self._push(at, j)
         end = job.pos + max(int((n["start"] + n["dur"]) * self.rate) for n in notes)
         self._push(end, Job(ScoreEnd(job), pos=end))
@@ -634,7 +631,7 @@ def render_score(
     whole = -(-want // sched.block) * sched.block
     sched.render_offline(job, whole / renderer.rate)
     if isinstance(job.sound, list):
-        for g, snd in zip(score.phrases(sing.notes), job.sound, strict=True):
+        for g, snd in job.sound:
             n = sing.notes[g[0]]
             cut = snd.lead - want - int(n["start"] * renderer.rate)
             if cut > 0:

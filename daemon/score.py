@@ -122,18 +122,19 @@ def melismas(notes: list[dict]) -> list[bool]:
     return [i > 0 and n["lyric"].strip() in MELISMA for i, n in enumerate(notes)]
 
 
-def events(notes: list[dict], groups: list[list[int]], sounds: list[Sung], t0: int,
-           now: int, rate: int, base: int = PRIVATE) -> list[tuple[int, Job]]:  # fmt: skip
-    """A score's phrases (:func:`phrases`, their voices ``sounds``) as ``(sample, Job)``
-    events from sample ``t0``: each phrase a note-on (id ``base - `` its first note's index)
-    placed so that its first vowel lands on its first beat, its onset consonants before it
-    (the phrase times the rest itself: :class:`daemon.synth.Phrase`).
+def events(notes: list[dict], sounds: list[tuple[list[int], Sung]], t0: int, now: int,
+           rate: int, base: int = PRIVATE) -> list[tuple[int, Job]]:  # fmt: skip
+    """A score's phrases (``sounds``: each its notes' indices, as :func:`phrases` gives them,
+    and its voice) as ``(sample, Job)`` events from sample ``t0``: each phrase a note-on (id
+    ``base - `` its first note's index) placed so that its first vowel lands on its first
+    beat, its onset consonants before it (the phrase times the rest itself:
+    :class:`daemon.synth.Phrase`).
 
     Nothing starts before ``now``: a phrase whose consonants would start earlier starts at
     ``now`` with their first ``skip`` samples cut, so that its vowel still lands on the beat
     (a phrase whose first beat has passed starts late, whole from its vowel on)."""
     out = []
-    for g, snd in zip(groups, sounds, strict=True):
+    for g, snd in sounds:
         n = notes[g[0]]
         start, skip = onset(t0 + int(n["start"] * rate), snd.lead, now)
         on = Job(P.NoteOn(n["pitch"], n["velocity"], base - g[0]), pos=start, sound=snd,

@@ -109,12 +109,6 @@ class Daemon:
                 self.renderers[name] = Renderer.configured(voice, vocoder, self.cfg.daemon)
             return self.renderers[name]
 
-    def _score_voice(self, name: str) -> Renderer:
-        """A voice a score note names (from the preparation thread): a clear error if unknown."""
-        if name not in self.known_voices():
-            raise ValueError(f"unknown voice {name!r}; known: {sorted(self.known_voices())}")
-        return self.renderer_for(name)
-
     async def switch_voice(self, name: str) -> None:
         """Switch for new jobs; what sounds finishes with the old one. The voice loads on a
         worker thread; the switch itself is made here, on the event loop."""
@@ -164,7 +158,7 @@ class Daemon:
             buffer_ms=d.buffer_ms,
             on_event=self._event,
             max_queue=d.max_queue,
-            voices=self._score_voice,
+            voices=self.renderer_for,  # a voice a score note names (ValueError if unknown)
             fallback=self._fallback_sink,
             params=self.cfg.singing.params(),
         )

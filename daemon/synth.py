@@ -281,16 +281,12 @@ class Sung(_Streaming):
         e = self.expression
         self.breath, self.brightness = e.breath, e.tilt_db(self.velocity)
         self.pitch = self.contour.control  # where the (glided) control is, without expression
-        midi, heard = self._pitches(e)
+        midi = self.contour.step(e) + self.bend
         sung = self._native(midi)
         hz = 440.0 * 2 ** ((sung - 69) / 12)
-        warp = 2 ** ((heard - sung) / 12)  # beyond the range (or ahead of it): see _shape
-        return self.r.voice.stats.log_f0(hz), warp, 440.0 * 2 ** ((heard - 69) / 12)
-
-    def _pitches(self, e: expression_.Expression) -> tuple[float, float]:
-        """This frame's pitch (MIDI) asked of the generator and the pitch sounded: one."""
-        midi = self.contour.step(e) + self.bend
-        return midi, midi
+        warp = 2 ** ((midi - sung) / 12)  # beyond the range: see _shape
+        heard = 440.0 * 2 ** ((midi - 69) / 12)
+        return self.r.voice.stats.log_f0(hz), warp, heard
 
     def _native(self, midi: float) -> float:
         """The pitch the generator is asked for: ``midi`` inside its native range."""
@@ -300,8 +296,8 @@ class Sung(_Streaming):
     def glide_to(self, pitch: float, seconds: float | None = None,
                  expression: dict | None = None) -> None:  # fmt: skip
         """Legato: the held vowel moves to ``pitch`` over ``seconds`` (None: the note's
-        ``portamento``; 0: at once), with overshoot, and its vibrato starts over; a score's
-        melisma brings its own note's settings, ``expression``, which replace the note's."""
+        ``portamento``; 0: at once), with overshoot, and its vibrato starts over; a score
+        phrase's next note brings its own settings, ``expression``, which replace these."""
         if expression is not None:
             self.own = {k: v for k, v in expression.items() if k != "seed"}
         self.target = pitch
@@ -440,9 +436,8 @@ class Phrase(Sung):
         for k in range(self.i, self.i + n):
             if k in self.moves:  # the next note: its settings, its pitch
                 note, own, seconds = self.moves[k]
-                self.own = {key: v for key, v in own.items() if key != "seed"}
                 self.velocity = note["velocity"]
-                self.glide_to(note["pitch"], seconds)
+                self.glide_to(note["pitch"], seconds, expression=own)
             c = self.ctrl[k]
             c[0], factor, hz = self._f0()
             self.f0_in.append((hz, float(c[1]), factor, 0.0))

@@ -23,9 +23,10 @@ from model import checkpoint, retiming
 from model.acoustic import AcousticModel, upsample
 from model.frontend import Frontend, lyric_phones
 from model.g2p import is_vowel
+from model.registry import VOICES
 from model.stats import Stats
 
-PACKAGED = Path(__file__).resolve().parent / "voices" / "default" / "acoustic.safetensors"
+PACKAGED = VOICES / "default" / "acoustic.safetensors"  # NAME's: VOICES / NAME / acoustic...
 
 
 def phones_of(lyric: str | tuple[str, ...]) -> list[str]:
@@ -92,16 +93,24 @@ class Voice:
         return cls(model, fe, stats, have, header)
 
     @torch.no_grad()
+    def _encode(self, tokens: list[int], speed: float = 1.0):
+        """Token ids -> their encoding ``(1, N, C)``, predicted durations ``(N,)`` (frames,
+        each >= 1) and per-token prosody ``(N, 3)`` (normalized controls)."""
+        model = self.model
+        enc = model.encoder(torch.tensor([tokens], device=self.device))
+        log_dur = model.duration(enc)[0, :, 0]
+        dur = torch.clamp(torch.round((torch.exp(log_dur) - 1) / speed), min=1).long()
+        return enc, dur, model.prosody(enc)[0]
+
+    @torch.no_grad()
     def _predict(self, tokens: list[int], keep: slice = slice(None), speed: float = 1.0):
         """Token ids -> the encoding ``(1, N, C)`` of those in ``keep`` (the rest are context
         the encoder sees), their predicted durations ``(N,)`` (frames, each >= 1) and their
         per-token prosody repeated for those frames ``(T, 3)`` (normalized controls)."""
-        model = self.model
-        enc_all = model.encoder(torch.tensor([tokens], device=self.device))
-        log_dur = model.duration(enc_all)[0, keep, 0]
-        dur = torch.clamp(torch.round((torch.exp(log_dur) - 1) / speed), min=1).long()
+        enc, dur, prosody = self._encode(tokens, speed)
+        dur = dur[keep]
         idx = torch.repeat_interleave(torch.arange(len(dur), device=self.device), dur)
-        return enc_all[:, keep], dur, model.prosody(enc_all)[0, keep][idx]
+        return enc[:, keep], dur, prosody[keep][idx]
 
     @torch.no_grad()
     def frame_inputs(self, text: str, speed: float = 1.0) -> torch.Tensor:
@@ -166,12 +175,8 @@ class Voice:
         to the note's end less the coda. ``consonant``: each syllable's onset length against
         the spoken one (1: as spoken). ``pause`` frames of silence before and after."""
         phones = [p for syl in syllables for p in syl]
-        tokens = self.frontend.encode_units(["pau", *phones, "pau"])
-        enc = self.model.encoder(torch.tensor([tokens], device=self.device))
-        spoken = torch.clamp(torch.round(torch.exp(self.model.duration(enc)[0, 1:-1, 0]) - 1),
-                             min=1).cpu().numpy()  # fmt: skip
-        prosody = self.model.prosody(enc)[0]  # (N + 2, 3) per token
-        syls, lengths, k = [], spoken.astype(np.float64), 0
+        enc, spoken, prosody = self._encode(self.frontend.encode_units(["pau", *phones, "pau"]))
+        syls, lengths, k = [], spoken[1:-1].cpu().numpy().astype(np.float64), 0
         for j, syl in enumerate(syllables):
             v = next((i for i, p in enumerate(syl) if is_vowel(p)), len(syl) // 2)
             syls.append(retiming.Syllable(tuple(range(k, k + v)), k + v,
@@ -230,9 +235,6 @@ class Voice:
         return log_mel.astype(np.float32), f0
 
 
-VOICES = PACKAGED.parent.parent  # model/voices/NAME/acoustic.safetensors, NAME's own vocoders
-
-
 def packaged_voices() -> dict[str, Path]:
     """The voices packaged with melgand, by name (``default`` first)."""
     found = {p.parent.name: p for p in sorted(VOICES.glob("*/acoustic.safetensors"))}
@@ -254,12 +256,13 @@ def packaged(conv: dsp.Convention | None = None, name: str = "default") -> Voice
 def resolve(spec: str | Path | None, conv: dsp.Convention | None = None) -> tuple[Voice, str]:
     """A voice and its name from ``spec``: a packaged voice's name (None: the default) or an
     acoustic checkpoint's path (its name: the file's stem)."""
-    if spec is None or str(spec) in packaged_voices():
+    known = packaged_voices()
+    if spec is None or str(spec) in known:
         name = "default" if spec is None else str(spec)
         return packaged(conv, name), name
     if not Path(spec).is_file():
         raise checkpoint.CheckpointError(
-            f"voice {spec}: neither a packaged voice {sorted(packaged_voices())} nor an "
+            f"voice {spec}: neither a packaged voice {sorted(known)} nor an "
             "acoustic checkpoint file"
         )
     return Voice.load(spec, conv), Path(spec).stem

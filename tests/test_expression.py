@@ -255,7 +255,8 @@ def test_a_longer_consonant_leads_the_beat_by_more_and_the_vowel_lands_on_it(ren
     for owns in ([own, own], [{**own, "consonant": 1.0}, {**own, "consonant": -1.0}]):
         snds = [Phrase(renderer, [notes[i]], [("s", "t", "aa", "r")], None, [dict(owns[i])],
                        [False]) for i in range(2)]  # fmt: skip
-        ons = [(pos, j) for pos, j in score.events(notes, groups, snds, 0, 0, rate)
+        phrased = list(zip(groups, snds, strict=True))
+        ons = [(pos, j) for pos, j in score.events(notes, phrased, 0, 0, rate)
                if isinstance(j.cmd, P.NoteOn)]  # fmt: skip
         for (pos, j), n, snd in zip(ons, notes, snds, strict=True):
             assert j.skip == 0 and pos + snd.lead == int(n["start"] * rate)
