@@ -19,6 +19,7 @@ import torch
 from bench_voice import SENTENCES, recognize, wer, words
 
 import dsp
+from model.acoustic import TorchAcoustic
 from model.voice import Voice
 from trainer import acoustic
 
@@ -29,11 +30,13 @@ def held_out_scores(v: Voice, data: Path, held_out: float = 0.02) -> tuple[float
     val = items[-max(1, round(len(items) * held_out)) :]
     stats = v.stats
     l1, ratios = [], []
+    model = TorchAcoustic.of(v.tensors, v.header["kwargs"], "cpu").model  # teacher-forced
     with torch.no_grad():
         for it in val:
             tokens, durs, mel, ctrl, *_ = acoustic.make_batch([it], stats)
-            enc = v.model.encoder(tokens)
-            pred = v.model.generator(v.model.frame_inputs(enc, durs, ctrl))[0]
+            enc = model.encoder(tokens)
+            frames = model.generator(model.frame_inputs(enc, durs, ctrl))
+            pred = model.generator.split(frames)[0][0]
             l1.append((pred - mel[0]).abs().mean().item())
             ratios.append((pred.std(0) / mel[0].std(0).clamp(min=1e-3)).mean().item())
     return float(np.mean(l1)), float(np.mean(ratios))

@@ -43,6 +43,8 @@ from judges import dnsmos
 import dsp
 from daemon import config
 from model import registry
+from model.harmonic import TorchHarmonicNet
+from model.harmonic_vocoder import HarmonicVocoder
 from model.magnitude import MagnitudeNet, MagnitudeVocoder
 from model.melgan import MelGAN, MelGANVocoder
 
@@ -299,6 +301,16 @@ def _speed_models(cfg, conv, settings) -> dict:
     return timed
 
 
+def _parameters(voc) -> int:
+    """A network vocoder's weights: a torch module's parameters, or the CPU engine's."""
+    net = voc.net
+    if hasattr(net, "tensors"):  # model.harmonic_cpu: the state dict it was built from
+        return sum(int(np.prod(np.shape(v))) for k, v in net.tensors.items()
+                   if "original0" not in k)  # fmt: skip
+    net = getattr(net, "net", net)  # model.harmonic.TorchHarmonicNet wraps the module
+    return sum(p.numel() for p in net.parameters())
+
+
 def speed_section(timed: dict, conv, chunk: int) -> None:
     seconds = 10.0
     frames = int(seconds * conv.sample_rate / conv.hop_length)
@@ -311,8 +323,7 @@ def speed_section(timed: dict, conv, chunk: int) -> None:
     print("|---|---:|---:|---:|---:|---:|")
     chunk_ms = chunk * conv.hop_length / conv.sample_rate * 1000
     for name, voc in timed.items():
-        net = getattr(voc, "net", None)  # the DSP vocoder has none
-        n = f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}M" if net is not None else "0"
+        n = f"{_parameters(voc) / 1e6:.2f}M" if getattr(voc, "net", None) is not None else "0"
         delay = f"{1000 * getattr(voc, 'delay', 0) / conv.sample_rate:.1f}"
         try:
             t = best_of(lambda voc=voc: synth(voc, mel, f0), 3)
@@ -364,6 +375,12 @@ def main() -> None:
         for name, voc in vocoders.items():
             if name not in ("Griffin-Lim 32", "RTISI-LA (DSP, streaming)"):
                 timed[f"{name} (loaded)"] = voc
+        if isinstance(vocoders.get("harmonic"), HarmonicVocoder):  # its network in torch too
+            h = vocoders["harmonic"]
+            net = TorchHarmonicNet.of(h.net.tensors, h.net.kwargs, "cpu")
+            timed["harmonic, the network in torch (before)"] = HarmonicVocoder(
+                net, conv, h.header, noise_gate=h.noise_gate
+            )
         speed_section(timed, conv, args.chunk)
 
 

@@ -190,16 +190,15 @@ def main() -> None:
     mel = v.mel(text)
     t_mel = time.perf_counter() - t
     audio_s = mel.shape[1] * v.conv.hop_length / v.conv.sample_rate
-    with torch.no_grad():
-        x = v.frame_inputs(text)
-        gen, st = v.model.generator, None
-        for i in range(20):
-            _, st = gen.stream(x[:, i : i + 1], st)
-        t = time.perf_counter()
-        n = min(x.shape[1], 600)
-        for i in range(20, n):
-            _, st = gen.stream(x[:, i : i + 1], st)
-        per_frame = (time.perf_counter() - t) / (n - 20)
+    x = v.frame_inputs(text)[None]
+    gen, st = v.model, None
+    for i in range(20):
+        _, st = gen.stream(x[:, i : i + 1], st)
+    t = time.perf_counter()
+    n = min(x.shape[1], 600)
+    for i in range(20, n):
+        _, st = gen.stream(x[:, i : i + 1], st)
+    per_frame = (time.perf_counter() - t) / (n - 20)
     # time to first audio: a sentence streamed as the daemon streams it (text to its first
     # block of samples), a sentence not said before (the renderer caches phrases)
     from daemon.synth import Renderer, Speech

@@ -70,10 +70,10 @@ VOCODER_HELP = (
 
 def _threads(cfg) -> None:
     """torch at ``[daemon] threads`` for the renders (one thread loads the weights and
-    renders a sentence faster here than two)."""
-    import torch
-
-    if cfg.daemon.threads:
+    renders a sentence faster here than two), where a torch model is in use (the CPU
+    engines of the packaged voices and the harmonic vocoder need no torch: not imported)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and cfg.daemon.threads:
         torch.set_num_threads(cfg.daemon.threads)
 
 
@@ -82,11 +82,12 @@ def _vocoder(cfg, name: str | None, live: bool = False, voice: str = "default"):
     as the packaged voice ``voice`` has it)."""
     from model import registry
 
-    _threads(cfg)
     try:
-        return registry.load(cfg.vocoder_name(name, live), cfg.audio, cfg.dsp_settings(), voice)
+        voc = registry.load(cfg.vocoder_name(name, live), cfg.audio, cfg.dsp_settings(), voice)
     except registry.RegistryError as e:
         raise UserError(f"--vocoder: {e}") from None
+    _threads(cfg)  # after loading: a torch vocoder has imported torch
+    return voc
 
 
 def _voice_of(cfg, spec: Path | None):

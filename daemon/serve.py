@@ -17,8 +17,6 @@ import sys
 import threading
 from pathlib import Path
 
-import torch
-
 from daemon import protocol as P
 from daemon.osc import OscServer
 from daemon.scheduler import Job, Scheduler
@@ -82,10 +80,20 @@ class Daemon:
         return _voice.Voice.load(path, self.cfg.audio)
 
     @staticmethod
-    def _device(name: str) -> torch.device:
-        if name == "cuda" and not torch.cuda.is_available():
+    def _device(name: str) -> str:
+        """``[daemon] device`` -> ``"cuda"`` or ``"cpu"``. ``auto`` is CUDA where torch sees
+        a GPU; torch is imported to look only where an NVIDIA device node exists (on the
+        CPU the models run without torch)."""
+        nodes = any(Path(p).exists() for p in ("/dev/nvidia0", "/dev/nvidiactl"))
+        if name == "cpu" or (name == "auto" and not nodes):
+            return "cpu"
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+        if name == "cuda":
             raise ValueError('[daemon] device = "cuda" but torch sees no CUDA device; use "auto"')
-        return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
+        return "cpu"
 
     def _vocoder(self, voice: str = "default"):
         """``[daemon] vocoder``, through the registry (a packaged one as the packaged voice
@@ -132,7 +140,8 @@ class Daemon:
     async def run(self) -> int:
         d = self.cfg.daemon
         self.loop = asyncio.get_running_loop()
-        if d.threads:
+        torch = sys.modules.get("torch")  # imported by a torch vocoder or voice, if any
+        if d.threads and torch is not None:
             torch.set_num_threads(d.threads)
         sys.setswitchinterval(0.0005)  # the loop gets the GIL soon after a datagram lands
         self.device = self._device(d.device)

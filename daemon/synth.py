@@ -15,13 +15,11 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
 
 from daemon import expression as expression_
 from dsp.mel import mel_basis, repitch, warp
 from model import retiming
 from model import voice as voice_
-from model.acoustic import GeneratorState
 from model.voice import Syllable, Voice
 
 
@@ -39,7 +37,7 @@ class Renderer:
         basis = mel_basis(voice.conv)  # each mel band's centre, for the brightness tilt
         self.band_hz = basis.argmax(1) * self.rate / voice.conv.n_fft
         self._syllables: dict[tuple, Syllable] = {}
-        self._sentences: dict[tuple[str, float], tuple[torch.Tensor, np.ndarray]] = {}
+        self._sentences: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
         self._cache_lock = threading.Lock()  # two preparation threads share the caches
 
     @classmethod
@@ -56,7 +54,7 @@ class Renderer:
         """Whether the vocoder sounds the frame f0 (the harmonic one) instead of the mel's."""
         return bool(getattr(self.vocoder, "needs_f0", False))
 
-    def sentence(self, text: str, speed: float) -> tuple[torch.Tensor, np.ndarray]:
+    def sentence(self, text: str, speed: float) -> tuple[np.ndarray, np.ndarray]:
         """Generator inputs ``(T, D)`` for ``text`` and the f0 ``(T,)`` (Hz) of their pitch
         controls (cached: repeated phrases start at once)."""
         key = (text, speed)
@@ -86,7 +84,7 @@ class Renderer:
                 if len(self._syllables) >= 1024:
                     self._syllables.pop(next(iter(self._syllables)))
                 self._syllables[key] = hit
-        return hit._replace(controls=hit.controls.clone())
+        return hit._replace(controls=hit.controls.copy())
 
 
 class _Streaming:
@@ -103,23 +101,22 @@ class _Streaming:
         self.ended = False
         self.released = False
 
-    def _frames(self) -> torch.Tensor | None:
+    def _frames(self) -> np.ndarray | None:
         """The next chunk of generator inputs ``(k, D)``; None when there are no more."""
         raise NotImplementedError
 
     def _more(self) -> None:
         self._step_alone(self._frames())
 
-    @torch.no_grad()
-    def _step_alone(self, x: torch.Tensor | None) -> None:
-        gen = self.r.voice.model.generator
+    def _step_alone(self, x: np.ndarray | None) -> None:
+        gen = self.r.voice.model
         if x is not None:
             y, self.gen_state = gen.stream(x[None], self.gen_state)
         else:
             y = gen.flush(self.gen_state) if self.gen_state is not None else None
         self._vocode(y, final=x is None)
 
-    def _voc_inputs(self, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def _voc_inputs(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Generator frames ``(1, k, n_out)`` -> the vocoder's log-mel ``(n_mels, k)`` and
         frame f0 ``(k,)`` (Hz, 0 = unvoiced)."""
         log_mel, head = self.r.voice.outputs(y[0])
@@ -149,7 +146,7 @@ class _Streaming:
     def _append(self, out: np.ndarray) -> None:
         self.buf = np.concatenate([self.buf, out]).astype(np.float32, copy=False)
 
-    def _vocode(self, y: torch.Tensor | None, final: bool) -> None:
+    def _vocode(self, y: np.ndarray | None, final: bool) -> None:
         """Generator frames ``(1, k, n_mels)`` (normalized) -> samples in the buffer."""
         r, parts = self.r, []
         if y is not None and y.shape[1]:
@@ -187,7 +184,6 @@ class _Streaming:
         self.released = True
 
 
-@torch.no_grad()
 def fill(voices: list[_Streaming], n: int) -> None:
     """Make each voice hold ``n`` samples (or end), running the generator once per chunk
     for all of them together (one batched GRU step), then each voice's vocoder."""
@@ -204,19 +200,19 @@ def fill(voices: list[_Streaming], n: int) -> None:
                 batch.append((v, x))
         if not batch:
             continue
-        gen = batch[0][0].r.voice.model.generator
-        dev = batch[0][1].device
-        st = GeneratorState.cat([v.gen_state if v.gen_state is not None
-                                 else gen.initial_state(1, dev) for v, _ in batch])  # fmt: skip
-        y, st = gen.stream(torch.stack([x for _, x in batch]), st)
-        for (v, _), state in zip(batch, st.split(), strict=True):
+        gen = batch[0][0].r.voice.model
+        st = gen.join([v.gen_state if v.gen_state is not None
+                       else gen.initial_state(1) for v, _ in batch])  # fmt: skip
+        y, st = gen.stream(np.stack([x for _, x in batch]), st)
+        for (v, _), state in zip(batch, gen.part(st), strict=True):
             v.gen_state = state
+        parts = [y[i : i + 1] for i in range(len(batch))]
         group = [v for v, _ in batch]
         r = group[0].r
         if len(batch) == 1:
             group[0]._vocode(y, final=False)
         elif hasattr(r.vocoder, "stream_many"):  # a network: one call for all the voices
-            ins = [v._voc_inputs(part) for v, part in zip(group, y.split(1), strict=True)]
+            ins = [v._voc_inputs(part) for v, part in zip(group, parts, strict=True)]
             states = [v.voc_state for v in group]
             extra = {"breaths": [v.breath for v in group]} if r.needs_f0 else {}
             done = r.vocoder.stream_many([m for m, _ in ins], states, r.pool,
@@ -225,7 +221,7 @@ def fill(voices: list[_Streaming], n: int) -> None:
                 v.voc_state = state
                 v._append(out)
         else:
-            list(r.pool.map(_Streaming._vocode, group, y.split(1), [False] * len(group)))
+            list(r.pool.map(_Streaming._vocode, group, parts, [False] * len(group)))
 
 
 class Speech(_Streaming):
@@ -377,15 +373,14 @@ class Note(Sung):
                 self.sustained = True
             else:
                 break
-            c = self.ctrl[k].clone()
+            c = self.ctrl[k].copy()
             c[0], factor, hz = self._f0()  # every frame at the note's pitch, voiced or not
             self.f0_in.append((hz, float(c[1]), factor, held))
             rows.append((k, c))
         if not rows:
             return None
-        with torch.no_grad():
-            up = self.up[[k for k, _ in rows]]
-            return self.r.voice.inputs(up, torch.stack([c for _, c in rows]), sung=1.0)
+        up = self.up[[k for k, _ in rows]]
+        return self.r.voice.inputs(up, np.stack([c for _, c in rows]), sung=1.0)
 
 
 PAUSE = 2  # frames of pause a phrase's generator starts with (unheard), as training items do
@@ -415,11 +410,11 @@ class Phrase(Sung):
         super().__init__(r, notes[0]["pitch"], notes[0]["velocity"], params, own[0],
                          s.lead - PAUSE)  # fmt: skip
         self.up, self.ctrl, self.lead = s.up, s.controls, (s.lead - PAUSE) * r.hop
-        with torch.no_grad():  # the pause before the phrase, unheard: the generator's start
-            c = self.ctrl[:PAUSE].clone()
-            c[:, 0] = r.voice.stats.log_f0(440.0 * 2 ** ((self._native(self.pitch) - 69) / 12))
-            x = r.voice.inputs(self.up[:PAUSE], c, sung=1.0)
-            self.gen_state = r.voice.model.generator.stream(x[None])[1]
+        # the pause before the phrase, unheard: the generator's start
+        c = self.ctrl[:PAUSE].copy()
+        c[:, 0] = r.voice.stats.log_f0(440.0 * 2 ** ((self._native(self.pitch) - 69) / 12))
+        x = r.voice.inputs(self.up[:PAUSE], c, sung=1.0)
+        self.gen_state = r.voice.model.stream(x[None])[1]
         # each later note's move: from where its syllable begins (the vowel before left whole:
         # moved earlier, it blurs), over its onset consonants at most
         self.moves = {}  # frame -> (note, its settings, the glide's seconds)
@@ -443,5 +438,4 @@ class Phrase(Sung):
             self.f0_in.append((hz, float(c[1]), factor, 0.0))
         rows = slice(self.i, self.i + n)
         self.i += n
-        with torch.no_grad():
-            return self.r.voice.inputs(self.up[rows], self.ctrl[rows], sung=1.0)
+        return self.r.voice.inputs(self.up[rows], self.ctrl[rows], sung=1.0)

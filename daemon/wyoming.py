@@ -46,7 +46,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
-import torch
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
@@ -249,24 +248,23 @@ class WyomingServer:
         """Speak ``text``, handing each ``CHUNK`` of 16-bit samples to ``put`` as it is made,
         then ``_END`` (or the exception that stopped it)."""
         try:
-            with torch.no_grad():
-                renderer = self.renderer(voice)
-                rate = renderer.rate
-                sp = Speech(renderer, text, self.speed())
-                gain = 1.0
-                step, parts = renderer.hop * renderer.chunk, []
-                while not sp.done and not (cancelled.is_set() or self.stopping.is_set()):
-                    t0 = time.monotonic()
-                    parts.append(sp.render(step))  # one generator + vocoder step
-                    if sum(map(len, parts)) >= CHUNK or sp.done:
-                        out, gain = limit(np.concatenate(parts), gain, rate=rate)
-                        parts = [out[CHUNK:]] if len(out) > CHUNK else []
-                        put(pcm16(out[:CHUNK]))
-                    if self.live():  # live voices: leave them room
-                        spent = time.monotonic() - t0
-                        time.sleep(max(0.0, step / rate / LIVE_PACE - spent))
-                if parts and sum(map(len, parts)):
-                    put(pcm16(np.concatenate(parts)))
+            renderer = self.renderer(voice)
+            rate = renderer.rate
+            sp = Speech(renderer, text, self.speed())
+            gain = 1.0
+            step, parts = renderer.hop * renderer.chunk, []
+            while not sp.done and not (cancelled.is_set() or self.stopping.is_set()):
+                t0 = time.monotonic()
+                parts.append(sp.render(step))  # one generator + vocoder step
+                if sum(map(len, parts)) >= CHUNK or sp.done:
+                    out, gain = limit(np.concatenate(parts), gain, rate=rate)
+                    parts = [out[CHUNK:]] if len(out) > CHUNK else []
+                    put(pcm16(out[:CHUNK]))
+                if self.live():  # live voices: leave them room
+                    spent = time.monotonic() - t0
+                    time.sleep(max(0.0, step / rate / LIVE_PACE - spent))
+            if parts and sum(map(len, parts)):
+                put(pcm16(np.concatenate(parts)))
             put(_END)
         except Exception as e:
             put(e)

@@ -393,22 +393,30 @@ class SourceFilter:
         """Offline :meth:`stream_log` (the streamed samples exactly): the responses of all
         frames first, on ``threads`` threads (they do not depend on each other)."""
         f0 = self.check_f0(f0)
-        self._check_shape(f0, ("harmonic", log_h), ("noise", log_n))
+        hh, hn = self.responses(log_h, log_n, voiced, threads)
+        ys, _ = self._go([None], f0[None], hh[None], hn[None], None, None, None, True)
+        return ys[0]
+
+    def responses(self, log_h, log_n, voiced, threads: int = 2):
+        """The complex responses ``(frames, bins)`` of natural-log magnitudes ``(frames,
+        bins)`` as the synthesis makes them (``taps``), the harmonic one zero where
+        ``voiced`` is false; on ``threads`` threads."""
+        n = len(voiced)
+        self._check_shape(np.zeros(n), ("harmonic", log_h), ("noise", log_n))
         lh = np.ascontiguousarray(log_h, np.float32)
         ln = np.ascontiguousarray(log_n, np.float32)
-        hv = np.ascontiguousarray(voiced, np.bool_).reshape(f0.size)
-        hh = np.empty((f0.size, self.bins), np.complex128)
+        hv = np.ascontiguousarray(voiced, np.bool_).reshape(n)
+        hh = np.empty((n, self.bins), np.complex128)
         hn = np.empty_like(hh)
-        if threads > 1 and f0.size >= 64:
-            mid = f0.size // 2
+        if threads > 1 and n >= 64:
+            mid = n // 2
             args = (hh, hn, self.n_fft, self.taps)
-            fut = _helper().submit(_responses, lh, ln, hv, mid, f0.size, *args)
+            fut = _helper().submit(_responses, lh, ln, hv, mid, n, *args)
             _responses(lh, ln, hv, 0, mid, *args)
             fut.result()
         else:
-            _responses(lh, ln, hv, 0, f0.size, hh, hn, self.n_fft, self.taps)
-        ys, _ = self._go([None], f0[None], hh[None], hn[None], None, None, None, True)
-        return ys[0]
+            _responses(lh, ln, hv, 0, n, hh, hn, self.n_fft, self.taps)
+        return hh, hn
 
     def flush(self, state: SourceState | None) -> np.ndarray:
         """The last ``delay`` samples: the last frame processed (its successor's f0 taken as

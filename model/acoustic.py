@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -281,3 +282,64 @@ class AcousticModel(nn.Module):
             self.generator(self.frame_inputs(enc, durations, controls), mel)
         )[0]
         return mel, self.duration(enc)[..., 0], self.prosody(enc)
+
+
+class TorchAcoustic:
+    """An :class:`AcousticModel` behind :class:`model.acoustic_cpu.CpuAcoustic`'s numpy
+    interface, on the model's device (a GPU; or a model with audio feedback)."""
+
+    def __init__(self, model: AcousticModel):
+        self.model = model.eval()
+        g = model.generator
+        self.kwargs = model.kwargs
+        self.r, self.n_mels, self.n_out, self.in_dim = g.r, g.n_mels, g.n_out, g.in_dim
+        self.sung_flag, self.pitch = model.sung_flag, g.pitch is not None
+
+    @classmethod
+    def of(cls, tensors: dict, kwargs: dict, device) -> TorchAcoustic:
+        model = AcousticModel(**kwargs)
+        model.load_state_dict({k: torch.as_tensor(v) for k, v in tensors.items()}, strict=True)
+        return cls(model.to(device))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device) -> TorchAcoustic:
+        self.model.to(device)
+        return self
+
+    def _t(self, x) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(self.device)
+
+    @torch.no_grad()
+    def encode(self, tokens: list[int]):
+        enc = self.model.encoder(torch.tensor([tokens], device=self.device))
+        out = enc, self.model.duration(enc)[..., 0], self.model.prosody(enc)
+        return tuple(t[0].float().cpu().numpy() for t in out)
+
+    @torch.no_grad()
+    def project_controls(self, controls, sung: float = 0.0) -> np.ndarray:
+        return self.model.project_controls(self._t(controls), sung).cpu().numpy()
+
+    def initial_state(self, batch: int = 1) -> GeneratorState:
+        return self.model.generator.initial_state(batch, self.device)
+
+    join = staticmethod(GeneratorState.cat)
+
+    @staticmethod
+    def part(state: GeneratorState) -> list[GeneratorState]:
+        return state.split()
+
+    @torch.no_grad()
+    def stream(self, x, state: GeneratorState | None = None):
+        y, st = self.model.generator.stream(self._t(x), state)
+        return y.cpu().numpy(), st
+
+    @torch.no_grad()
+    def flush(self, state: GeneratorState) -> np.ndarray:
+        return self.model.generator.flush(state).cpu().numpy()
+
+    @torch.no_grad()
+    def generate(self, x) -> np.ndarray:
+        return self.model.generator(self._t(x)).cpu().numpy()

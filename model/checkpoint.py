@@ -16,9 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -30,17 +29,28 @@ class CheckpointError(ValueError):
     user_error = True
 
 
-def digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order."""
+def digest(tensors: dict) -> str:
+    """SHA-256 over the tensors' names, dtypes (torch's names), shapes and bytes, in name
+    order; torch tensors or numpy arrays (the same digest for the same weights)."""
     h = hashlib.sha256()
     for k in sorted(tensors):
-        t = tensors[k].detach().cpu().contiguous()
-        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        t = tensors[k]
+        if isinstance(t, np.ndarray):
+            a = t if t.flags.c_contiguous else t.copy()  # (ascontiguousarray makes 0-d 1-d)
+            h.update(f"{k}|torch.{a.dtype}|{tuple(a.shape)}|".encode())
+            h.update(a.reshape(-1).view(np.uint8).tobytes())
+        else:
+            import torch
+
+            t = t.detach().cpu().contiguous()
+            h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
-def save(path: Path | str, tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> None:
+def save(path: Path | str, tensors: dict, header: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
     path = Path(path)
     header = {**header, "sha256": digest(tensors)}
     meta = {"melgand": json.dumps({"format_version": FORMAT_VERSION, **header}, sort_keys=True)}
@@ -49,17 +59,18 @@ def save(path: Path | str, tensors: dict[str, torch.Tensor], header: dict[str, A
     os.replace(tmp, path)
 
 
-def load(path: Path | str, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
-    """``(tensors, header)``; refuses unreadable files, other formats and other kinds."""
+def load(path: Path | str, kind: str | None = None, framework: str = "pt") -> tuple[dict, dict]:
+    """``(tensors, header)``; refuses unreadable files, other formats and other kinds.
+    ``framework``: ``"pt"`` torch tensors, ``"np"`` numpy arrays (no torch imported)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         from safetensors import safe_open
 
-        with safe_open(str(path), "pt") as f:
+        with safe_open(str(path), framework) as f:
             meta = f.metadata() or {}
-        tensors = load_file(str(path))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({e})") from None
     if "melgand" not in meta:

@@ -29,8 +29,7 @@ import torch
 from torch import nn
 
 import dsp
-from dsp.harmonic import SourceFilter
-from model.layers import Block, CachedConv, TorchVocoder, bake_weight_norm, frame_conv, linear
+from model.layers import Block, CachedConv, bake_weight_norm, frame_conv, linear
 
 F0_REF = 200.0  # Hz: log f0 is fed as octaves from this
 
@@ -186,136 +185,43 @@ def synthesize(harm_src: torch.Tensor, noise_src: torch.Tensor, harm: torch.Tens
     return out.reshape(b, -1)
 
 
-BREATH_NOISE_DB, BREATH_HARMONIC_DB = 18.0, -8.0  # at breath 1
+class TorchHarmonicNet:
+    """A :class:`HarmonicNet` behind :class:`model.harmonic_cpu.CpuHarmonicNet`'s numpy
+    interface, on the network's device (a GPU: the daemon's voices batched there)."""
 
+    def __init__(self, net: HarmonicNet):
+        self.net = net.eval()
+        self.kwargs, self.phase_taps = net.kwargs, net.phase_taps
 
-def breathe(log_h: np.ndarray, log_n: np.ndarray, breath) -> tuple[np.ndarray, np.ndarray]:
-    """Breathiness 0..1 (a singer's control): the noise filter raised by up to
-    :data:`BREATH_NOISE_DB`, the harmonic one lowered by up to :data:`BREATH_HARMONIC_DB`."""
-    if np.all(np.asarray(breath) == 0):
-        return log_h, log_n
-    ln10 = math.log(10.0) / 20.0
-    b = np.clip(breath, 0.0, 1.0)
-    return (log_h + (BREATH_HARMONIC_DB * ln10 * b)).astype(log_h.dtype), (
-        log_n + (BREATH_NOISE_DB * ln10 * b)
-    ).astype(log_n.dtype)
+    @classmethod
+    def of(cls, tensors: dict, kwargs: dict, device) -> TorchHarmonicNet:
+        net = HarmonicNet(**{k: v for k, v in kwargs.items() if k != "arch"})
+        net.load_state_dict({k: torch.as_tensor(v) for k, v in tensors.items()}, strict=True)
+        return cls(net.remove_weight_norm().to(device))
 
+    @property
+    def device(self):
+        return next(self.net.parameters()).device
 
-class HarmonicVocoder(TorchVocoder):
-    """:class:`HarmonicNet` and :class:`dsp.harmonic.SourceFilter` behind the vocoder
-    interface: ``(n_mels, T)`` log-mel and ``(T,)`` f0 (Hz, 0 = unvoiced) in, float32 audio
-    out; ``stream`` / ``stream_many`` / ``flush``; ``delay`` in samples."""
+    def initial_state(self, batch: int = 1) -> dict:
+        return self.net.initial_state(batch, self.device)
 
-    needs_f0 = True
-
-    def __init__(self, net: HarmonicNet, conv: dsp.Convention, header: dict, seed: int = 0,
-                 noise_gate: float | None = None):  # fmt: skip
-        self.source = SourceFilter(conv, seed=seed, taps=net.phase_taps)
-        self.noise_gate = noise_gate
-        super().__init__(net, conv, header, self.source.delay)
-
-    def _check(self, log_mel, f0) -> tuple[np.ndarray, np.ndarray]:
-        mel = np.asarray(log_mel, np.float32)
-        c = self.conv
-        if mel.ndim != 2 or mel.shape[0] != c.n_mels:
-            raise ValueError(f"log-mel must be (n_mels={c.n_mels}, frames); got shape {mel.shape}")
-        floor = math.log(c.log_clamp)
-        if not np.isfinite(mel).all() or mel.min() < floor - 10.0 or mel.max() > 10.0:
-            raise ValueError(
-                "log-mel must be finite natural-log magnitudes clamped at "
-                f"log({c.log_clamp}) = {floor:.2f} (the convention's dsp.log_mel); got "
-                f"{mel.min():.3g}..{mel.max():.3g}: a power or dB mel? convert it first"
-            )
-        mel = np.maximum(mel, floor)  # a generated or tilted mel dips below the clamp
-        if f0 is None:
-            raise ValueError(
-                "the harmonic vocoder needs the frame f0 (Hz, 0 = unvoiced): pass f0=, e.g. "
-                "dsp.yin(audio)[0] for analysed audio"
-            )
-        f0 = np.asarray(f0, np.float64)
-        if f0.shape != (mel.shape[1],):
-            raise ValueError(f"f0 must be ({mel.shape[1]},) to match the mel; got {f0.shape}")
-        return mel, self.source.check_f0(f0)
-
-    def _f0(self, f0: np.ndarray, device) -> torch.Tensor:
-        return torch.from_numpy(f0.astype(np.float32)).to(device)
-
-    def _run_net(self, mel: np.ndarray, f0: np.ndarray, state: dict | None = None):
-        m = self._in(mel)
-        (harm, noise), ns = self.net.stream(m, self._f0(f0, m.device)[None], state)
-        return harm[0].cpu().numpy(), noise[0].cpu().numpy(), ns
-
-    def _run_log(self, mel: np.ndarray, f0: np.ndarray, state: dict | None = None,
-                 breath: float = 0.0):  # fmt: skip
-        """The network on one stream -> log filters ``(1, T, bins)``, voicing, its state."""
-        m = self._in(mel)
-        (log_h, log_n, voiced), ns = self.net.stream_log(m, self._f0(f0, m.device)[None], state)
-        log_h, log_n = breathe(log_h.cpu().numpy(), log_n.cpu().numpy(), breath)
-        return log_h, self._gate(log_n, mel[None]), voiced.cpu().numpy(), ns
-
-    def _gate(self, log_n: np.ndarray, mel: np.ndarray) -> np.ndarray:
-        """The noise filter ``(B, T, bins)`` of near-silent frames (mean log-mel ``(B,
-        n_mels, T)`` below ``noise_gate``) lowered, by up to 20 dB a nat below it: the
-        network leaves a faint hiss in pauses (DNSMOS OVRL 2.86 -> 2.93, BAK 3.96 -> 4.02
-        on eight held-out sentences). Frame by frame, so streaming is unchanged."""
-        if self.noise_gate is None:
-            return log_n
-        quiet = np.clip(mel.mean(1) - self.noise_gate, -1.0, 0.0) * math.log(10.0)
-        return (log_n + quiet[..., None]).astype(log_n.dtype)
-
-    @torch.inference_mode()
-    def filters(self, log_mel, f0) -> tuple[np.ndarray, np.ndarray]:
-        """The network's harmonic and noise responses ``(T, bins)`` for the whole input."""
-        mel, f0 = self._check(log_mel, f0)
-        harm, noise, _ = self._run_net(mel, f0)
-        return harm, noise
-
-    @torch.inference_mode()
-    def __call__(self, log_mel, f0=None, breath: float = 0.0) -> np.ndarray:
-        mel, f0 = self._check(log_mel, f0)
-        log_h, log_n, voiced, _ = self._run_log(mel, f0, breath=breath)
-        return self.source.offline_log(f0, log_h[0], log_n[0], voiced[0])
-
-    @torch.inference_mode()
-    def stream(self, log_mel, state: tuple | None = None, f0=None,
-               breath: float = 0.0) -> tuple[np.ndarray, tuple]:  # fmt: skip
-        mel, f0 = self._check(log_mel, f0)
-        ns, ss = state if state is not None else (None, None)
-        log_h, log_n, voiced, ns = self._run_log(mel, f0, ns, breath)
-        ys, sss = self.source.stream_many([f0], log_h, log_n, voiced, [ss])
-        return ys[0], (ns, sss[0])
-
-    @torch.inference_mode()
-    def stream_many(self, mels: list, states: list, pool=None, f0s=None, breaths=None) -> list:
-        """:meth:`stream` for several voices' chunks of one length: the network once for
-        all of them, the synthesis in one kernel call (split over ``pool``'s threads: it
-        releases the GIL)."""
-        checked = [self._check(m, f) for m, f in zip(mels, f0s, strict=True)]
-        ns = [s[0] if s is not None else None for s in states]
-        dev = next(self.net.parameters()).device
-        if any(s is None for s in ns):
-            init = self.net.initial_state(1, dev)
-            ns = [s if s is not None else init for s in ns]
-        joined = {
-            "pre": torch.cat([s["pre"] for s in ns]),
-            "blocks": [torch.cat(c) for c in zip(*(s["blocks"] for s in ns), strict=True)],
+    @staticmethod
+    def join(states: list[dict]) -> dict:
+        return {
+            "pre": torch.cat([s["pre"] for s in states]),
+            "blocks": [torch.cat(c) for c in zip(*(s["blocks"] for s in states), strict=True)],
         }
-        m = torch.from_numpy(np.stack([mel for mel, _ in checked])).to(dev)
-        f0 = np.stack([f0 for _, f0 in checked])
-        (log_h, log_n, voiced), new = self.net.stream_log(m, self._f0(f0, dev), joined)
-        b = np.zeros(len(mels)) if breaths is None else np.asarray(breaths, np.float64)
-        log_h, log_n = breathe(log_h.cpu().numpy(), log_n.cpu().numpy(), b[:, None, None])
-        log_n = self._gate(log_n, m.cpu().numpy())
-        ys, sss = self.source.stream_many(
-            list(f0), log_h, log_n, voiced.cpu().numpy(),
-            [s[1] if s is not None else None for s in states], pool=pool,
-        )  # fmt: skip
-        pres = new["pre"].split(1)
-        blocks = [c.split(1) for c in new["blocks"]]
-        return [
-            (y, ({"pre": pres[i], "blocks": [c[i] for c in blocks]}, ss))
-            for i, (y, ss) in enumerate(zip(ys, sss, strict=True))
-        ]
 
-    def flush(self, state: tuple | None) -> np.ndarray:
-        return self.source.flush(state[1] if state is not None else None)
+    @staticmethod
+    def part(state: dict) -> list[dict]:
+        pres, blocks = state["pre"].split(1), [c.split(1) for c in state["blocks"]]
+        return [{"pre": p, "blocks": [c[i] for c in blocks]} for i, p in enumerate(pres)]
+
+    @torch.inference_mode()
+    def stream_log(self, mel: np.ndarray, f0: np.ndarray, state: dict | None = None):
+        dev = self.device
+        m = torch.from_numpy(np.asarray(mel, np.float32)).to(dev)
+        f = torch.from_numpy(np.asarray(f0, np.float32)).to(dev)
+        (log_h, log_n, voiced), st = self.net.stream_log(m, f, state)
+        return (log_h.cpu().numpy(), log_n.cpu().numpy(), voiced.cpu().numpy()), st

@@ -69,11 +69,26 @@ class RegistryError(ValueError):
 
 
 def load_checkpoint(path: Path | str, conv: dsp.Convention | None = None) -> Vocoder:
-    """A trained vocoder checkpoint, whatever its architecture."""
-    tensors, header = checkpoint.load(path, kind="vocoder")
+    """A trained vocoder checkpoint, whatever its architecture (the harmonic one without
+    torch: its network runs on :mod:`model.harmonic_cpu`)."""
+    arrays, header = checkpoint.load(path, kind="vocoder", framework="np")
     have = checkpoint.convention(header, conv, path, "vocoder")
     kwargs = dict(header["kwargs"])
     arch = kwargs.pop("arch", "melgan")
+    if arch == "harmonic":
+        from model.harmonic_cpu import CpuHarmonicNet
+        from model.harmonic_vocoder import HarmonicVocoder
+
+        net = CpuHarmonicNet(arrays, header["kwargs"])
+        return HarmonicVocoder(net, have, header, noise_gate=header.get("noise_gate"))
+    if arch not in ("magnitude", "melgan"):
+        raise RegistryError(
+            f"{path}: unknown vocoder arch {arch!r}; select melgan, magnitude or "
+            "harmonic (retrain or update melgand)"
+        )
+    import torch
+
+    tensors = {k: torch.tensor(v) for k, v in arrays.items()}
     if arch == "magnitude":
         from model.magnitude import MagnitudeNet, MagnitudeVocoder
 
@@ -86,24 +101,11 @@ def load_checkpoint(path: Path | str, conv: dsp.Convention | None = None) -> Voc
             **header["rtisi"],
             mel_refine=int(header.get("mel_refine", 0)),
         )
-    if arch == "harmonic":
-        from model.harmonic import HarmonicNet, HarmonicVocoder
+    from model.melgan import MelGAN, MelGANVocoder
 
-        net = HarmonicNet(**kwargs)
-        net.load_state_dict(tensors, strict=True)
-        return HarmonicVocoder(
-            net.remove_weight_norm(), have, header, noise_gate=header.get("noise_gate")
-        )
-    if arch == "melgan":
-        from model.melgan import MelGAN, MelGANVocoder
-
-        net = MelGAN(**kwargs)
-        net.load_state_dict(tensors, strict=True)
-        return MelGANVocoder(net.remove_weight_norm(), have, header)
-    raise RegistryError(
-        f"{path}: unknown vocoder arch {arch!r}; select melgan, magnitude or "
-        "harmonic (retrain or update melgand)"
-    )
+    net = MelGAN(**kwargs)
+    net.load_state_dict(tensors, strict=True)
+    return MelGANVocoder(net.remove_weight_norm(), have, header)
 
 
 def packaged_path(spec: str, voice: str = "default") -> Path:

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
-import torch
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class Stats:
     def hz(self, x):
         """Normalized log f0 (a tensor or an array) -> Hz, by torch's or numpy's exp."""
         y = x * self.f0_std + self.f0_mean
-        return torch.exp(y) if isinstance(y, torch.Tensor) else np.exp(y)
+        return np.exp(y) if isinstance(y, np.ndarray | np.floating | float) else y.exp()
 
     def log_f0(self, hz: float) -> float:
         """Hz -> the normalized log f0 the generator is conditioned on."""

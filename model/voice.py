@@ -1,12 +1,15 @@
 """A voice: a trained acoustic model with its frontend and statistics, text -> mel.
 
 ``Voice.load(path)`` reads an acoustic checkpoint (safetensors + JSON header) and refuses a
-convention other than the caller's. The voice owns inference, offline and streaming alike:
+convention other than the caller's; its model runs on the CPU without torch
+(:class:`model.acoustic_cpu.CpuAcoustic`) or, on a GPU or with audio feedback, as the torch
+module (:class:`model.acoustic.TorchAcoustic`), behind one numpy interface. The voice owns
+inference, offline and streaming alike:
 ``speech(text)`` / ``syllable(lyric)`` predict durations and per-token prosody and give the
 generator's inputs, :meth:`Voice.inputs` projects edited controls (a sung note's pitch),
 :meth:`Voice.outputs` turns generator frames into log-mel and Hz; in between the generator
-runs offline (``voice.mel(text)``) or streams (``voice.model.generator.stream``, its states
-batched by :meth:`model.acoustic.GeneratorState.cat`). ``packaged()`` is the default voice in
+runs offline (``voice.mel(text)``) or streams (``voice.model.stream``, its states batched by
+``voice.model.join``). ``packaged()`` is the default voice in
 ``model/voices/default/``.
 """
 
@@ -16,11 +19,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import torch
 
 import dsp
 from model import checkpoint, retiming
-from model.acoustic import AcousticModel, upsample
+from model.acoustic_cpu import CpuAcoustic, supports
 from model.frontend import Frontend, lyric_phones
 from model.g2p import is_vowel
 from model.registry import VOICES
@@ -39,8 +41,8 @@ def phones_of(lyric: str | tuple[str, ...]) -> list[str]:
 class Syllable(NamedTuple):
     """A sung syllable's generator material (see :meth:`Voice.syllable`)."""
 
-    up: torch.Tensor  # (T, C + 1) upsampled encoding
-    controls: torch.Tensor  # (T, 3) normalized per-frame controls, the vowel voiced
+    up: np.ndarray  # (T, C + 1) upsampled encoding
+    controls: np.ndarray  # (T, 3) normalized per-frame controls, the vowel voiced
     onset: int  # the vowel's first frame (before it: the onset, sung ahead of the beat)
     hold: int  # the vowel's middle frame, which a held note repeats
     coda: int  # the frame after the vowel (the coda, sung at note-off)
@@ -49,92 +51,113 @@ class Syllable(NamedTuple):
 class SungPhrase(NamedTuple):
     """A sung phrase's generator material (see :meth:`Voice.sung`)."""
 
-    up: torch.Tensor  # (T, C + 1) upsampled encoding, the phones re-timed onto the notes
-    controls: torch.Tensor  # (T, 3) normalized per-frame controls, the vowels voiced
+    up: np.ndarray  # (T, C + 1) upsampled encoding, the phones re-timed onto the notes
+    controls: np.ndarray  # (T, 3) normalized per-frame controls, the vowels voiced
     lead: int  # the first note's beat (frames: a pause, then its onset consonants)
     changes: list[int]  # each note's pitch-change frame (a syllable's at its onset)
     beats: list[int]  # each note's beat (frames; a syllable's vowel starts there)
 
 
-def _stretch(dur: torch.Tensor, ctrl: torch.Tensor, v: int, factor: float):
+def upsample(enc: np.ndarray, durations: np.ndarray, n_frames: int) -> np.ndarray:
+    """:func:`model.acoustic.upsample` of one item: each token's encoding ``(N, C)`` repeated
+    for its frames, its position in the token appended -> ``(T, C + 1)`` float32."""
+    d = np.maximum(np.asarray(durations, np.int64), 0)
+    idx = np.repeat(np.arange(len(d)), d)[:n_frames]
+    starts = np.cumsum(d) - d
+    pos = (np.arange(idx.size) - starts[idx]).astype(np.float32)
+    out = np.zeros((n_frames, enc.shape[1] + 1), np.float32)
+    out[: idx.size, :-1] = enc[idx]
+    out[: idx.size, -1] = pos / np.maximum(d[idx], 1).astype(np.float32)
+    return out
+
+
+def _stretch(dur: np.ndarray, ctrl: np.ndarray, v: int, factor: float):
     """Durations ``(N,)`` with the first ``v`` times ``factor`` (whole frames, each at least
     one) and the per-frame controls ``(T, 3)`` repeated for the new durations."""
-    new = dur.clone()
-    new[:v] = torch.clamp(torch.round(dur[:v].double() * factor), min=1).long()
-    per_token = ctrl[torch.cumsum(dur, 0) - dur]  # each token's controls, at its first frame
-    idx = torch.repeat_interleave(torch.arange(len(new), device=dur.device), new)
-    return new, per_token[idx]
+    new = dur.copy()
+    new[:v] = np.maximum(np.round(dur[:v].astype(np.float64) * factor), 1).astype(np.int64)
+    per_token = ctrl[np.cumsum(dur) - dur]  # each token's controls, at its first frame
+    return new, np.repeat(per_token, new, axis=0)
+
+
+def _voiced(ctrl: np.ndarray, frames: slice) -> None:
+    """A vowel's frames voiced and at least at average loudness (in place)."""
+    ctrl[frames, 1] = 1.0
+    ctrl[frames, 2] = np.maximum(ctrl[frames, 2], 0.0)
 
 
 class Voice:
-    def __init__(self, model: AcousticModel, frontend: Frontend, stats: Stats,
-                 conv: dsp.Convention, header: dict):  # fmt: skip
-        self.model = model.eval()
+    def __init__(self, model, frontend: Frontend, stats: Stats, conv: dsp.Convention,
+                 header: dict, tensors: dict | None = None):  # fmt: skip
+        self.model = model  # CpuAcoustic or model.acoustic.TorchAcoustic
         self.frontend = frontend
         self.stats = stats
         self.conv = conv
         self.header = header
+        self.tensors = tensors  # the weights (numpy), to move the model between engines
 
     @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    def device(self) -> str:
+        return "cpu" if isinstance(self.model, CpuAcoustic) else str(self.model.device)
 
     def to(self, device) -> Voice:
-        self.model.to(device)
+        """On ``device``: the CPU engine on the CPU (where it covers the model), the torch
+        module on a GPU."""
+        cpu = str(device).startswith("cpu")
+        if cpu and supports(self.header["kwargs"]):
+            if not isinstance(self.model, CpuAcoustic):
+                self.model = CpuAcoustic(self.tensors, self.header["kwargs"])
+        else:
+            from model.acoustic import TorchAcoustic
+
+            if isinstance(self.model, CpuAcoustic):
+                self.model = TorchAcoustic.of(self.tensors, self.header["kwargs"], device)
+            else:
+                self.model.to(device)
         return self
 
     @classmethod
     def load(cls, path: Path | str, conv: dsp.Convention | None = None) -> Voice:
-        tensors, header = checkpoint.load(path, kind="acoustic")
+        tensors, header = checkpoint.load(path, kind="acoustic", framework="np")
         have = checkpoint.convention(header, conv, path, "voice")
-        model = AcousticModel(**header["kwargs"])
-        model.load_state_dict(tensors, strict=True)
+        kwargs = header["kwargs"]
+        if supports(kwargs):
+            model = CpuAcoustic(tensors, kwargs)
+        else:
+            from model.acoustic import TorchAcoustic
+
+            model = TorchAcoustic.of(tensors, kwargs, "cpu")
         fe, stats = Frontend.from_dict(header["frontend"]), Stats.from_dict(header["stats"])
-        return cls(model, fe, stats, have, header)
+        return cls(model, fe, stats, have, header, tensors)
 
-    @torch.no_grad()
     def _encode(self, tokens: list[int], speed: float = 1.0):
-        """Token ids -> their encoding ``(1, N, C)``, predicted durations ``(N,)`` (frames,
+        """Token ids -> their encoding ``(N, C)``, predicted durations ``(N,)`` (frames,
         each >= 1) and per-token prosody ``(N, 3)`` (normalized controls)."""
-        model = self.model
-        enc = model.encoder(torch.tensor([tokens], device=self.device))
-        log_dur = model.duration(enc)[0, :, 0]
-        dur = torch.clamp(torch.round((torch.exp(log_dur) - 1) / speed), min=1).long()
-        return enc, dur, model.prosody(enc)[0]
+        enc, log_dur, prosody = self.model.encode(tokens)
+        dur = np.maximum(np.round((np.exp(log_dur) - 1) / np.float32(speed)), 1)
+        return enc, dur.astype(np.int64), prosody
 
-    @torch.no_grad()
     def _predict(self, tokens: list[int], keep: slice = slice(None), speed: float = 1.0):
-        """Token ids -> the encoding ``(1, N, C)`` of those in ``keep`` (the rest are context
+        """Token ids -> the encoding ``(N, C)`` of those in ``keep`` (the rest are context
         the encoder sees), their predicted durations ``(N,)`` (frames, each >= 1) and their
         per-token prosody repeated for those frames ``(T, 3)`` (normalized controls)."""
         enc, dur, prosody = self._encode(tokens, speed)
         dur = dur[keep]
-        idx = torch.repeat_interleave(torch.arange(len(dur), device=self.device), dur)
-        return enc[:, keep], dur, prosody[keep][idx]
+        return enc[keep], dur, np.repeat(prosody[keep], dur, axis=0)
 
-    @torch.no_grad()
-    def frame_inputs(self, text: str, speed: float = 1.0) -> torch.Tensor:
-        """The generator's inputs ``(1, T, D)`` for ``text``: predicted durations and
-        per-token prosody, upsampled to frames."""
-        return self._frame_inputs(text, speed)[0]
+    def frame_inputs(self, text: str, speed: float = 1.0) -> np.ndarray:
+        """The generator's inputs ``(T, D)`` for ``text``: predicted durations and per-token
+        prosody, upsampled to frames."""
+        return self.speech(text, speed)[0]
 
-    def _frame_inputs(self, text: str, speed: float) -> tuple[torch.Tensor, np.ndarray]:
-        """:meth:`frame_inputs` and the f0 ``(T,)`` (Hz, 0 = unvoiced) of their pitch
-        controls."""
-        enc, dur, controls = self._predict(self.frontend.encode(text), speed=speed)
-        hz = self.stats.hz(controls[:, 0])
-        f0 = torch.where(controls[:, 1] > 0.5, hz, torch.zeros_like(hz))
-        x = self.model.frame_inputs(enc, dur[None], controls[None])
-        return x, f0.cpu().numpy().astype(np.float64)
-
-    @torch.no_grad()
-    def speech(self, text: str, speed: float = 1.0) -> tuple[torch.Tensor, np.ndarray]:
+    def speech(self, text: str, speed: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Generator inputs ``(T, D)`` for ``text`` and the f0 ``(T,)`` (Hz, 0 = unvoiced)
         of their pitch controls."""
-        x, f0 = self._frame_inputs(text, speed)
-        return x[0], f0
+        enc, dur, controls = self._predict(self.frontend.encode(text), speed=speed)
+        hz = self.stats.hz(controls[:, 0])
+        f0 = np.where(controls[:, 1] > 0.5, hz, 0.0).astype(np.float64)
+        return self.inputs(upsample(enc, dur, len(controls)), controls), f0
 
-    @torch.no_grad()
     def syllable(self, lyric: str | tuple[str, ...], before: tuple[str, ...] = (),
                  after: tuple[str, ...] = (), *, consonant: float = 1.0) -> Syllable:  # fmt: skip
         """A syllable (text, or its phones) to sing: its upsampled encoding, per-frame controls
@@ -157,15 +180,12 @@ class Voice:
         v = next((i for i, p in enumerate(phones) if is_vowel(p)), len(phones) // 2)
         if consonant != 1.0 and v:  # the onset consonants longer or shorter (the vowel not)
             dur, ctrl = _stretch(dur, ctrl, v, consonant)
-        up = upsample(enc, dur[None], int(dur.sum()))[0]
-        ctrl = ctrl.clone()
+        up = upsample(enc, dur, int(dur.sum()))
+        ctrl = ctrl.copy()
         onset = int(dur[:v].sum())
-        vowel = slice(onset, onset + int(dur[v]))
-        ctrl[vowel, 1] = 1.0
-        ctrl[vowel, 2] = torch.clamp(ctrl[vowel, 2], min=0.0)
+        _voiced(ctrl, slice(onset, onset + int(dur[v])))
         return Syllable(up, ctrl, onset, onset + int(dur[v]) // 2, onset + int(dur[v]))
 
-    @torch.no_grad()
     def sung(self, syllables: list[tuple[str, ...]], notes: list[retiming.Note],
              consonant: list[float] | None = None, pause: int = 2) -> SungPhrase:  # fmt: skip
         """A phrase sung on its notes: ``syllables`` (each its phones) encoded together, as
@@ -176,7 +196,7 @@ class Voice:
         the spoken one (1: as spoken). ``pause`` frames of silence before and after."""
         phones = [p for syl in syllables for p in syl]
         enc, spoken, prosody = self._encode(self.frontend.encode_units(["pau", *phones, "pau"]))
-        syls, lengths, k = [], spoken[1:-1].cpu().numpy().astype(np.float64), 0
+        syls, lengths, k = [], spoken[1:-1].astype(np.float64), 0
         for j, syl in enumerate(syllables):
             v = next((i for i, p in enumerate(syl) if is_vowel(p)), len(syl) // 2)
             syls.append(retiming.Syllable(tuple(range(k, k + v)), k + v,
@@ -192,45 +212,41 @@ class Voice:
         segs, changes, groups = retiming.layout(times, syls, notes, 0.5)
         starts = [round(t0 / frame_s) for t0, _, _, _ in segs]  # in phone order
         bounds = [*starts, max(starts[-1], round(segs[-1][1] / frame_s))]
-        dur = torch.tensor([pause, *np.diff(bounds), pause], device=self.device)
-        up = upsample(enc, dur[None], int(dur.sum()))[0]
-        ctrl = prosody[torch.repeat_interleave(torch.arange(len(dur), device=self.device), dur)]
-        edges = torch.cumsum(dur, 0)
+        dur = np.array([pause, *np.diff(bounds), pause], np.int64)
+        up = upsample(enc, dur, int(dur.sum()))
+        ctrl = np.repeat(prosody, dur, axis=0)
+        edges = np.cumsum(dur)
         for s in syls:
-            vowel = slice(int(edges[s.vowel]), int(edges[s.vowel + 1]))  # token s.vowel + 1
-            ctrl[vowel, 1] = 1.0
-            ctrl[vowel, 2] = torch.clamp(ctrl[vowel, 2], min=0.0)
+            _voiced(ctrl, slice(int(edges[s.vowel]), int(edges[s.vowel + 1])))  # token s.vowel + 1
         at = [pause + max(0, round(c / frame_s)) for c in retiming.note_changes(groups, changes)]
         beats = [pause + round(n.start / frame_s) for n in notes]
         return SungPhrase(up, ctrl, beats[0], at, beats)
 
-    def inputs(self, up: torch.Tensor, controls: torch.Tensor, sung: float = 0.0):
+    def inputs(self, up: np.ndarray, controls: np.ndarray, sung: float = 0.0) -> np.ndarray:
         """Generator inputs ``(T, D)`` from upsampled encodings ``(T, C + 1)`` and normalized
         controls ``(T, 3)`` (edited ones: a note's pitch), through the control projection."""
-        return torch.cat([up, self.model.project_controls(controls, sung)], -1)
+        return np.concatenate([up, self.model.project_controls(controls, sung)], -1)
 
-    def outputs(self, y: torch.Tensor) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    def outputs(self, y: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
         """Generator frames ``(T, n_out)`` -> log-mel ``(n_mels, T)`` and, where the model has
         a pitch head, its f0 ``(T,)`` (Hz) and voicing ``(T,)`` (bool), else None."""
-        mel, pitch = self.model.generator.split(y)
-        log_mel = self.stats.mel(mel).T.cpu().numpy()
-        if pitch is None:
+        n = self.model.n_mels
+        log_mel = self.stats.mel(y[:, :n]).T
+        if not self.model.pitch:
             return log_mel, None
-        p = pitch.cpu().numpy()
+        p = y[:, n:]
         return log_mel, (self.stats.hz(p[:, 0]), p[:, 1] > 0.0)
 
-    @torch.no_grad()
     def mel(self, text: str, speed: float = 1.0) -> np.ndarray:
         """``(n_mels, frames)`` log-mel for ``text`` under the voice's convention."""
         return self.mel_f0(text, speed)[0]
 
-    @torch.no_grad()
     def mel_f0(self, text: str, speed: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """``(n_mels, frames)`` log-mel and the frame f0 ``(frames,)`` (Hz, 0 = unvoiced) for
         ``text``: the pitch head's where the model has one, else the per-token pitch
         controls it was given."""
-        x, control_f0 = self._frame_inputs(text, speed)
-        log_mel, head = self.outputs(self.model.generator(x)[0])
+        x, control_f0 = self.speech(text, speed)
+        log_mel, head = self.outputs(self.model.generate(x[None])[0])
         f0 = control_f0 if head is None else np.where(head[1], head[0], 0.0).astype(np.float64)
         return log_mel.astype(np.float32), f0
 

@@ -233,12 +233,13 @@ def test_audio_encoder_and_discriminator_train_resume_and_stream(corpus_copy, tm
         np.testing.assert_allclose([x.get(key, 0) for x in lb], [x.get(key, 0) for x in la],
                                    rtol=1e-4)  # fmt: skip
     v = Voice.load(tmp_path / "b" / "acoustic.safetensors", dsp.DEFAULT)
-    assert v.model.generator.audio_encoder is not None
-    x = v.frame_inputs("the quick brown fox")
+    gen = v.model.model.generator  # feedback: the voice keeps the torch module
+    assert gen.audio_encoder is not None
+    x = torch.from_numpy(v.frame_inputs("the quick brown fox"))[None]
     with torch.no_grad():
-        ref = v.model.generator(x)
+        ref = gen(x)
         for chunk in (1, 3, 8, 32):
-            assert (stream_all(v.model.generator, x, chunk) - ref).abs().max() <= 1e-4
+            assert (stream_all(gen, x, chunk) - ref).abs().max() <= 1e-4
 
 
 def test_a_cuda_run_without_cuda_is_refused_with_advice(corpus_copy, tmp_path):
@@ -265,3 +266,45 @@ def test_two_processes_train_with_ddp_over_gloo(corpus_copy, tmp_path):
     assert len((run / "log.jsonl").read_text().splitlines()) == 0  # log_every 50 > 4 steps
     v = Voice.load(run / "acoustic.safetensors", dsp.DEFAULT)
     assert v.mel("one two").shape[0] == 80
+
+
+def test_the_cpu_engine_is_the_torch_model_and_streams_exactly():
+    """The packaged voice runs without torch (:mod:`model.acoustic_cpu`): its encoding,
+    durations, prosody, control projection and generator frames are the torch model's to
+    float32 rounding; streamed over any chunks, or batched with other voices, each voice's
+    frames are the offline ones to the bit."""
+    from model import checkpoint
+    from model.acoustic_cpu import CpuAcoustic
+
+    tensors, header = checkpoint.load(PACKAGED, kind="acoustic")
+    model = AcousticModel(**header["kwargs"])
+    model.load_state_dict(tensors)
+    model.eval()
+    cpu = CpuAcoustic({k: v.numpy() for k, v in tensors.items()}, header["kwargs"])
+    tokens = [1, 5, 7, 9, 12, 3, 20, 2]
+    with torch.no_grad():
+        enc = model.encoder(torch.tensor([tokens]))
+        want = (enc[0], model.duration(enc)[0, :, 0], model.prosody(enc)[0])
+    for got, w in zip(cpu.encode(tokens), want, strict=True):
+        np.testing.assert_allclose(got, w.numpy(), atol=1e-5)
+    controls = torch.randn(9, 3)
+    with torch.no_grad():
+        proj = model.project_controls(controls, 1.0).numpy()
+    np.testing.assert_allclose(cpu.project_controls(controls.numpy(), 1.0), proj, atol=1e-5)
+    torch.manual_seed(0)
+    x = torch.randn(3, 41, model.generator.in_dim)
+    with torch.no_grad():
+        ref = model.generator(x).numpy()
+    offline = cpu.generate(x.numpy())
+    np.testing.assert_allclose(offline, ref, atol=1e-4)
+    for chunk in (1, 2, 3, 8, 32):
+        alone = []
+        for b in range(3):
+            st, parts = None, []
+            for i in range(0, 41, chunk):
+                y, st = cpu.stream(x[b : b + 1, i : i + chunk].numpy(), st)
+                parts.append(y)
+            alone.append(np.concatenate([*parts, cpu.flush(st)], 1))
+        assert np.array_equal(np.concatenate(alone), offline), chunk
+    states = cpu.part(cpu.join([cpu.initial_state(1) for _ in range(3)]))
+    assert len(states) == 3 and states[0].hidden.shape == (header["kwargs"]["layers"], 1, 384)

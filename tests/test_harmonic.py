@@ -10,14 +10,8 @@ import torch
 import dsp
 from dsp.harmonic import SourceFilter
 from model import registry
-from model.harmonic import (
-    HarmonicNet,
-    HarmonicVocoder,
-    linear_phase,
-    mel_prior,
-    minimum_phase,
-    synthesize,
-)
+from model.harmonic import HarmonicNet, linear_phase, mel_prior, minimum_phase, synthesize
+from model.harmonic_vocoder import HarmonicVocoder
 
 CONV = dsp.DEFAULT
 BINS = CONV.n_bins
@@ -38,13 +32,17 @@ def _vowel(f0: np.ndarray, seconds: float = 1.0, seed: int = 0) -> np.ndarray:
 TAPS = [0, 256]  # minimum phase, linear phase
 
 
-def _vocoder(seed: int = 0, channels: int = 32, taps: int = 0) -> HarmonicVocoder:
+def _net(seed: int = 0, channels: int = 32, taps: int = 0) -> HarmonicNet:
     torch.manual_seed(seed)
     net = HarmonicNet(channels=channels, blocks=2, phase_taps=taps).eval()
     with torch.no_grad():
         for p in net.head.parameters():
             p.normal_(0, 0.05)
-    return HarmonicVocoder(net.remove_weight_norm(), CONV, {})
+    return net.remove_weight_norm()
+
+
+def _vocoder(seed: int = 0, channels: int = 32, taps: int = 0) -> HarmonicVocoder:
+    return HarmonicVocoder(_net(seed, channels, taps), CONV, {})
 
 
 def _stream(voc, mel, f0, chunk: int) -> np.ndarray:
@@ -176,11 +174,11 @@ def test_minimum_phase_keeps_the_magnitude_and_is_causal():
 def test_training_synthesis_is_the_inference_synthesis(speechlike, taps):
     """The differentiable twin (torch) gives the samples the numba kernels give."""
     mel, f0 = speechlike
-    voc = _vocoder(taps=taps)
-    ref = voc(mel, f0=f0)
+    net = _net(taps=taps)
+    ref = HarmonicVocoder(net, CONV, {})(mel, f0=f0)
     h, n, _ = SourceFilter(CONV).source(np.concatenate([f0, f0[-1:]]), 0.0, 0)
     with torch.no_grad():
-        harm, noise = voc.net(torch.from_numpy(mel)[None], torch.from_numpy(f0).float()[None])
+        harm, noise = net(torch.from_numpy(mel)[None], torch.from_numpy(f0).float()[None])
         out = synthesize(torch.from_numpy(h)[None].float(), torch.from_numpy(n)[None].float(),
                          harm, noise, CONV.hop_length)[0].numpy()  # fmt: skip
     half = CONV.hop_length // 2 + taps // 2  # the twin's sample 0 is c_{-1}, half a hop
@@ -279,3 +277,36 @@ def test_repitch_moves_the_mels_harmonics_and_keeps_its_envelope():
     assert np.corrcoef(ripple(moved), ripple(low))[0, 1] < 0.5
     unvoiced = dsp.repitch(low, np.zeros(low.shape[1]), CONV)
     np.testing.assert_array_equal(unvoiced, low)
+
+
+@pytest.mark.parametrize("packaged", [False, True])
+def test_the_cpu_network_gives_the_torch_networks_filters(speechlike, packaged):
+    """The vocoder's network runs without torch (:mod:`model.harmonic_cpu`): its filters are
+    the torch network's to float32 rounding, on random and on the packaged weights, and
+    every frame the same bits over any chunking."""
+    from model import checkpoint
+    from model.harmonic_cpu import PARALLEL_FRAMES, CpuHarmonicNet
+
+    mel, f0 = (np.concatenate([a, a], -1) for a in speechlike)
+    assert mel.shape[1] >= PARALLEL_FRAMES  # the offline pass splits it over two threads
+    if packaged:
+        tensors, header = checkpoint.load(registry.PACKAGED["harmonic"], "vocoder")
+        net = HarmonicNet(**{k: v for k, v in header["kwargs"].items() if k != "arch"})
+        net.load_state_dict(tensors)
+    else:
+        net = _net(channels=48, taps=256)
+    cpu = CpuHarmonicNet({k: v.numpy() for k, v in net.state_dict().items()}, net.kwargs)
+    with torch.no_grad():
+        m, f = torch.from_numpy(mel)[None], torch.from_numpy(f0).float()[None]
+        want = net.eval().stream_log(m, f)[0]
+    got = cpu.stream_log(mel[None], f0[None])[0]
+    for g, w in zip(got[:2], want[:2], strict=True):
+        np.testing.assert_allclose(g, w.numpy(), atol=2e-4, rtol=0)
+    assert (got[2] == want[2].numpy()).all()
+    for chunk in (1, 2, 3, 7, 32):
+        st, parts = None, []
+        for i in range(0, mel.shape[1], chunk):
+            part = slice(i, i + chunk)
+            (lh, _, _), st = cpu.stream_log(mel[None, :, part], f0[None, part], st)
+            parts.append(lh)
+        assert np.array_equal(np.concatenate(parts, 1), got[0]), chunk

@@ -285,7 +285,7 @@ def test_packaged_harmonic_vocoder_is_the_default_and_sounds_the_f0_it_is_given(
     """The harmonic vocoder beside the default voice: the renders' default, trained (its
     copy of teacher audio it never heard is intelligible: STOI), in tune with the f0
     analysed, and exact in streaming on its trained weights."""
-    from model.harmonic import HarmonicVocoder
+    from model.harmonic_vocoder import HarmonicVocoder
 
     cfg = config.load()
     voc = cli._vocoder(cfg, None)

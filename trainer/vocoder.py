@@ -28,7 +28,8 @@ import dsp
 from dsp.harmonic import SourceFilter
 from model import losses
 from model.discriminators import MultiScale, d_loss, feature_matching, g_adv_loss
-from model.harmonic import HarmonicNet, HarmonicVocoder, synthesize
+from model.harmonic import HarmonicNet, synthesize
+from model.harmonic_vocoder import HarmonicVocoder
 from model.layers import SILENCE
 from model.losses import LogMel, MultiResolutionSTFTLoss
 from model.magnitude import MagnitudeNet, MagnitudeVocoder
@@ -68,6 +69,7 @@ def load_clips(data: Path, conv: dsp.Convention, voice: Path | None = None,
 
 
 def _voice_mels(data: Path, conv: dsp.Convention, voice: Path) -> dict[str, np.ndarray]:
+    from model.acoustic import TorchAcoustic
     from model.voice import Voice
     from trainer import acoustic
 
@@ -75,10 +77,11 @@ def _voice_mels(data: Path, conv: dsp.Convention, voice: Path) -> dict[str, np.n
     items, _ = acoustic.load_items(data, conv, v.header.get("tokens", "segments"))
     stats = v.stats
     out = {}
+    model = TorchAcoustic.of(v.tensors, v.header["kwargs"], "cpu").model  # teacher-forced
     with torch.no_grad():
         for it in items:
             tokens, durs, mel, ctrl, *_ = acoustic.make_batch([it], stats)
-            pred = v.model(tokens, durs, ctrl, mel)[0][0]
+            pred = model(tokens, durs, ctrl, mel)[0][0]
             out[it.id] = stats.mel(pred).T.numpy()
     return out
 
