@@ -76,7 +76,7 @@ def serve_to_status(timeout: float = 60.0) -> float:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     t0 = time.perf_counter()
     proc = subprocess.Popen([str(VENV_BIN / "melgand"), "serve", "--sink", "null", "--osc",
-                             f"udp://127.0.0.1:{port}"], env=env,
+                             f"127.0.0.1:{port}"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         while time.perf_counter() - t0 < timeout:

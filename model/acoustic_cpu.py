@@ -4,8 +4,10 @@ asks of a model: the text encoding with its durations and prosody (:meth:`encode
 control projection, and the generator offline (:meth:`generate`) or streaming
 (:meth:`stream` / :meth:`flush`, the states joined for batched voices by :meth:`join`).
 
-The frames agree with the torch model to float32 rounding (tested); each voice's row of a
-batched step is computed by the same code as alone. Models with audio feedback
+The frames agree with the torch model to float32 rounding (tested); the generator's voices
+are the rows of its dense maps, four at a time (:func:`model.kernels.dense`), each computed
+by the same code alone or batched, so batching changes no bit; the text side (a sentence at
+a time) uses :func:`model.kernels.dense1`. Models with audio feedback
 (``audio_encoder`` > 0) are not covered: :func:`supports` says so and the voice keeps torch.
 """
 
@@ -17,7 +19,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from model.kernels import dense1
+from model.kernels import ROWS, dense, dense1, in_halves
 
 BN_EPS = 1e-5
 
@@ -59,25 +61,32 @@ def _generate(groups, h, pre_w, pre_b, w_ih, b_ih, w_hh, b_hh, head_w, head_b, p
               p2_w, p2_b, r, out):  # pragma: no cover  # fmt: skip
     """The generator over groups of ``r`` frames ``(B, G, D * r)`` from the GRU states ``h
     (layers, B, H)`` (updated in place) -> ``out (B, G * r, n_out)``: the mel frames, and
-    with a pitch head (``p1_w`` not empty) two more channels a frame."""
-    b, g_n, _ = groups.shape
+    with a pitch head (``p1_w`` not empty) two more channels a frame. The voices are the
+    rows of each dense map (padded to a multiple of :data:`model.kernels.ROWS`: a voice's
+    frames are the same bits alone or batched)."""
+    b, g_n, dr = groups.shape
+    b4 = -(-b // ROWS) * ROWS
     layers, _, hid = h.shape
     n_mels = head_w.shape[0] // r
     pitch = p1_w.shape[0] > 0
-    a = np.empty((b, hid), np.float32)
-    gi = np.empty((b, 3 * hid), np.float32)
-    gh = np.empty((b, 3 * hid), np.float32)
-    mel = np.empty((b, head_w.shape[0]), np.float32)
-    p1 = np.empty((b, p1_w.shape[0]), np.float32)
-    p2 = np.empty((b, p2_w.shape[0]), np.float32)
+    x = np.zeros((b4, dr), np.float32)
+    a = np.zeros((b4, hid), np.float32)
+    hl = np.zeros((b4, hid), np.float32)
+    gi = np.empty((b4, 3 * hid), np.float32)
+    gh = np.empty((b4, 3 * hid), np.float32)
+    mel = np.empty((b4, head_w.shape[0]), np.float32)
+    p1 = np.empty((b4, p1_w.shape[0]), np.float32)
+    p2 = np.empty((b4, p2_w.shape[0]), np.float32)
     for g in range(g_n):
-        dense1(groups[:, g], pre_w, pre_b, a)
-        for i in range(b):
+        x[:b] = groups[:, g]
+        dense(x, pre_w, pre_b, a)
+        for i in range(b4):
             for j in range(hid):
                 a[i, j] = max(a[i, j], np.float32(0.0))
         for ly in range(layers):
-            dense1(a, w_ih[ly], b_ih[ly], gi)
-            dense1(h[ly], w_hh[ly], b_hh[ly], gh)
+            hl[:b] = h[ly]
+            dense(a, w_ih[ly], b_ih[ly], gi)
+            dense(hl, w_hh[ly], b_hh[ly], gh)
             for i in range(b):
                 for j in range(hid):
                     rr = _sigmoid(gi[i, j] + gh[i, j])
@@ -85,13 +94,13 @@ def _generate(groups, h, pre_w, pre_b, w_ih, b_ih, w_hh, b_hh, head_w, head_b, p
                     nn_ = math.tanh(gi[i, 2 * hid + j] + rr * gh[i, 2 * hid + j])
                     h[ly, i, j] = (1.0 - z) * nn_ + z * h[ly, i, j]
                     a[i, j] = h[ly, i, j]
-        dense1(a, head_w, head_b, mel)
+        dense(a, head_w, head_b, mel)
         if pitch:
-            dense1(a, p1_w, p1_b, p1)
-            for i in range(b):
+            dense(a, p1_w, p1_b, p1)
+            for i in range(b4):
                 for j in range(p1.shape[1]):
                     p1[i, j] = max(p1[i, j], np.float32(0.0))
-            dense1(p1, p2_w, p2_b, p2)
+            dense(p1, p2_w, p2_b, p2)
         for i in range(b):
             for k in range(r):
                 out[i, g * r + k, :n_mels] = mel[i, k * n_mels : (k + 1) * n_mels]
@@ -224,9 +233,18 @@ class CpuAcoustic:
         return [CpuState(h[:, i : i + 1], p[i : i + 1]) for i in range(h.shape[1])]
 
     def _run(self, groups: np.ndarray, hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The generator on ``B`` voices' groups; many voices split over two threads."""
+        groups = np.ascontiguousarray(groups, np.float32)
+        b = groups.shape[0]
         h = hidden.copy()
-        out = np.empty((groups.shape[0], groups.shape[1] * self.r, self.n_out), np.float32)
-        _generate(np.ascontiguousarray(groups, np.float32), h, *self.gen, self.r, out)
+        out = np.empty((b, groups.shape[1] * self.r, self.n_out), np.float32)
+
+        def part(a: int, z: int) -> None:
+            hs = np.ascontiguousarray(h[:, a:z])
+            _generate(groups[a:z], hs, *self.gen, self.r, out[a:z])
+            h[:, a:z] = hs
+
+        in_halves(part, b)
         return out, h
 
     def stream(self, x: np.ndarray, state: CpuState | None = None):

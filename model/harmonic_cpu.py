@@ -11,12 +11,10 @@ The state is numpy: the last input frames of each causal convolution, time-major
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numba
 import numpy as np
 
-from model.kernels import ROWS, bake_weight_norm, dense, gelu, layer_norm
+from model.kernels import ROWS, bake_weight_norm, dense, gelu, helper, in_halves, layer_norm
 
 F0_REF = 200.0  # Hz: log f0 is fed as octaves from this (model.harmonic's)
 DEFAULTS = {"n_mels": 80, "bins": 513, "blocks": 3, "kernel": 3, "n_fft": 1024,
@@ -52,55 +50,63 @@ def _roll(x, cache):  # pragma: no cover
 def _forward(feat, mel_t, log_f0, pre_cache, caches, pre_w, pre_b, dw, dw_b, norm_g, norm_b,
              up_w, up_b, down_w, down_b, scale, fin_g, fin_b, out_w, out_b,
              out):  # pragma: no cover  # fmt: skip
-    """One stream's chunk: inputs ``feat (T, n_mels + 2)``, ``mel_t (T, n_mels)``, the log
-    f0 ``(T,)``; ``caches`` (updated in place) ``pre_cache (k - 1, n_mels + 2)`` and
-    ``(blocks, 6, C)``; the blocks' weights stacked on their first axis -> ``out (T, 2 *
-    bins)``: the log harmonic and noise filters, clamped to [-20, 6]. The rows are padded
-    to a multiple of :data:`model.kernels.ROWS` for :func:`model.kernels.dense`."""
-    t = feat.shape[0]
-    t4 = -(-t // ROWS) * ROWS
-    k = pre_cache.shape[0] + 1
+    """``B`` streams' chunks of ``T`` frames: inputs ``feat (B, T, n_mels + 2)``, ``mel_t
+    (B, T, n_mels)``, the log f0 ``(B, T)``; the caches (updated in place) ``pre_cache (B, k
+    - 1, n_mels + 2)`` and ``caches (B, blocks, 6, C)``; the blocks' weights stacked on
+    their first axis -> ``out (B, T, 2 * bins)``: the log harmonic and noise filters,
+    clamped to [-20, 6]. Every stream's frames are rows of the same dense maps (padded to a
+    multiple of :data:`model.kernels.ROWS`), each computed alike wherever it sits."""
+    b, t, n_in = feat.shape
+    n = b * t
+    n4 = -(-n // ROWS) * ROWS
+    k = pre_cache.shape[1] + 1
     c = pre_b.shape[0]
-    rows = np.zeros((t4, k * feat.shape[1]), np.float32)
-    _window(feat, pre_cache, rows, k)
-    x = np.empty((t4, c), np.float32)
+    rows = np.zeros((n4, k * n_in), np.float32)
+    for s in range(b):
+        _window(feat[s], pre_cache[s], rows[s * t : (s + 1) * t], k)
+    x = np.empty((n4, c), np.float32)
     dense(rows, pre_w, pre_b, x)
-    h = np.zeros((t4, c), np.float32)
-    hn = np.empty((t4, c), np.float32)
-    up = np.empty((t4, up_w.shape[1]), np.float32)
+    h = np.zeros((n4, c), np.float32)
+    hn = np.empty((n4, c), np.float32)
+    up = np.empty((n4, up_w.shape[1]), np.float32)
     act = np.empty_like(up)
-    down = np.empty((t4, c), np.float32)
+    down = np.empty((n4, c), np.float32)
     kd = dw.shape[1]
-    xe = np.empty((t + kd - 1, c), np.float32)  # a block's input after its cache
+    xe = np.empty((t + kd - 1, c), np.float32)  # a stream's block input after its cache
     for blk in range(dw.shape[0]):
-        cache = caches[blk]
-        xe[: kd - 1] = cache
-        xe[kd - 1 :] = x[:t]
-        for i in range(t):
-            h[i, :] = dw_b[blk]
-            for j in range(kd):  # the taps in order
-                for f in range(c):
-                    h[i, f] += xe[i + j, f] * dw[blk, j, f]
-        _roll(x[:t], cache)
+        for s in range(b):
+            cache = caches[s, blk]
+            xs = x[s * t : (s + 1) * t]
+            xe[: kd - 1] = cache
+            xe[kd - 1 :] = xs
+            for i in range(t):
+                r = s * t + i
+                h[r, :] = dw_b[blk]
+                for j in range(kd):  # the taps in order
+                    for f in range(c):
+                        h[r, f] += xe[i + j, f] * dw[blk, j, f]
+            _roll(xs, cache)
         layer_norm(h, norm_g[blk], norm_b[blk], 1e-5, hn)
         dense(hn, up_w[blk], up_b[blk], up)
         gelu(up, act)
         dense(act, down_w[blk], down_b[blk], down)
-        for i in range(t):
+        for i in range(n):
             for f in range(c):
                 x[i, f] += scale[blk, f] * down[i, f]
-    n_mels = mel_t.shape[1]
-    last = np.zeros((t4, c + n_mels), np.float32)
+    n_mels = mel_t.shape[2]
+    last = np.zeros((n4, c + n_mels), np.float32)
     layer_norm(x, fin_g, fin_b, 1e-5, hn)
-    last[:t, :c] = hn[:t]
-    last[:t, c:] = mel_t
-    res = np.empty((t4, out.shape[1]), np.float32)
+    for s in range(b):
+        last[s * t : (s + 1) * t, :c] = hn[s * t : (s + 1) * t]
+        last[s * t : (s + 1) * t, c:] = mel_t[s]
+    res = np.empty((n4, out.shape[2]), np.float32)
     dense(last, out_w, out_b, res)
-    bins = out.shape[1] // 2
-    for i in range(t):
-        for j in range(2 * bins):
-            v = res[i, j] + (log_f0[i] if j < bins else np.float32(0.0))
-            out[i, j] = min(max(v, np.float32(-20.0)), np.float32(6.0))
+    bins = out.shape[2] // 2
+    for s in range(b):
+        for i in range(t):
+            for j in range(2 * bins):
+                v = res[s * t + i, j] + (log_f0[s, i] if j < bins else np.float32(0.0))
+                out[s, i, j] = min(max(v, np.float32(-20.0)), np.float32(6.0))
 
 
 def _c(a) -> np.ndarray:
@@ -136,7 +142,6 @@ class CpuHarmonicNet:
         out_w = np.concatenate([f["head.weight"], f["skip.weight"]], 1)
         self.final = (f["norm.weight"], f["norm.bias"], np.ascontiguousarray(out_w),
                       f["head.bias"] + f["skip.bias"])  # fmt: skip
-        self.pool: ThreadPoolExecutor | None = None
 
     def initial_state(self, batch: int = 1) -> dict:
         return {
@@ -157,7 +162,8 @@ class CpuHarmonicNet:
         return [{"pre": state["pre"][i : i + 1], "blocks": state["blocks"][i : i + 1]}
                 for i in range(state["pre"].shape[0])]  # fmt: skip
 
-    def _one(self, feat, mel_t, log_f0, pre, blocks, out):
+    def _run(self, feat, mel_t, log_f0, pre, blocks, out):
+        """:func:`_forward` of ``B`` streams ``(B, T, ...)``, the caches updated in place."""
         _forward(feat, mel_t, log_f0, pre, blocks, *self.pre, *self.blocks, *self.final, out)
 
     def stream_log(self, mel: np.ndarray, f0: np.ndarray, state: dict | None = None):
@@ -172,36 +178,39 @@ class CpuHarmonicNet:
         feat = np.concatenate([mel_t, lf0[..., None], voiced[..., None]], -1, dtype=np.float32)
         log_f0 = np.log(np.maximum(f0, np.float32(1.0)))
         out = np.empty((b, t, 2 * self.bins), np.float32)
-        if b == 1 and t >= PARALLEL_FRAMES:  # offline: the second half's state first, serially
-            self._halves(feat[0], mel_t[0], log_f0[0], pre[0], blocks[0], out[0])
-        else:
-            for i in range(b):
-                self._one(feat[i], mel_t[i], log_f0[i], pre[i], blocks[i], out[i])
+        if b == 1 and t >= PARALLEL_FRAMES:  # a long stream (offline): on two threads
+            self._halves(feat, mel_t, log_f0, pre, blocks, out)
+        else:  # many voices: on two threads
+
+            def part(a: int, z: int) -> None:
+                ps, bs = pre[a:z].copy(), blocks[a:z].copy()
+                self._run(feat[a:z], mel_t[a:z], log_f0[a:z], ps, bs, out[a:z])
+                pre[a:z], blocks[a:z] = ps, bs
+
+            in_halves(part, b)
         filters = (out[..., : self.bins], out[..., self.bins :], voiced)
         return filters, {"pre": pre, "blocks": blocks}
 
     def _halves(self, feat, mel_t, log_f0, pre, blocks, out):
-        """A long stream on two threads. The network is causal and reaches back
-        :attr:`reach` frames, so the second half starts from the state a warm-up over
-        the ``reach`` frames before it leaves (the same bits: every value in that state
-        depends on those frames alone); the first half's state is then the second's."""
-        t = feat.shape[0]
+        """One long stream ``(1, T, ...)`` on two threads. The network is causal and
+        reaches back :attr:`reach` frames, so the second half starts from the state a
+        warm-up over the ``reach`` frames before it leaves (the same bits: every value in
+        that state depends on those frames alone); its end state is the stream's."""
+        t = feat.shape[1]
         mid, reach = t // 2, self.reach
-        if self.pool is None:
-            self.pool = ThreadPoolExecutor(1, thread_name_prefix="melgand-harmonic-net")
         st2 = self.initial_state(1)
-        pre2, blocks2 = st2["pre"][0], st2["blocks"][0]
-        warm = slice(mid - reach, mid)
-        part = slice(mid, t)
+        pre2, blocks2 = st2["pre"], st2["blocks"]
+        warm, part = slice(mid - reach, mid), slice(mid, t)
 
         def second():
-            scratch = np.empty((reach, out.shape[1]), np.float32)
-            self._one(feat[warm], mel_t[warm], log_f0[warm], pre2, blocks2, scratch)
-            self._one(feat[part], mel_t[part], log_f0[part], pre2, blocks2, out[part])
+            scratch = np.empty((1, reach, out.shape[2]), np.float32)
+            self._run(feat[:, warm], mel_t[:, warm], log_f0[:, warm], pre2, blocks2, scratch)
+            self._run(feat[:, part], mel_t[:, part], log_f0[:, part], pre2, blocks2,
+                      out[:, part])  # fmt: skip
 
-        fut = self.pool.submit(second)
+        fut = helper().submit(second)
         first = slice(0, mid)
-        self._one(feat[first], mel_t[first], log_f0[first], pre, blocks, out[first])
+        self._run(feat[:, first], mel_t[:, first], log_f0[:, first], pre, blocks, out[:, first])
         fut.result()
         pre[:], blocks[:] = pre2, blocks2
 

@@ -14,11 +14,34 @@ default; erf to 1e-7) are row-wise.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
 ROWS = 4  # dense() takes its rows four at a time: pad a chunk's rows to a multiple
+PARALLEL_STREAMS = 4  # from this many streams (voices) a batched step takes two threads
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def helper() -> ThreadPoolExecutor:
+    """The engines' second thread (the kernels release the GIL), made when first needed."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="melgand-cpu-net"))
+    return _POOL[0]
+
+
+def in_halves(fn, n: int) -> None:
+    """``fn(a, b)`` over streams ``[0, n)``: from :data:`PARALLEL_STREAMS` streams on two
+    threads, ``[0, mid)`` here and ``[mid, n)`` on :func:`helper`'s (``mid`` a multiple of
+    :data:`ROWS`, so every stream's rows are computed as they would be alone)."""
+    mid = -(-(n // 2) // ROWS) * ROWS
+    if n < PARALLEL_STREAMS or mid >= n:
+        fn(0, n)
+        return
+    fut = helper().submit(fn, mid, n)
+    fn(0, mid)
+    fut.result()
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)

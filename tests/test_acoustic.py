@@ -292,14 +292,14 @@ def test_the_cpu_engine_is_the_torch_model_and_streams_exactly():
         proj = model.project_controls(controls, 1.0).numpy()
     np.testing.assert_allclose(cpu.project_controls(controls.numpy(), 1.0), proj, atol=1e-5)
     torch.manual_seed(0)
-    x = torch.randn(3, 41, model.generator.in_dim)
+    x = torch.randn(6, 41, model.generator.in_dim)  # 6 voices: a batch split over 2 threads
     with torch.no_grad():
         ref = model.generator(x).numpy()
     offline = cpu.generate(x.numpy())
     np.testing.assert_allclose(offline, ref, atol=1e-4)
     for chunk in (1, 2, 3, 8, 32):
         alone = []
-        for b in range(3):
+        for b in range(6):
             st, parts = None, []
             for i in range(0, 41, chunk):
                 y, st = cpu.stream(x[b : b + 1, i : i + chunk].numpy(), st)

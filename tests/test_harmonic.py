@@ -303,6 +303,12 @@ def test_the_cpu_network_gives_the_torch_networks_filters(speechlike, packaged):
     for g, w in zip(got[:2], want[:2], strict=True):
         np.testing.assert_allclose(g, w.numpy(), atol=2e-4, rtol=0)
     assert (got[2] == want[2].numpy()).all()
+    voices = np.stack([mel, mel - 0.5, mel + 0.3, mel[:, ::-1], mel, mel - 1.0])
+    f0s = np.stack([f0, f0 * 1.5, f0 * 0.7, f0[::-1], f0, f0 * 2.0])
+    together = cpu.stream_log(voices[:, :, :40], f0s[:, :40])[0][0]  # split over 2 threads
+    for v in range(6):
+        alone = cpu.stream_log(voices[v : v + 1, :, :40], f0s[v : v + 1, :40])[0][0]
+        assert np.array_equal(together[v : v + 1], alone), v
     for chunk in (1, 2, 3, 7, 32):
         st, parts = None, []
         for i in range(0, mel.shape[1], chunk):
