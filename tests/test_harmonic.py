@@ -316,3 +316,21 @@ def test_the_cpu_network_gives_the_torch_networks_filters(speechlike, packaged):
             (lh, _, _), st = cpu.stream_log(mel[None, :, part], f0[None, part], st)
             parts.append(lh)
         assert np.array_equal(np.concatenate(parts, 1), got[0]), chunk
+
+
+def test_the_torch_engine_for_a_gpu_gives_the_cpu_engines_audio(speechlike):
+    """On a GPU the vocoder keeps the torch network (:class:`model.harmonic.TorchHarmonicNet`,
+    the same numpy interface); here on the CPU it gives the CPU engine's audio within float
+    rounding, streamed and batched too, and ``to("cpu")`` returns to the CPU engine."""
+    from model.harmonic import TorchHarmonicNet
+    from model.harmonic_cpu import CpuHarmonicNet
+
+    mel, f0 = speechlike
+    net = _net(taps=256)
+    cpu = HarmonicVocoder(net, CONV, {})
+    gpu_like = HarmonicVocoder(TorchHarmonicNet(net), CONV, {})
+    assert isinstance(cpu.net, CpuHarmonicNet)
+    np.testing.assert_allclose(gpu_like(mel, f0=f0), cpu(mel, f0=f0), atol=1e-4)
+    done = gpu_like.stream_many([mel[:, :6]] * 2, [None, None], None, [f0[:6]] * 2)
+    np.testing.assert_allclose(done[1][0], cpu.stream(mel[:, :6], None, f0=f0[:6])[0], atol=1e-4)
+    assert isinstance(gpu_like.to("cpu").net, CpuHarmonicNet)
