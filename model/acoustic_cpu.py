@@ -7,8 +7,9 @@ control projection, and the generator offline (:meth:`generate`) or streaming
 The frames agree with the torch model to float32 rounding (tested); the generator's voices
 are the rows of its dense maps (a voice alone by :func:`model.kernels.dense1`, several four
 at a time by :func:`model.kernels.dense`: batched, a voice's frames differ from its frames
-alone by float rounding), and a stream equals the offline pass to the bit over any chunks. Models with audio feedback
-(``audio_encoder`` > 0) are not covered: :func:`supports` says so and the voice keeps torch.
+alone by float rounding), and a stream equals the offline pass to the bit over any chunks.
+Models with audio feedback (``audio_encoder`` > 0) are not covered: :func:`supports` says
+so and the voice keeps torch.
 """
 
 from __future__ import annotations
