@@ -22,9 +22,9 @@ MQTT on the daemon's event loop, one handler per connection:
 
 Sharing the CPU with the live voices: every Wyoming synthesis, of all connections, runs on
 one dedicated worker thread ("melgand-wyoming"), one request at a time, so it takes at most
-one core beside the render worker, never the event loop. Torch keeps the thread count the
-daemon configured (``[daemon] threads``; torch's pool is process-wide and is not touched
-here). While live voices sound, the worker paces itself to ``LIVE_PACE`` times real time
+one core beside the render worker, never the event loop. On the CPU the models run on
+numba kernels (no torch); a torch model keeps the thread count the daemon configured
+(``[daemon] threads``; torch's pool is process-wide and is not touched here). While live voices sound, the worker paces itself to ``LIVE_PACE`` times real time
 (still ahead of a client playing it), sleeping (the GIL released) after each generator +
 vocoder step, so that the render worker's blocks keep their timing; with nothing live it
 runs flat out. The voices are the daemon's (the same models,
