@@ -24,11 +24,12 @@ Sharing the CPU with the live voices: every Wyoming synthesis, of all connection
 one dedicated worker thread ("melgand-wyoming"), one request at a time, so it takes at most
 one core beside the render worker, never the event loop. On the CPU the models run on
 numba kernels (no torch); a torch model keeps the thread count the daemon configured
-(``[daemon] threads``; torch's pool is process-wide and is not touched here). While live voices sound, the worker paces itself to ``LIVE_PACE`` times real time
-(still ahead of a client playing it), sleeping (the GIL released) after each generator +
-vocoder step, so that the render worker's blocks keep their timing; with nothing live it
-runs flat out. The voices are the daemon's (the same models,
-vocoder and caches as /say), their streaming state private to each synthesis.
+(``[daemon] threads``; torch's pool is process-wide and is not touched here). While live
+voices sound, the worker paces itself to ``LIVE_PACE`` times real time (still ahead of a
+client playing it), sleeping (the GIL released) after each generator + vocoder step, so that
+the render worker's blocks keep their timing; with nothing live it runs flat out. The voices
+are the daemon's (the same models, vocoder and caches as /say), their streaming state
+private to each synthesis.
 """
 
 from __future__ import annotations
