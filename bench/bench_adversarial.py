@@ -19,7 +19,6 @@ import torch
 from bench_voice import SENTENCES, recognize, wer, words
 
 import dsp
-from model.acoustic import TorchAcoustic
 from model.voice import Voice
 from trainer import acoustic
 
@@ -30,7 +29,7 @@ def held_out_scores(v: Voice, data: Path, held_out: float = 0.02) -> tuple[float
     val = items[-max(1, round(len(items) * held_out)) :]
     stats = v.stats
     l1, ratios = [], []
-    model = TorchAcoustic.of(v.tensors, v.header["kwargs"], "cpu").model  # teacher-forced
+    model = v.module()  # teacher-forced: the torch module
     with torch.no_grad():
         for it in val:
             tokens, durs, mel, ctrl, *_ = acoustic.make_batch([it], stats)

@@ -180,7 +180,6 @@ def cmd_sing(args: argparse.Namespace) -> int:
         raise UserError(f"--preroll {args.preroll}: give seconds from 0 to 60")
     cfg = _load_config(args)
     sing = score.load(args.score)
-    _threads(cfg)
     v, name = _voice_of(cfg, args.voice)
     r = Renderer.configured(v, _vocoder(cfg, args.vocoder, voice=name), cfg.daemon)
     voices = {name: r}
@@ -222,7 +221,6 @@ def cmd_say(args: argparse.Namespace) -> int:
     if (args.text is None) == (args.text_file is None):
         print("melgand say: give TEXT or --text-file FILE (one of them)", file=sys.stderr)
         return 2
-    _threads(cfg)
     v, name = _voice_of(cfg, args.voice)
     vocoder = _vocoder(cfg, args.vocoder, voice=name)
 

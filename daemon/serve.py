@@ -140,9 +140,6 @@ class Daemon:
     async def run(self) -> int:
         d = self.cfg.daemon
         self.loop = asyncio.get_running_loop()
-        torch = sys.modules.get("torch")  # imported by a torch vocoder or voice, if any
-        if d.threads and torch is not None:
-            torch.set_num_threads(d.threads)
         sys.setswitchinterval(0.0005)  # the loop gets the GIL soon after a datagram lands
         self.device = self._device(d.device)
         if self.wyoming_uri:  # listening first: describe is answered while the models load
@@ -195,6 +192,9 @@ class Daemon:
         self.renderer = Renderer.configured(voice.to(self.device), vocoder, d)
         self.renderers[d.voice or "default"] = self.renderer
         log.info("models on %s", self.device)
+        torch = sys.modules.get("torch")  # imported by a torch vocoder or voice, if any
+        if d.threads and torch is not None:
+            torch.set_num_threads(d.threads)
         await self.loop.run_in_executor(None, warm_up, self.renderer)
         gc.collect()
         gc.freeze()  # what exists now (model, caches) is never scanned again: shorter pauses

@@ -299,17 +299,17 @@ class SourceFilter:
             )
         return f0
 
-    def _check_shape(self, f0: np.ndarray, *named):
+    def _check_shape(self, frames: int, *named):
         for name, h in named:
-            if h.shape != (f0.size, self.bins):
+            if h.shape != (frames, self.bins):
                 raise ValueError(
-                    f"{name} response must be (frames, {self.bins}) to match f0's {f0.size} "
+                    f"{name} response must be (frames, {self.bins}) to match f0's {frames} "
                     f"frames; got {h.shape}"
                 )
 
     def check(self, f0: np.ndarray, harmonic: np.ndarray, noise: np.ndarray):
         f0 = self.check_f0(f0)
-        self._check_shape(f0, ("harmonic", harmonic), ("noise", noise))
+        self._check_shape(f0.size, ("harmonic", harmonic), ("noise", noise))
         return (
             f0,
             np.ascontiguousarray(harmonic, np.complex128),
@@ -402,7 +402,7 @@ class SourceFilter:
         bins)`` as the synthesis makes them (``taps``), the harmonic one zero where
         ``voiced`` is false; on ``threads`` threads."""
         n = len(voiced)
-        self._check_shape(np.zeros(n), ("harmonic", log_h), ("noise", log_n))
+        self._check_shape(n, ("harmonic", log_h), ("noise", log_n))
         lh = np.ascontiguousarray(log_h, np.float32)
         ln = np.ascontiguousarray(log_n, np.float32)
         hv = np.ascontiguousarray(voiced, np.bool_).reshape(n)

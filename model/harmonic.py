@@ -29,9 +29,8 @@ import torch
 from torch import nn
 
 import dsp
+from model.harmonic_cpu import F0_REF
 from model.layers import Block, CachedConv, bake_weight_norm, frame_conv, linear
-
-F0_REF = 200.0  # Hz: log f0 is fed as octaves from this
 
 
 def mel_prior(conv: dsp.Convention) -> np.ndarray:

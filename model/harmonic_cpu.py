@@ -16,7 +16,7 @@ import numpy as np
 
 from model.kernels import ROWS, bake_weight_norm, dense, gelu, helper, in_halves, layer_norm
 
-F0_REF = 200.0  # Hz: log f0 is fed as octaves from this (model.harmonic's)
+F0_REF = 200.0  # Hz: log f0 is fed as octaves from this (both engines)
 DEFAULTS = {"n_mels": 80, "bins": 513, "blocks": 3, "kernel": 3, "n_fft": 1024,
             "phase_taps": 0}  # fmt: skip
 BLOCK_KERNEL = 7  # model.layers.Block's depthwise kernel
@@ -178,7 +178,7 @@ class CpuHarmonicNet:
         feat = np.concatenate([mel_t, lf0[..., None], voiced[..., None]], -1, dtype=np.float32)
         log_f0 = np.log(np.maximum(f0, np.float32(1.0)))
         out = np.empty((b, t, 2 * self.bins), np.float32)
-        if b == 1 and t >= PARALLEL_FRAMES:  # a long stream (offline): on two threads
+        if b == 1 and t >= max(PARALLEL_FRAMES, 2 * self.reach):  # a long stream: 2 threads
             self._halves(feat, mel_t, log_f0, pre, blocks, out)
         else:  # many voices: on two threads
 

@@ -61,16 +61,15 @@ class HarmonicVocoder:
     def to(self, device) -> HarmonicVocoder:
         """On ``device``: the CPU engine on the CPU, the torch network on a GPU."""
         on_cpu = isinstance(self.net, CpuHarmonicNet)
-        if str(device).startswith("cpu") and not on_cpu:
-            tensors = {k: v.detach().cpu().numpy() for k, v in self.net.net.state_dict().items()}
-            self.net = CpuHarmonicNet(tensors, self.net.kwargs)
-        elif not str(device).startswith("cpu"):
+        if str(device).startswith("cpu"):
+            if not on_cpu:
+                self.net = engine(self.net.net.cpu())
+        elif on_cpu:
             from model.harmonic import TorchHarmonicNet
 
-            if on_cpu:
-                self.net = TorchHarmonicNet.of(self.net.tensors, self.net.kwargs, device)
-            else:
-                self.net.net.to(device)
+            self.net = TorchHarmonicNet.of(self.net.tensors, self.net.kwargs, device)
+        else:
+            self.net.net.to(device)
         return self
 
     def _check(self, log_mel, f0) -> tuple[np.ndarray, np.ndarray]:

@@ -80,6 +80,16 @@ def _stretch(dur: np.ndarray, ctrl: np.ndarray, v: int, factor: float):
     return new, np.repeat(per_token, new, axis=0)
 
 
+def _engine(tensors: dict, kwargs: dict, device="cpu"):
+    """The model's inference on ``device``: the CPU engine where it covers the model, else
+    the torch module (a GPU, or audio feedback)."""
+    if str(device).startswith("cpu") and supports(kwargs):
+        return CpuAcoustic(tensors, kwargs)
+    from model.acoustic import TorchAcoustic
+
+    return TorchAcoustic.of(tensors, kwargs, device)
+
+
 def _voiced(ctrl: np.ndarray, frames: slice) -> None:
     """A vowel's frames voiced and at least at average loudness (in place)."""
     ctrl[frames, 1] = 1.0
@@ -103,32 +113,27 @@ class Voice:
     def to(self, device) -> Voice:
         """On ``device``: the CPU engine on the CPU (where it covers the model), the torch
         module on a GPU."""
-        cpu = str(device).startswith("cpu")
-        if cpu and supports(self.header["kwargs"]):
-            if not isinstance(self.model, CpuAcoustic):
-                self.model = CpuAcoustic(self.tensors, self.header["kwargs"])
-        else:
-            from model.acoustic import TorchAcoustic
-
-            if isinstance(self.model, CpuAcoustic):
-                self.model = TorchAcoustic.of(self.tensors, self.header["kwargs"], device)
-            else:
-                self.model.to(device)
+        kwargs = self.header["kwargs"]
+        cpu = str(device).startswith("cpu") and supports(kwargs)
+        if cpu != isinstance(self.model, CpuAcoustic):
+            self.model = _engine(self.tensors, kwargs, device)
+        elif not cpu:
+            self.model.to(device)
         return self
+
+    def module(self):
+        """The voice's torch :class:`model.acoustic.AcousticModel` on the CPU, a copy of its
+        weights (teacher forcing: the trainers' and benches' use)."""
+        from model.acoustic import TorchAcoustic
+
+        return TorchAcoustic.of(self.tensors, self.header["kwargs"], "cpu").model
 
     @classmethod
     def load(cls, path: Path | str, conv: dsp.Convention | None = None) -> Voice:
         tensors, header = checkpoint.load(path, kind="acoustic", framework="np")
         have = checkpoint.convention(header, conv, path, "voice")
-        kwargs = header["kwargs"]
-        if supports(kwargs):
-            model = CpuAcoustic(tensors, kwargs)
-        else:
-            from model.acoustic import TorchAcoustic
-
-            model = TorchAcoustic.of(tensors, kwargs, "cpu")
         fe, stats = Frontend.from_dict(header["frontend"]), Stats.from_dict(header["stats"])
-        return cls(model, fe, stats, have, header, tensors)
+        return cls(_engine(tensors, header["kwargs"]), fe, stats, have, header, tensors)
 
     def _encode(self, tokens: list[int], speed: float = 1.0):
         """Token ids -> their encoding ``(N, C)``, predicted durations ``(N,)`` (frames,

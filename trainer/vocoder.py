@@ -69,7 +69,6 @@ def load_clips(data: Path, conv: dsp.Convention, voice: Path | None = None,
 
 
 def _voice_mels(data: Path, conv: dsp.Convention, voice: Path) -> dict[str, np.ndarray]:
-    from model.acoustic import TorchAcoustic
     from model.voice import Voice
     from trainer import acoustic
 
@@ -77,7 +76,7 @@ def _voice_mels(data: Path, conv: dsp.Convention, voice: Path) -> dict[str, np.n
     items, _ = acoustic.load_items(data, conv, v.header.get("tokens", "segments"))
     stats = v.stats
     out = {}
-    model = TorchAcoustic.of(v.tensors, v.header["kwargs"], "cpu").model  # teacher-forced
+    model = v.module()  # teacher-forced: the torch module
     with torch.no_grad():
         for it in items:
             tokens, durs, mel, ctrl, *_ = acoustic.make_batch([it], stats)
