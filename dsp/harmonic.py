@@ -49,15 +49,32 @@ def _noise(counter: np.uint64) -> float:  # pragma: no cover
     return (2.0 * u - 1.0) * 1.7320508075688772
 
 
+@numba.njit(cache=True, nogil=True, fastmath=False, inline="always")
+def _tick(phase, f0a, f0b, i, n, sr):  # pragma: no cover
+    """Sample ``i`` of ``n``: the f0 there (linear from ``f0a`` to ``f0b``) and the phase
+    after it, wrapped. One definition for :func:`_source` and :func:`_advance`: the
+    fast-forward of the offline split must reach the phase's bits."""
+    f = f0a + (f0b - f0a) * (i / n)
+    phase += _TWO_PI * f / sr
+    if phase >= _TWO_PI:
+        phase -= _TWO_PI * np.floor(phase / _TWO_PI)
+    return phase, f
+
+
+@numba.njit(cache=True, nogil=True, fastmath=False)
+def _advance(f0a, f0b, n, phase, sr):  # pragma: no cover
+    """The phase after :func:`_source`'s ``n`` samples, without the source."""
+    for i in range(n):
+        phase, _ = _tick(phase, f0a, f0b, i, n, sr)
+    return phase
+
+
 @numba.njit(cache=True, nogil=True, fastmath=False)
 def _source(f0a, f0b, n, phase, limit, sr, counter, harm, noise):  # pragma: no cover
     """``n`` samples of source, f0 moving linearly from ``f0a`` to ``f0b``, into ``harm`` and
     ``noise``; returns the phase after them."""
     for i in range(n):
-        f = f0a + (f0b - f0a) * (i / n)
-        phase += _TWO_PI * f / sr
-        if phase >= _TWO_PI:
-            phase -= _TWO_PI * np.floor(phase / _TWO_PI)
+        phase, f = _tick(phase, f0a, f0b, i, n, sr)
         kr = limit / f
         k = np.floor(kr)
         half = 0.5 * phase
@@ -84,32 +101,44 @@ def _min_phase(log_mag, n_fft):  # pragma: no cover
     return np.exp(np.fft.rfft(c))
 
 
+def taps_window(taps: int) -> np.ndarray:
+    """The periodic Hann window a linear-phase response is cut to (empty: minimum phase)."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(taps) / max(taps, 1))
+
+
 @numba.njit(cache=True, nogil=True)
-def _response(log_mag, n_fft, taps):  # pragma: no cover
-    """Natural-log magnitude ``(bins,)`` -> a causal response: minimum phase (``taps`` 0), or
-    linear phase: the zero-phase impulse response under a ``taps``-long Hann window, delayed
-    by ``taps / 2`` (:func:`model.harmonic.linear_phase` in float64). A linear phase changes
-    no harmonic's phase as the filter changes from frame to frame; a minimum phase moves
-    them with the formants (measured: 7 cents of pitch wobble on sung vowels, against 2)."""
+def _response(log_mag, n_fft, wt):  # pragma: no cover
+    """Natural-log magnitude ``(bins,)`` -> a causal response: minimum phase (``wt`` empty),
+    or linear phase: the zero-phase impulse response under the ``taps``-long window ``wt``
+    (:func:`taps_window`), delayed by ``taps / 2`` (:func:`model.harmonic.linear_phase` in
+    float64). A linear phase changes no harmonic's phase as the filter changes from frame to
+    frame; a minimum phase moves them with the formants (measured: 7 cents of pitch wobble on
+    sung vowels, against 2)."""
+    taps = wt.shape[0]
     if taps == 0:
         return _min_phase(log_mag, n_fft)
-    ir = np.fft.irfft(np.exp(log_mag.astype(np.float64)), n_fft)
+    m = np.empty(log_mag.shape[0])
+    for i in range(m.shape[0]):
+        m[i] = np.exp(np.float64(log_mag[i]))
+    ir = np.fft.irfft(m, n_fft)
     h = np.zeros(n_fft)
     half = taps // 2
-    for i in range(taps):
-        h[i] = ir[(i - half) % n_fft] * (0.5 - 0.5 * np.cos(2.0 * np.pi * i / taps))
+    for i in range(half):
+        h[i] = ir[n_fft - half + i] * wt[i]
+    for i in range(half, taps):
+        h[i] = ir[i - half] * wt[i]
     return np.fft.rfft(h)
 
 
 @numba.njit(cache=True, nogil=True)
-def _responses(lh, ln, hv, a, b, hh, hn, n_fft, taps):  # pragma: no cover
+def _responses(lh, ln, hv, a, b, hh, hn, n_fft, wt):  # pragma: no cover
     """Frames ``a .. b - 1`` of :func:`_set_pending`'s responses into ``hh``, ``hn``."""
     for j in range(a, b):
         if hv[j]:
-            hh[j, :] = _response(lh[j], n_fft, taps)
+            hh[j, :] = _response(lh[j], n_fft, wt)
         else:
             hh[j, :] = 0.0
-        hn[j, :] = _response(ln[j], n_fft, taps)
+        hn[j, :] = _response(ln[j], n_fft, wt)
 
 
 _POOL: list = []  # a thread for the offline responses, made when first needed
@@ -130,7 +159,7 @@ _STARTED, _COUNTER, _SKIP = 0, 1, 2  # ints
 
 @numba.njit(cache=True, nogil=True)
 def _voice(buf, ints, pend, f0, hh, hn, lh, ln, hv, log, flush, out, win, hop, n_fft,
-           limit, sr, taps):  # pragma: no cover  # fmt: skip
+           limit, sr, wt):  # pragma: no cover  # fmt: skip
     """One stream's chunk of frames (and, if ``flush``, its end) into ``out``; returns how
     many samples are now final. ``log``: the responses come as log magnitudes ``lh`` /
     ``ln`` (the harmonic one silenced where ``hv`` is false), made responses here; else
@@ -150,7 +179,7 @@ def _voice(buf, ints, pend, f0, hh, hn, lh, ln, hv, log, flush, out, win, hop, n
         buf[_PHASE] = _source(first, first, hop, 0.0, limit, sr, counter, half_h, half_n)
         ints[_COUNTER] += hop
         j0 = 1
-        _set_pending(pend, buf, f0, hh, hn, lh, ln, hv, log, 0, n_fft, taps)
+        _set_pending(pend, buf, f0, hh, hn, lh, ln, hv, log, 0, n_fft, wt)
     if ints[_STARTED] == 0:
         return 0
     n_out = 0
@@ -185,9 +214,9 @@ def _voice(buf, ints, pend, f0, hh, hn, lh, ln, hv, log, flush, out, win, hop, n
         for i in range(n_fft - hop, n_fft):
             ola[i] = 0.0
         if j0 + j < n:
-            _set_pending(pend, buf, f0, hh, hn, lh, ln, hv, log, j0 + j, n_fft, taps)
+            _set_pending(pend, buf, f0, hh, hn, lh, ln, hv, log, j0 + j, n_fft, wt)
     if flush:
-        n_out = _emit(ola, ints, out, n_out, hop // 2 + taps // 2)
+        n_out = _emit(ola, ints, out, n_out, hop // 2 + wt.shape[0] // 2)
     return n_out
 
 
@@ -203,32 +232,67 @@ def _emit(ola, ints, out, n_out, count):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def _set_pending(pend, buf, f0, hh, hn, lh, ln, hv, log, j, n_fft, taps):  # pragma: no cover
+def _set_pending(pend, buf, f0, hh, hn, lh, ln, hv, log, j, n_fft, wt):  # pragma: no cover
     buf[_PEND_F0] = f0[j]
     if log:
         if hv[j]:
-            pend[0, :] = _response(lh[j], n_fft, taps)
+            pend[0, :] = _response(lh[j], n_fft, wt)
         else:
             pend[0, :] = 0.0
-        pend[1, :] = _response(ln[j], n_fft, taps)
+        pend[1, :] = _response(ln[j], n_fft, wt)
     else:
         pend[0, :] = hh[j]
         pend[1, :] = hn[j]
 
 
 @numba.njit(cache=True, nogil=True)
+def _from_step(buf, ints, pend, f0, lh, ln, hv, s, warm, out, win, hop, n_fft, limit, sr,
+               wt):  # pragma: no cover  # fmt: skip
+    """Frames ``s + warm ..`` of an offline input into ``out``, through its end: a fresh
+    state (``buf``, ``ints``, ``pend``) brought to the moment before :func:`_voice`'s step
+    ``s`` (the phase by :func:`_advance`, the half segment before it by :func:`_source`),
+    then ``warm`` steps run unheard: they add in the overlap-add what the earlier frames had,
+    so the samples after them are the single run's to the bit. ``s >= 1``."""
+    half_h = buf[_SCALARS : _SCALARS + hop]
+    half_n = buf[_SCALARS + hop : _SCALARS + 2 * hop]
+    c0 = np.uint64(ints[_COUNTER])
+    first = f0[0] if f0[0] > 0 else UNVOICED_F0
+    buf[_F0] = first
+    buf[_LAST] = first
+    phase = _advance(first, first, hop, 0.0, sr)
+    for j in range(s):
+        nxt = f0[j + 1]
+        if nxt > 0:
+            buf[_LAST] = nxt
+        fb = nxt if nxt > 0 else buf[_LAST]
+        if j < s - 1:
+            phase = _advance(buf[_F0], fb, hop, phase, sr)
+        else:
+            counter = c0 + np.uint64((j + 1) * hop)
+            phase = _source(buf[_F0], fb, hop, phase, limit, sr, counter, half_h, half_n)
+        buf[_F0] = fb
+    buf[_PHASE] = phase
+    ints[_STARTED] = 1
+    ints[_COUNTER] = c0 + np.uint64((s + 1) * hop)
+    ints[_SKIP] = warm * hop
+    _set_pending(pend, buf, f0, pend, pend, lh, ln, hv, True, s, n_fft, wt)
+    return _voice(buf, ints, pend, f0[s + 1 :], pend, pend, lh[s + 1 :], ln[s + 1 :],
+                  hv[s + 1 :], True, True, out, win, hop, n_fft, limit, sr, wt)  # fmt: skip
+
+
+@numba.njit(cache=True, nogil=True)
 def _voices(buf, ints, pend, f0, hh, hn, lh, ln, hv, log, flush, out, counts, win, hop,
-            n_fft, limit, sr, taps):  # pragma: no cover  # fmt: skip
+            n_fft, limit, sr, wt):  # pragma: no cover  # fmt: skip
     """:func:`_voice` for each stream (row) of the stacked states and inputs."""
     for v in range(buf.shape[0]):
         if log:
             counts[v] = _voice(buf[v], ints[v], pend[v], f0[v], hh[0], hn[0], lh[v], ln[v],
                                hv[v], True, flush, out[v], win, hop, n_fft, limit, sr,
-                               taps)  # fmt: skip
+                               wt)  # fmt: skip
         else:
             counts[v] = _voice(buf[v], ints[v], pend[v], f0[v], hh[v], hn[v], lh[0], ln[0],
                                hv[0], False, flush, out[v], win, hop, n_fft, limit, sr,
-                               taps)  # fmt: skip
+                               wt)  # fmt: skip
 
 
 class SourceState:
@@ -278,6 +342,7 @@ class SourceFilter:
         n = 2 * self.hop
         self.win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)  # periodic Hann
         self.delay = self.hop + self.hop // 2 + taps // 2
+        self.wt = taps_window(taps)
         self._buf0 = np.zeros(_SCALARS + 2 * self.hop + self.n_fft)
         self._ints0 = np.array([0, seed << 32, self.hop // 2 + taps // 2], np.int64)
         self._pend0 = np.zeros((2, self.bins), np.complex128)
@@ -342,7 +407,7 @@ class SourceFilter:
                     hn[a:b] if not log else hn, lh[a:b] if log else lh,
                     ln[a:b] if log else ln, hv[a:b] if log else hv, log, flush, out[a:b],
                     counts[a:b], self.win, self.hop, self.n_fft, self.limit, self.sr,
-                    self.taps)  # fmt: skip
+                    self.wt)  # fmt: skip
 
         workers = getattr(pool, "_max_workers", 2) if pool is not None and v > 1 else 1
         if workers > 1:
@@ -390,12 +455,34 @@ class SourceFilter:
         return self._go(states, f0, None, None, lh, ln, hv, flush, pool)
 
     def offline_log(self, f0, log_h, log_n, voiced, threads: int = 2) -> np.ndarray:
-        """Offline :meth:`stream_log` (the streamed samples exactly): the responses of all
-        frames first, on ``threads`` threads (they do not depend on each other)."""
+        """Offline :meth:`stream_log` (the streamed samples exactly). On two threads from 64
+        frames: the first half as a stream runs it; the second from a state brought to its
+        start (:func:`_from_step`: the oscillator's phase fast-forwarded, then as many unheard
+        frames as a segment overlaps), so the halves join to the bit."""
         f0 = self.check_f0(f0)
-        hh, hn = self.responses(log_h, log_n, voiced, threads)
-        ys, _ = self._go([None], f0[None], hh[None], hn[None], None, None, None, True)
-        return ys[0]
+        n = f0.size
+        self._check_shape(n, ("harmonic", log_h), ("noise", log_n))
+        lh = np.ascontiguousarray(log_h, np.float32)
+        ln = np.ascontiguousarray(log_n, np.float32)
+        hv = np.ascontiguousarray(voiced, np.bool_).reshape(n)
+        if threads < 2 or n < 64:
+            ys, _ = self._go([None], f0[None], None, None, lh[None], ln[None], hv[None], True)
+            return ys[0]
+        warm = -(-self.n_fft // self.hop) - 1
+        mid = n // 2
+        tail = self.hop // 2 + self.taps // 2
+        out_b = np.empty((n - mid + warm + 1) * self.hop + tail, np.float32)
+        b = self.initial_state()
+        fut = _helper().submit(
+            _from_step, b.buf, b.ints, b.pend, f0, lh, ln, hv, mid - warm, warm, out_b,
+            self.win, self.hop, self.n_fft, self.limit, self.sr, self.wt,
+        )  # fmt: skip
+        a = self.initial_state()
+        out_a = np.empty((mid + 2) * self.hop, np.float32)
+        k = _voice(a.buf, a.ints, a.pend, f0[: mid + 1], self._no_c[0], self._no_c[0],
+                   lh[: mid + 1], ln[: mid + 1], hv[: mid + 1], True, False, out_a, self.win,
+                   self.hop, self.n_fft, self.limit, self.sr, self.wt)  # fmt: skip
+        return np.concatenate([out_a[:k], out_b[: fut.result()]])
 
     def responses(self, log_h, log_n, voiced, threads: int = 2):
         """The complex responses ``(frames, bins)`` of natural-log magnitudes ``(frames,
@@ -410,12 +497,12 @@ class SourceFilter:
         hn = np.empty_like(hh)
         if threads > 1 and n >= 64:
             mid = n // 2
-            args = (hh, hn, self.n_fft, self.taps)
+            args = (hh, hn, self.n_fft, self.wt)
             fut = _helper().submit(_responses, lh, ln, hv, mid, n, *args)
             _responses(lh, ln, hv, 0, mid, *args)
             fut.result()
         else:
-            _responses(lh, ln, hv, 0, n, hh, hn, self.n_fft, self.taps)
+            _responses(lh, ln, hv, 0, n, hh, hn, self.n_fft, self.wt)
         return hh, hn
 
     def flush(self, state: SourceState | None) -> np.ndarray:

@@ -77,6 +77,27 @@ def test_stream_equals_offline_exactly_for_every_chunk_size(speechlike, chunk, t
 
 
 @pytest.mark.parametrize("taps", TAPS)
+@pytest.mark.parametrize("frames", [64, 65, 97, 200])
+def test_the_offline_synthesis_on_two_threads_is_the_single_run_exactly(frames, taps):
+    """The second half starts from a fast-forwarded state and unheard overlap frames; the
+    halves join to the bit, voiced or not at the join and at the start."""
+    rng = np.random.default_rng(frames)
+    src = SourceFilter(CONV, seed=3, taps=taps)
+    log_h = rng.normal(-2, 1, (frames, BINS)).astype(np.float32)
+    log_n = rng.normal(-4, 1, (frames, BINS)).astype(np.float32)
+    f0 = np.where(rng.random(frames) < 0.6, rng.uniform(80, 400, frames), 0.0)
+    if frames % 2:  # an unvoiced middle
+        f0[frames // 2 - 2 : frames // 2 + 2] = 0.0
+    if frames > 100:  # an unvoiced start: the oscillator's held f0
+        f0[:5] = 0.0
+    voiced = f0 > 0
+    one = src.offline_log(f0, log_h, log_n, voiced, threads=1)
+    two = src.offline_log(f0, log_h, log_n, voiced, threads=2)
+    assert one.shape == (frames * CONV.hop_length,) and np.abs(one).max() > 1e-3
+    np.testing.assert_array_equal(two, one)
+
+
+@pytest.mark.parametrize("taps", TAPS)
 def test_delay_is_within_the_budget_and_the_stream_holds_back_exactly_it(speechlike, taps):
     mel, f0 = speechlike
     voc = _vocoder(taps=taps)
@@ -144,7 +165,7 @@ def test_linear_phase_is_the_windowed_zero_phase_response_and_matches_the_kernel
     """A smooth magnitude through ``linear_phase``: causal, ``taps`` long, symmetric about
     ``taps / 2`` (a constant group delay), its magnitude the windowed one; the numba kernel
     gives the same response."""
-    from dsp.harmonic import _response
+    from dsp.harmonic import _response, taps_window
 
     rng = np.random.default_rng(0)
     smooth = np.convolve(rng.normal(0, 1, BINS + 40), np.hanning(41) / 20, "valid")
@@ -154,7 +175,7 @@ def test_linear_phase_is_the_windowed_zero_phase_response_and_matches_the_kernel
     np.testing.assert_allclose(ir[1:256], ir[1:256][::-1], atol=1e-12)  # about 128
     ratio = np.abs(h.numpy()) / np.exp(smooth)
     assert np.median(np.abs(np.log(ratio))) < 0.05  # the envelope kept, smoothed a little
-    np.testing.assert_allclose(_response(smooth.astype(np.float32), CONV.n_fft, 256),
+    np.testing.assert_allclose(_response(smooth.astype(np.float32), CONV.n_fft, taps_window(256)),
                                h.numpy(), atol=1e-6 * np.abs(h.numpy()).max())  # fmt: skip
     with pytest.raises(ValueError, match="taps"):
         SourceFilter(CONV, taps=255)
