@@ -40,7 +40,7 @@ from daemon import config
 from daemon.serve import Daemon
 from daemon.synth import Note
 
-VOCODER: dict[str, str] = {}  # "daemon.vocoder" when --vocoder is given
+VOCODER: dict[str, str] = {}  # "daemon.vocoder" when --vocoder is given, and every --set
 
 
 class Live:
@@ -337,11 +337,12 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="--onsets: a config override for the daemon, e.g. daemon.latency_ms=40",
+        help="a config override for the daemon, e.g. daemon.block=256",
     )
     args = ap.parse_args()
     if args.vocoder:
         VOCODER["daemon.vocoder"] = f"'{args.vocoder}'"
+    VOCODER.update(kv.split("=", 1) for kv in args.set)
     if args.onsets:
         run_onsets(args.onsets, args.sink, args.seed, args.set)
         return

@@ -117,6 +117,7 @@ class DaemonConfig:
     max_voices: int = _opt(lo=1, hi=64)
     latency_ms: float = _opt(lo=0.0, hi=2000.0)
     buffer_ms: float = _opt(lo=1.0, hi=1000.0)
+    block: int = _opt(lo=16, hi=4096)
     chunk_frames: int = _opt(lo=1, hi=32)
     threads: int = _opt(lo=0, hi=256)
     vocoder_threads: int = _opt(lo=1, hi=64)

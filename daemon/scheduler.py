@@ -92,7 +92,10 @@ class Scheduler:
         # MARGIN for the message's way to the worker; less would make events late, moved
         # to the next block unrendered: a block's slip
         rendered = self.ahead + block + int(getattr(sink, "lead", 0.0) * self.rate)
-        least = rendered + int(self.MARGIN * self.rate)
+        # the worker drains the inbox between blocks: a message waits at most one block's
+        # render (no longer than the block, while it keeps up) and its 1 ms sleep
+        margin = min(self.MARGIN, block / self.rate + 0.001)
+        least = rendered + int(margin * self.rate)
         if self.latency < least:
             log.info(
                 "immediate commands sound %.0f ms after they arrive: [daemon] latency_ms "
@@ -102,7 +105,7 @@ class Scheduler:
                 latency_ms,
                 1000 * rendered / self.rate,
                 1000 * getattr(sink, "lead", 0.0),
-                1000 * self.MARGIN,
+                1000 * margin,
             )
             self.latency = least
         self.slack = [0, float("inf")]  # immediate events: how many, least slack (samples)

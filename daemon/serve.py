@@ -162,6 +162,7 @@ class Daemon:
             max_voices=d.max_voices,
             latency_ms=d.latency_ms,
             buffer_ms=d.buffer_ms,
+            block=d.block,
             on_event=self._event,
             max_queue=d.max_queue,
             voices=self.renderer_for,  # a voice a score note names (ValueError if unknown)

@@ -186,11 +186,14 @@ class _Streaming:
 
 def fill(voices: list[_Streaming], n: int) -> None:
     """Make each voice hold ``n`` samples (or end), running the generator once per chunk
-    for all of them together (one batched GRU step), then each voice's vocoder."""
+    for all of them together (one batched GRU step), then each voice's vocoder. Once one
+    voice must step, every voice that holds less than a chunk steps with it: voices started
+    in different blocks fall into one batch, not a batch per block of a chunk."""
     while True:
-        need = [v for v in voices if len(v.buf) < n and not v.ended]
-        if not need:
+        if not any(len(v.buf) < n and not v.ended for v in voices):
             return
+        need = [v for v in voices
+                if len(v.buf) < max(n, v.r.chunk * v.r.hop) and not v.ended]  # fmt: skip
         batch = []
         for v in need:
             x = v._frames()
