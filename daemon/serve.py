@@ -17,11 +17,14 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from daemon import protocol as P
 from daemon.osc import OscServer
 from daemon.scheduler import Job, Scheduler
 from daemon.sink import open_sink
-from daemon.synth import Note, Renderer, Speech
+from daemon.synth import Note, Renderer, Speech, fill
+from dsp.dynamics import limit
 from model import registry
 
 log = logging.getLogger("melgand")
@@ -284,3 +287,9 @@ def warm_up(renderer: Renderer) -> None:
     n.render(rate // 10)
     n.release()
     n.render(rate)
+    notes = [Note(renderer, 60 + k, 100, "la") for k in range(4)]  # the batched step
+    for _ in range(4):
+        fill(notes, renderer.hop * renderer.chunk)
+        for v in notes:
+            v.render(renderer.hop * renderer.chunk)
+    limit(np.zeros(256, np.float32), rate=rate)  # the mix's limiter: the first block's
