@@ -139,26 +139,33 @@ def score(notes, transpose: float = 0.0) -> P.Sing:
 def renderer(vocoder: str | None, voice: Path | None = None):
     import torch
 
-    from daemon import config
     from daemon.cli import _vocoder
     from daemon.synth import Renderer
     from model import voice as _voice
 
     torch.set_num_threads(1)
-    cfg = config.load()
+    cfg = _config()
     v = _voice.Voice.load(voice, cfg.audio) if voice else _voice.packaged(cfg.audio)
     r = Renderer.configured(v, _vocoder(cfg, vocoder), cfg.daemon)
     assert r.rate == SR, r.rate
     return r
 
 
+SETS: list[str] = []  # --set KEY=VALUE: config overrides for every path here and the daemon
+
+
+def _config():
+    from daemon import config
+
+    return config.load(None, [config.parse_override(kv) for kv in SETS])
+
+
 def ours(r, sing: P.Sing) -> np.ndarray:
     """`melgand sing`'s path, on the score's own timeline (the config's voices and
     ``[singing]`` settings, as `melgand sing` takes them)."""
-    from daemon import config
     from daemon.scheduler import render_score
 
-    cfg = config.load()
+    cfg = _config()
     return render_score(r, sing, cfg.daemon.max_voices, 0.0, cfg.singing.params())
 
 
@@ -283,7 +290,7 @@ class Live:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         sets = ["daemon.greeting=''", f"daemon.vocoder={json.dumps(self.vocoder)}",
-                "daemon.device='cpu'"]  # fmt: skip
+                "daemon.device='cpu'", *SETS]  # fmt: skip
         if self.voice is not None:  # the daemon takes voices by name, from voices_dir
             (tmp / "voices").mkdir()
             (tmp / "voices" / "bench.safetensors").symlink_to(self.voice.resolve())
@@ -572,7 +579,10 @@ def main() -> None:
     ap.add_argument("--keys", default="0,7", help="transpositions, comma-separated")
     ap.add_argument("--no-melodies", action="store_true", help="skip part 1")
     ap.add_argument("--baseline-only", action="store_true", help="= --paths baseline")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override, e.g. singing.consonant=0.5 (every path)")  # fmt: skip
     args = ap.parse_args()
+    SETS.extend(args.set)
     chosen = {p.strip() for p in ("baseline" if args.baseline_only else args.paths).split(",")}
     if chosen - {"ours", "baseline", "live"}:
         ap.error(f"--paths: unknown {sorted(chosen - {'ours', 'baseline', 'live'})}")
@@ -587,9 +597,7 @@ def main() -> None:
             print(f"our path is unavailable: {type(e).__name__}: {e}\n")
     live = None
     if r is not None and "live" in chosen:
-        from daemon import config
-
-        name = config.load().vocoder_name(args.vocoder)  # the vocoder `melgand sing` takes
+        name = _config().vocoder_name(args.vocoder)  # the vocoder `melgand sing` takes
         live = Live(r, args.voice, name, args.out / "live_daemon.log")
         args.out.mkdir(parents=True, exist_ok=True)
     if r is not None and "ours" in chosen and not args.no_melodies:
