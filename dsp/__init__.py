@@ -8,6 +8,7 @@ Streaming (explicit state,
 :class:`Rtisi`. Conventions: :class:`Convention` (``DEFAULT`` is HiFi-GAN's).
 """
 
+from dsp import _extensions  # noqa: F401  (first: numba's extensions, see its docstring)
 from dsp.alignment import monotonic_alignment
 from dsp.convention import DEFAULT, Convention, librosa_center
 from dsp.mel import (

