@@ -42,6 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon import protocol as P
+from daemon import score as daemon_score
 from trainer import sung as _sung
 
 LEAD = 0.5  # score time of the first note
@@ -203,8 +204,9 @@ class Live:
     AHEAD = 0.8  # s a bundle is sent before its timetag (time to prepare the voice)
     GAP = 3.0  # s of silence between performances
 
-    def __init__(self, r, voice: Path | None, vocoder: str, log: Path):
+    def __init__(self, r, voice: Path | None, vocoder: str, log: Path, line: bool = False):
         self.r, self.voice, self.vocoder, self.log = r, voice, vocoder, log
+        self.line = line  # a song's syllables sent once as /lyrics, not a /lyric a note
         self.events: list[tuple[float, list]] = []  # (wall timetag, [(address, args)])
         self.starts: dict = {}  # key -> (wall time of score time 0, seconds)
         self.nid = 0
@@ -214,12 +216,12 @@ class Live:
         self.nid += 1
         return self.nid
 
-    def _syllable(self, lyric: str, at: float):
+    def _syllable(self, lyric, at: float, after: tuple[str, ...] = ()):
         before = ()
         if self.last is not None and at - self.last[1] < 1.0:
             before = tuple(self.r.phones_of(self.last[0]))
         self.last = (lyric, at)
-        return self.r.syllable(lyric, before, ())
+        return self.r.syllable(lyric, before, after)
 
     def plan(self, key, sing: P.Sing, t0: float) -> float:
         """Bundles for ``sing`` with score time 0 at wall time ``t0``; its end (wall)."""
@@ -233,6 +235,9 @@ class Live:
                     and abs(beats[i] - ends[i - 1]) <= touching)  # fmt: skip
 
         syl, lead, tail, ids, lyric = [], [], [], [], None
+        words = [n["lyric"].strip() for i, n in enumerate(notes) if not melisma(i)]
+        line = list(daemon_score.phones([{"lyric": w} for w in words]))  # as the daemon splits
+        k = 0
         for i, n in enumerate(notes):  # leads first: releases look at the next note's
             if melisma(i):
                 if self.last is not None:  # the daemon takes it as the syllable sent last
@@ -242,7 +247,12 @@ class Live:
                 tail.append(0.0)
             else:
                 lyric = n["lyric"].strip()
-                s = self._syllable(lyric, beats[i])
+                if self.line:  # the daemon's context: the line's syllables either side
+                    after = line[k + 1] if k + 1 < len(line) else ()
+                    s = self._syllable(line[k], beats[i], after)
+                    k += 1
+                else:
+                    s = self._syllable(lyric, beats[i])
                 syl.append(lyric)
                 lead.append(s.onset * self.r.hop / rate)
                 tail.append((len(s.up) - s.coda) * self.r.hop / rate)
@@ -256,6 +266,8 @@ class Live:
             else:
                 head, prev = i, syl[i]
                 on = [("/lyric", [syl[i], ids[i]]), ("/mnote", [p, 100.0, ids[i]])]
+                if self.line:  # the syllable from the line sent with the first note
+                    on = on[1:] if i else [("/lyrics", [" ".join(words)]), *on[1:]]
                 self.events.append((beats[i], on))  # the daemon starts the consonants early
             if not melisma(i + 1):
                 nxt = [beats[j] - lead[j] for j in range(len(notes))
@@ -579,6 +591,9 @@ def main() -> None:
     ap.add_argument("--keys", default="0,7", help="transpositions, comma-separated")
     ap.add_argument("--no-melodies", action="store_true", help="skip part 1")
     ap.add_argument("--baseline-only", action="store_true", help="= --paths baseline")
+    ap.add_argument("--live-lyrics", choices=["note", "line"], default="note",
+                    help="live: a /lyric with each note, or each song's syllables sent once as "
+                    "/lyrics (each note then knows the syllable after it)")  # fmt: skip
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a config override, e.g. singing.consonant=0.5 (every path)")  # fmt: skip
     args = ap.parse_args()
@@ -598,7 +613,7 @@ def main() -> None:
     live = None
     if r is not None and "live" in chosen:
         name = _config().vocoder_name(args.vocoder)  # the vocoder `melgand sing` takes
-        live = Live(r, args.voice, name, args.out / "live_daemon.log")
+        live = Live(r, args.voice, name, args.out / "live_daemon.log", args.live_lyrics == "line")
         args.out.mkdir(parents=True, exist_ok=True)
     if r is not None and "ours" in chosen and not args.no_melodies:
         melodies(r)

@@ -23,7 +23,8 @@ class ScoreEnd:
 
 
 Command: TypeAlias = (
-    P.Say | P.NoteOn | P.NoteOff | P.Lyric | P.NoteParam | P.Sing | P.Param | P.Simple
+    P.Say | P.NoteOn | P.NoteOff | P.Lyric | P.Lyrics | P.NoteParam | P.Sing | P.Param
+    | P.Simple
     | P.Sync | ScoreEnd
 )  # fmt: skip
 Sound: TypeAlias = "Speech | Note | list[Note]"  # a score's voice: one note per score note

@@ -57,6 +57,14 @@ class Lyric:
 
 
 @dataclass
+class Lyrics:
+    """A line of syllables for the next notes, one each (a word split over notes: ``mor-
+    ning``); it replaces what is left of the line before."""
+
+    text: str
+
+
+@dataclass
 class NoteParam:
     id: int
     name: str  # "pitch" (semitones offset), "volume", or an expression setting (cents, Hz,
@@ -159,6 +167,10 @@ OSC: dict[str, Address] = {
         "note off by frequency (with a note id the frequency is ignored)",
     ),
     "/lyric": Address((Arg("s", "lyric"), _ID), "syllable(s) for the next note, or the note id"),
+    "/lyrics": Address(
+        (Arg("s", "syllables"),),
+        'a line of syllables for the next notes, one each ("mor- ning": a word over two)',
+    ),
     "/ne/pitch": Address(
         (Arg("i", "note id"), Arg("f", "pitch", -48, 48)),
         "pitch offset of a sounding note, semitones",
@@ -299,6 +311,8 @@ def command(address: str, args: list, max_text: int = MAX_TEXT) -> Any:
     if address in ("/say", "/lyric"):
         kind = Say if address == "/say" else Lyric
         return kind(_take(spec, a, 0, max_text), _take(spec, a, 1))
+    if address == "/lyrics":
+        return Lyrics(_take(spec, a, 0, max_text))
     if address in ("/mnote", "/fnote"):
         pitch = _pitch(address, a)
         vel = _take(spec, a, 1)

@@ -120,6 +120,7 @@ class Scheduler:
         self.speech_queue: deque[Job] = deque()
         self.syncs: list[Job] = []
         self.lyrics: dict[int | None, str] = {}
+        self.line: deque[tuple[str, ...]] = deque()  # /lyrics: the next notes' syllables
         self._last_syllable: tuple[tuple, float] = ((), 0.0)  # the last live note: phones, time
         # the live defaults (/param/<name>): the sung expression's from [singing] (``params``)
         live = {"volume": 1.0, "speed": 1.0, "legato": 0.0, "seed": 0}
@@ -156,11 +157,15 @@ class Scheduler:
         if isinstance(cmd, P.Lyric):
             self.lyrics[cmd.id] = cmd.text
             return
+        if isinstance(cmd, P.Lyrics):  # each word's syllables, a melisma the vowel before
+            self.line = deque(score.phones([{"lyric": w} for w in cmd.text.split()]))
+            return
         renderer = job.renderer or self.renderer  # the voice now, whenever it is prepared
         if isinstance(cmd, P.NoteOn):
-            job.lyric = self.lyrics.pop(cmd.id, None) or self.lyrics.pop(None, None) or "la"
+            job.lyric = (self.lyrics.pop(cmd.id, None) or self.lyrics.pop(None, None)
+                         or (self.line.popleft() if self.line else "la"))  # fmt: skip
             # co-articulation: the syllable sung before and the one queued after, if any
-            nxt = self.lyrics.get(None)
+            nxt = self.lyrics.get(None) or (self.line[0] if self.line else None)
             last, when = self._last_syllable
             before = last if job.arrival - when < 1.0 else ()  # a pause ends the phrase
             job.context = (before, tuple(renderer.phones_of(nxt)) if nxt else ())

@@ -268,3 +268,37 @@ def test_a_timed_note_whose_voice_is_late_still_has_its_vowel_on_the_tag(rendere
         assert job.skip == now - (job.pos - note.lead) > 0 and s.late == 0
     finally:
         s.prep.shutdown()
+
+
+def test_a_line_of_lyrics_gives_the_next_notes_a_syllable_each_with_its_neighbours(renderer):
+    """/lyrics "the mor- ning light": the next notes sing "the", "mor", "ning", "light",
+    each encoded with the syllable after it (known at note-on); a note's own /lyric comes
+    first and leaves the line; a new line replaces the rest; then "la" again."""
+    s, _ = _live(renderer)
+    try:
+        phones = [tuple(renderer.phones_of(w)) for w in ("the", "light")]
+        s.submit(Job(P.Lyrics("the mor- ning light"), None, "test"))
+        line = list(s.line)
+        assert len(line) == 4 and line[0] == phones[0] and line[3] == phones[1]
+        assert line[1] + line[2] == tuple(renderer.phones_of("morning"))
+        jobs = []
+        for i, lyric in enumerate([None, None, "star", None, None]):
+            if lyric:
+                s.submit(Job(P.Lyric(lyric, i), None, "test"))
+            jobs.append(Job(P.NoteOn(60.0, 100.0, i), None, "test"))
+            s.submit(jobs[-1])
+        assert [j.lyric for j in jobs] == [line[0], line[1], "star", line[2], line[3]]
+        assert jobs[0].context[1] == line[1] and jobs[1].context[1] == line[2]
+        assert jobs[4].context[1] == ()  # the line's end
+        s.submit(Job(P.Lyrics("sea"), None, "test"))
+        s.submit(Job(P.Lyrics("oh my"), None, "test"))
+        last = [Job(P.NoteOn(62.0, 100.0, 9 + k), None, "test") for k in range(3)]
+        for j in last:
+            s.submit(j)
+        assert [j.lyric for j in last] == [tuple(renderer.phones_of("oh")),
+                                           tuple(renderer.phones_of("my")), "la"]  # fmt: skip
+        for j in jobs + last:
+            j.ready.result()
+            assert j.sound is not None
+    finally:
+        s.prep.shutdown()

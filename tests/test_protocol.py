@@ -43,6 +43,7 @@ def test_golden_messages_parse_to_commands():
     assert P.command(pk.address, pk.args) == P.NoteOn(64.0, 63.5)
     [pk] = P.parse_datagram(STATUS)
     assert P.command(pk.address, pk.args) == P.Simple("status")
+    assert P.command("/lyrics", ["the mor- ning"]) == P.Lyrics("the mor- ning")
 
 
 def test_bundles_keep_their_timetags_and_nest():

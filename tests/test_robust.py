@@ -28,6 +28,7 @@ ADDRESSES = [
     "/fnote",
     "/fnote/rel",
     "/lyric",
+    "/lyrics",
     "/ne/pitch",
     "/ne/volume",
     "/allnotesoff",
