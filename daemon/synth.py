@@ -303,9 +303,14 @@ class Sung(_Streaming):
         self.contour.glide(pitch, self.expression.portamento if seconds is None else seconds)
 
     def _f0_heard(self, given: np.ndarray, head: tuple | None) -> np.ndarray:
-        """A note sounds its own pitch where its syllable is voiced (the pitch head's voicing
-        where the voice has one, else the syllable's phones')."""
-        voiced = head[1] if head is not None else given[:, 1] > 0.5
+        """A note sounds its own pitch where its syllable's phone is voiced and, where the
+        voice has a pitch head, the head agrees. The head alone (trained on speech) lets
+        the harmonics into the consonants beside a vowel: "count the boats that sail" was
+        heard "come to boot that tail" on every seed, and the bench songs a fifth up lost
+        twice the words (docs/results.md)."""
+        voiced = given[:, 1] > 0.5
+        if head is not None:
+            voiced &= head[1]
         return np.where(voiced, given[:, 0], 0.0)
 
     def _shape(self, log_mel: np.ndarray, given: np.ndarray) -> np.ndarray:

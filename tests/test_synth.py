@@ -157,3 +157,16 @@ def test_speech_through_a_harmonic_vocoder_is_voiced_where_its_pitch_says(harmon
     assert 0.3 < voiced.mean() < 0.95  # voiced speech with unvoiced stretches
     heard = np.median(got[voiced])
     assert abs(1200 * np.log2(heard / np.median(f0))) < 100  # the voice's own register
+
+
+def test_a_note_sounds_harmonics_only_where_its_phone_and_the_pitch_head_are_voiced(
+    harmonic_renderer,
+):
+    """The pitch head alone let harmonics into the consonants beside a vowel (a sung "s"
+    heard as "t"): a note's f0 goes to the vocoder where both say voiced."""
+    n = Note(harmonic_renderer, 60, 100, "sa")
+    given = np.array([[261.6, 0.0, 1.0, 0.0], [261.6, 0.0, 1.0, 0.0], [261.6, 1.0, 1.0, 0.0],
+                      [261.6, 1.0, 1.0, 0.0]])  # fmt: skip
+    head = (np.full(4, 250.0), np.array([True, False, True, False]))
+    np.testing.assert_array_equal(n._f0_heard(given, head), [0.0, 0.0, 261.6, 0.0])
+    np.testing.assert_array_equal(n._f0_heard(given, None), [0.0, 0.0, 261.6, 261.6])
