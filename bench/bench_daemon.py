@@ -40,12 +40,12 @@ from daemon import config
 from daemon.serve import Daemon
 from daemon.synth import Note
 
-VOCODER: dict[str, str] = {}  # "daemon.vocoder" when --vocoder is given, and every --set
+OVERRIDES: dict[str, str] = {}  # the daemon's config: --vocoder and every --set
 
 
 class Live:
     def __init__(self, sink: str, **sets):
-        sets = {"daemon.greeting": "''", "osc.port": "0", **VOCODER, **sets}
+        sets = {"daemon.greeting": "''", "osc.port": "0", **OVERRIDES, **sets}
         self.cfg = config.load(None, [config.parse_override(f"{k}={v}") for k, v in sets.items()])
         ready = threading.Event()
         self.d = Daemon(self.cfg, sink=sink, mqtt="off", ready=lambda d: ready.set())
@@ -156,7 +156,7 @@ def find_onsets(y: np.ndarray, rate: int, quiet: float = 0.1, thr: float = 0.02)
     return np.asarray(out)
 
 
-def run_onsets(n: int, sink: str, seed: int, sets: list[str]) -> None:
+def run_onsets(n: int, sink: str, seed: int) -> None:
     """Send ``n`` note-ons to `melgand serve` on the PulseAudio null sink (``sink`` =
     sounddevice, recorded from the monitor) or ``wav`` (the daemon's own timeline), and
     compare the recorded onset spacing with the sending spacing."""
@@ -183,7 +183,7 @@ def run_onsets(n: int, sink: str, seed: int, sets: list[str]) -> None:
                                   f"--rate={rate}", "--file-format=wav", str(rec)],
                                  env=env)  # fmt: skip
     spec = "sounddevice" if sink == "sounddevice" else f"wav:{wav}"
-    sets = ["daemon.greeting=''", *[f"{k}={v}" for k, v in VOCODER.items()], *sets]
+    sets = ["daemon.greeting=''", *[f"{k}={v}" for k, v in OVERRIDES.items()]]
     cmd = [sys.executable, "-m", "daemon.cli", "serve", "--sink", spec, "--osc",
            f"127.0.0.1:{port}", "--mqtt", "off"]  # fmt: skip
     cmd += [a for s in sets for a in ("--set", s)]
@@ -341,10 +341,10 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.vocoder:
-        VOCODER["daemon.vocoder"] = f"'{args.vocoder}'"
-    VOCODER.update(kv.split("=", 1) for kv in args.set)
+        OVERRIDES["daemon.vocoder"] = f"'{args.vocoder}'"
+    OVERRIDES.update(kv.split("=", 1) for kv in args.set)
     if args.onsets:
-        run_onsets(args.onsets, args.sink, args.seed, args.set)
+        run_onsets(args.onsets, args.sink, args.seed)
         return
     tmp = Path(tempfile.mkdtemp())
     wav = tmp / "timeline.wav"

@@ -141,14 +141,16 @@ def _responses(lh, ln, hv, a, b, hh, hn, n_fft, wt):  # pragma: no cover
         hn[j, :] = _response(ln[j], n_fft, wt)
 
 
-_POOL: list = []  # a thread for the offline responses, made when first needed
+_POOL: list = []  # the second thread, made when first needed
 
 
-def _helper():
+def helper():
+    """A second thread for work split in halves (the kernels release the GIL): this
+    module's offline synthesis and responses, and :mod:`model.kernels`' networks."""
     if not _POOL:
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="melgand-harmonic"))
+        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="melgand-half"))
     return _POOL[0]
 
 
@@ -461,10 +463,7 @@ class SourceFilter:
         frames as a segment overlaps), so the halves join to the bit."""
         f0 = self.check_f0(f0)
         n = f0.size
-        self._check_shape(n, ("harmonic", log_h), ("noise", log_n))
-        lh = np.ascontiguousarray(log_h, np.float32)
-        ln = np.ascontiguousarray(log_n, np.float32)
-        hv = np.ascontiguousarray(voiced, np.bool_).reshape(n)
+        lh, ln, hv = self._log_inputs(n, log_h, log_n, voiced)
         if threads < 2 or n < 64:
             ys, _ = self._go([None], f0[None], None, None, lh[None], ln[None], hv[None], True)
             return ys[0]
@@ -473,7 +472,7 @@ class SourceFilter:
         tail = self.hop // 2 + self.taps // 2
         out_b = np.empty((n - mid + warm + 1) * self.hop + tail, np.float32)
         b = self.initial_state()
-        fut = _helper().submit(
+        fut = helper().submit(
             _from_step, b.buf, b.ints, b.pend, f0, lh, ln, hv, mid - warm, warm, out_b,
             self.win, self.hop, self.n_fft, self.limit, self.sr, self.wt,
         )  # fmt: skip
@@ -484,21 +483,25 @@ class SourceFilter:
                    self.hop, self.n_fft, self.limit, self.sr, self.wt)  # fmt: skip
         return np.concatenate([out_a[:k], out_b[: fut.result()]])
 
+    def _log_inputs(self, frames: int, log_h, log_n, voiced):
+        """One stream's log responses ``(frames, bins)`` and voicing, checked and laid out
+        for the kernels."""
+        self._check_shape(frames, ("harmonic", log_h), ("noise", log_n))
+        return (np.ascontiguousarray(log_h, np.float32), np.ascontiguousarray(log_n, np.float32),
+                np.ascontiguousarray(voiced, np.bool_).reshape(frames))  # fmt: skip
+
     def responses(self, log_h, log_n, voiced, threads: int = 2):
         """The complex responses ``(frames, bins)`` of natural-log magnitudes ``(frames,
         bins)`` as the synthesis makes them (``taps``), the harmonic one zero where
         ``voiced`` is false; on ``threads`` threads."""
         n = len(voiced)
-        self._check_shape(n, ("harmonic", log_h), ("noise", log_n))
-        lh = np.ascontiguousarray(log_h, np.float32)
-        ln = np.ascontiguousarray(log_n, np.float32)
-        hv = np.ascontiguousarray(voiced, np.bool_).reshape(n)
+        lh, ln, hv = self._log_inputs(n, log_h, log_n, voiced)
         hh = np.empty((n, self.bins), np.complex128)
         hn = np.empty_like(hh)
         if threads > 1 and n >= 64:
             mid = n // 2
             args = (hh, hn, self.n_fft, self.wt)
-            fut = _helper().submit(_responses, lh, ln, hv, mid, n, *args)
+            fut = helper().submit(_responses, lh, ln, hv, mid, n, *args)
             _responses(lh, ln, hv, 0, mid, *args)
             fut.result()
         else:

@@ -14,21 +14,14 @@ default; erf to 1e-7) are row-wise.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
+from dsp.harmonic import helper  # the engines' second thread, shared with the synthesis
+
 ROWS = 4  # dense() takes its rows four at a time: pad a chunk's rows to a multiple
 PARALLEL_STREAMS = 4  # from this many streams (voices) a batched step takes two threads
-_POOL: list[ThreadPoolExecutor] = []
-
-
-def helper() -> ThreadPoolExecutor:
-    """The engines' second thread (the kernels release the GIL), made when first needed."""
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="melgand-cpu-net"))
-    return _POOL[0]
 
 
 def in_halves(fn, n: int) -> None:
