@@ -190,16 +190,13 @@ def baseline(text: str, sing: P.Sing, cache: dict) -> np.ndarray:
 class Live:
     """The songs played live: `melgand serve --sink wav:PATH --osc ...` in a subprocess, each
     note an OSC bundle timetagged at its beat (the daemon starts its onset consonants before
-    the timetag, as the score path does), ``/lyric SYL ID`` + ``/mnote PITCH 100 ID``; its
-    release a bundle ``/mnote/rel PITCH ID`` where the score path releases (the note's end,
-    less its coda, and less the onset of a note that follows at once). A melisma ("_") is
-    ``/param/legato 1`` and a note-on (the held voice glides to it, no new syllable: sent
-    with the previous syllable as its lyric) released with ``/param/legato 0``. The releases
-    need each note's lead and coda, computed here from the same voice with the context the
-    daemon gives a live note (the syllable sent before, if it came less than 1 s earlier;
-    none after). A marker note ("la", MIDI 67, its vowel on its timetag) sounds 2 s before
-    the first song: found in the wav by correlation with the same note rendered here (to the
-    sample), it puts the wav on the songs' timelines."""
+    the timetag, as the score path does), ``/lyric SYL ID`` + ``/mnote PITCH 100 ID`` (a
+    melisma's syllable ``_``), its release a bundle ``/mnote/rel PITCH ID`` timetagged at the
+    note's end, as a DAW sends them, each ``AHEAD`` seconds before its time: the daemon sings
+    a run of touching timed notes as a phrase (:mod:`daemon.runs`). A marker note ("la", MIDI
+    67, 0.3 s, its vowel on its timetag) sounds 2 s before the first song: found in the wav
+    by correlation with the same note rendered here (to the sample), it puts the wav on the
+    songs' timelines."""
 
     AHEAD = 0.8  # s a bundle is sent before its timetag (time to prepare the voice)
     GAP = 3.0  # s of silence between performances
@@ -210,73 +207,24 @@ class Live:
         self.events: list[tuple[float, list]] = []  # (wall timetag, [(address, args)])
         self.starts: dict = {}  # key -> (wall time of score time 0, seconds)
         self.nid = 0
-        self.last: tuple[str, float] | None = None  # the last lyric sent and its send time
 
     def _id(self) -> int:
         self.nid += 1
         return self.nid
 
-    def _syllable(self, lyric, at: float, after: tuple[str, ...] = ()):
-        before = ()
-        if self.last is not None and at - self.last[1] < 1.0:
-            before = tuple(self.r.phones_of(self.last[0]))
-        self.last = (lyric, at)
-        return self.r.syllable(lyric, before, after)
-
     def plan(self, key, sing: P.Sing, t0: float) -> float:
         """Bundles for ``sing`` with score time 0 at wall time ``t0``; its end (wall)."""
-        rate, notes = self.r.rate, sing.notes
-        touching = 0.05
+        notes = sing.notes
         beats = [t0 + n["start"] for n in notes]
         ends = [b + n["dur"] for b, n in zip(beats, notes, strict=True)]
-
-        def melisma(i):
-            return (0 < i < len(notes) and notes[i]["lyric"].strip() in MELISMA
-                    and abs(beats[i] - ends[i - 1]) <= touching)  # fmt: skip
-
-        syl, lead, tail, ids, lyric = [], [], [], [], None
-        words = [n["lyric"].strip() for i, n in enumerate(notes) if not melisma(i)]
-        line = list(daemon_score.phones([{"lyric": w} for w in words]))  # as the daemon splits
-        k = 0
-        for i, n in enumerate(notes):  # leads first: releases look at the next note's
-            if melisma(i):
-                if self.last is not None:  # the daemon takes it as the syllable sent last
-                    self.last = (self.last[0], beats[i])
-                syl.append(None)
-                lead.append(0.0)
-                tail.append(0.0)
-            else:
-                lyric = n["lyric"].strip()
-                if self.line:  # the daemon's context: the line's syllables either side
-                    after = line[k + 1] if k + 1 < len(line) else ()
-                    s = self._syllable(line[k], beats[i], after)
-                    k += 1
-                else:
-                    s = self._syllable(lyric, beats[i])
-                syl.append(lyric)
-                lead.append(s.onset * self.r.hop / rate)
-                tail.append((len(s.up) - s.coda) * self.r.hop / rate)
-            ids.append(self._id())
-        head, prev = 0, None
+        words = [n["lyric"].strip() for n in notes if n["lyric"].strip() not in MELISMA]
         for i, n in enumerate(notes):
-            p = float(n["pitch"])
-            if melisma(i):
-                on = [("/param/legato", [1.0]), ("/lyric", [prev, ids[i]])]
-                self.events.append((beats[i], [*on, ("/mnote", [p, 100.0, ids[i]])]))
-            else:
-                head, prev = i, syl[i]
-                on = [("/lyric", [syl[i], ids[i]]), ("/mnote", [p, 100.0, ids[i]])]
-                if self.line:  # the syllable from the line sent with the first note
-                    on = on[1:] if i else [("/lyrics", [" ".join(words)]), *on[1:]]
-                self.events.append((beats[i], on))  # the daemon starts the consonants early
-            if not melisma(i + 1):
-                nxt = [beats[j] - lead[j] for j in range(len(notes))
-                       if abs(beats[j] - ends[i]) <= touching]  # fmt: skip
-                stop = max(beats[i] + touching, min([ends[i], *nxt]) - tail[head])
-                msgs = [("/mnote/rel", [p, ids[i]])]
-                if i != head:
-                    msgs.append(("/param/legato", [0.0]))
-                self.events.append((stop, msgs))
+            p, nid, lyric = float(n["pitch"]), self._id(), n["lyric"].strip()
+            on = [("/lyric", [lyric, nid]), ("/mnote", [p, 100.0, nid])]
+            if self.line and lyric not in MELISMA:  # the syllable from the line
+                on = on[1:] if i else [("/lyrics", [" ".join(words)]), *on[1:]]
+            self.events.append((beats[i], on))  # the daemon starts the consonants early
+            self.events.append((ends[i], [("/mnote/rel", [p, nid])]))  # at the note's end
         end = max(ends) + 0.6
         self.starts[key] = (t0, end - t0)
         return end
@@ -288,7 +236,7 @@ class Live:
         from pythonosc.osc_message import OscMessage
         from pythonosc.osc_message_builder import OscMessageBuilder
 
-        from daemon.synth import Note
+        from daemon.runs import LivePhrase
 
         def dgram(address, args):
             b = OscMessageBuilder(address)
@@ -362,7 +310,19 @@ class Live:
         y, sr = sf.read(wav, dtype="float32")
         assert sr == SR, sr
         # the marker: the first sound, refined by correlation with the same note made here
-        marker = Note(self.r, 67.0, 100.0, "la")
+        la = {
+            "id": 0,
+            "pitch": 67.0,
+            "velocity": 100.0,
+            "start": 0.0,
+            "dur": 0.3,
+            "phones": daemon_score.phones([{"lyric": "la"}])[0],
+            "melisma": False,
+        }
+        from daemon import expression
+
+        params = {"seed": 0, **expression.DEFAULTS, **_config().singing.params()}  # the daemon's
+        marker = LivePhrase(self.r, [la], params)
         lead = marker.lead  # its consonant sounds before the timetag, its vowel on it
         ref = marker.render(4096)
         first = int(np.argmax(np.abs(y) > 1e-4))

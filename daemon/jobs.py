@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from daemon import protocol as P
 
 if TYPE_CHECKING:
+    from daemon.runs import Run
     from daemon.synth import Note, Renderer, Speech
 
 
@@ -47,3 +48,6 @@ class Job:
     ready: Future[None] | None = None  # the future of the voice's preparation
     renderer: Renderer | None = None  # another voice than the current one (MQTT "voice")
     skip: int = 0  # samples of the voice's start not sung: they would fall before now
+    run: Run | None = None  # a timed note sung in a live phrase (:mod:`daemon.runs`)
+    joins: bool = False  # a later note of its run: the run's voice sings it
+    planned: bool = False  # a note-off its run's plan has taken

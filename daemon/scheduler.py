@@ -40,6 +40,7 @@ import numpy as np
 from daemon import expression, score
 from daemon import protocol as P
 from daemon.jobs import Job, ScoreEnd
+from daemon.runs import LivePhrase, Run
 from daemon.sink import NullSink, OfflineSink
 from daemon.synth import Note, Phrase, Renderer, Speech, Sung, fill
 from dsp.dynamics import limit
@@ -85,29 +86,8 @@ class Scheduler:
         self.rate = renderer.rate
         self.max_voices, self.block, self.max_queue = max_voices, block, max_queue
         self.fallback = fallback or (lambda: NullSink(self.rate))  # a sink for a dead device
-        self.latency = int(latency_ms * self.rate / 1000)
         self.ahead = int(buffer_ms * self.rate / 1000)
-        # an immediate event must land past what is rendered: buffer_ms, the block being
-        # rendered, how far the sink's played() runs ahead of its position_at(now), and
-        # MARGIN for the message's way to the worker; less would make events late, moved
-        # to the next block unrendered: a block's slip
-        rendered = self.ahead + block + int(getattr(sink, "lead", 0.0) * self.rate)
-        # the worker drains the inbox between blocks: a message waits at most one block's
-        # render (no longer than the block, while it keeps up) and its 1 ms sleep
-        margin = min(self.MARGIN, block / self.rate + 0.001)
-        least = rendered + int(margin * self.rate)
-        if self.latency < least:
-            log.info(
-                "immediate commands sound %.0f ms after they arrive: [daemon] latency_ms "
-                "%.0f is less than the %.0f ms rendered ahead (buffer_ms, a block, the "
-                "sink's %.0f ms) and %.0f ms to spare",
-                1000 * least / self.rate,
-                latency_ms,
-                1000 * rendered / self.rate,
-                1000 * getattr(sink, "lead", 0.0),
-                1000 * margin,
-            )
-            self.latency = least
+        self.latency = self._least_latency(latency_ms, sink, block)
         self.slack = [0, float("inf")]  # immediate events: how many, least slack (samples)
         self.on_event = on_event or (lambda kind, job, **kw: None)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -122,9 +102,11 @@ class Scheduler:
         self.lyrics: dict[int | None, str] = {}
         self.line: deque[tuple[str, ...]] = deque()  # /lyrics: the next notes' syllables
         self._last_syllable: tuple[tuple, float] = ((), 0.0)  # the last live note: phones, time
+        self.runs: list[Run] = []  # timed notes' live phrases that later notes may join
         # the live defaults (/param/<name>): the sung expression's from [singing] (``params``)
         live = {"volume": 1.0, "speed": 1.0, "legato": 0.0, "seed": 0}
         self.params = {**live, **expression.DEFAULTS, **(params or {})}
+        self.legato = self.params["legato"]  # as last sent: a timed note glides or joins a run
         self.gain = 1.0
         self.late = 0
         self.loads: deque[float] = deque(maxlen=400)
@@ -146,6 +128,33 @@ class Scheduler:
             P.Sync: self._sync,
         }
 
+    def _least_latency(self, latency_ms: float, sink, block: int) -> int:
+        """The fixed latency of immediate commands (samples): ``latency_ms``, or the least
+        that lands past what is rendered."""
+        latency = int(latency_ms * self.rate / 1000)
+        # an immediate event must land past what is rendered: buffer_ms, the block being
+        # rendered, how far the sink's played() runs ahead of its position_at(now), and
+        # MARGIN for the message's way to the worker; less would make events late, moved
+        # to the next block unrendered: a block's slip
+        rendered = self.ahead + block + int(getattr(sink, "lead", 0.0) * self.rate)
+        # the worker drains the inbox between blocks: a message waits at most one block's
+        # render (no longer than the block, while it keeps up) and its 1 ms sleep
+        margin = min(self.MARGIN, block / self.rate + 0.001)
+        least = rendered + int(margin * self.rate)
+        if latency < least:
+            log.info(
+                "immediate commands sound %.0f ms after they arrive: [daemon] latency_ms "
+                "%.0f is less than the %.0f ms rendered ahead (buffer_ms, a block, the "
+                "sink's %.0f ms) and %.0f ms to spare",
+                1000 * least / self.rate,
+                latency_ms,
+                1000 * rendered / self.rate,
+                1000 * getattr(sink, "lead", 0.0),
+                1000 * margin,
+            )
+            return least
+        return latency
+
     # --- from the event loop -------------------------------------------------------------
     def submit(self, job: Job) -> None:
         """Queue a command; voices are made (text encoded, first samples rendered) on the
@@ -157,6 +166,8 @@ class Scheduler:
         if isinstance(cmd, P.Lyric):
             self.lyrics[cmd.id] = cmd.text
             return
+        if isinstance(cmd, P.Param) and cmd.name == "legato":  # as sent: see _run_note
+            self.legato = cmd.value
         if isinstance(cmd, P.Lyrics):  # each word's syllables, a melisma the vowel before
             self.line = deque(score.phones([{"lyric": w} for w in cmd.text.split()]))
             return
@@ -170,9 +181,32 @@ class Scheduler:
             before = last if job.arrival - when < 1.0 else ()  # a pause ends the phrase
             job.context = (before, tuple(renderer.phones_of(nxt)) if nxt else ())
             self._last_syllable = (tuple(renderer.phones_of(job.lyric)), job.arrival)
+            if job.at is not None and self.legato < 0.5:
+                self._run_note(job, renderer)
+        elif isinstance(cmd, P.NoteOff) and self.runs:
+            at = job.at if job.at is not None else time.time() + self.latency / self.rate
+            run = next((r for r in self.runs if r.end(cmd.id, cmd.pitch, at)), None)
+            if run is not None:  # its run's plan takes it: the coda ends there
+                job.planned = True
+                self.prep.submit(run.update)
         if isinstance(cmd, P.Say | P.NoteOn | P.Sing):
             job.ready = self.prep.submit(self._prepare, job, renderer)
         self.inbox.put(job)  # placed by its arrival now, whenever its voice is ready
+
+    def _run_note(self, job: Job, renderer: Renderer) -> None:
+        """A timed note-on goes on the run its beat touches, or starts one (see
+        :mod:`daemon.runs`)."""
+        now = time.time()
+        self.runs = [r for r in self.runs if not r.over(now)]
+        run = next((r for r in self.runs if r.joins(job.at, renderer, now)), None)
+        if run is None:
+            run = Run(renderer, job.at)
+            self.runs.append(run)
+        else:
+            job.joins = True
+        cmd = job.cmd
+        run.add(cmd.id, cmd.pitch, cmd.velocity, job.at, job.lyric)
+        job.run = run
 
     def switch_voice(self, renderer: Renderer) -> None:
         """From the event loop, like :meth:`submit`: jobs submitted from now on use
@@ -187,6 +221,11 @@ class Scheduler:
             cmd = job.cmd
             if isinstance(cmd, P.Say):
                 job.sound = Speech(renderer, cmd.text, self.params["speed"])
+            elif job.joins:  # a later note of a live phrase: its voice re-planned
+                job.sound = job.run.join(cmd.id)
+                return
+            elif isinstance(cmd, P.NoteOn) and job.run is not None:
+                job.sound = job.run.start(self.params)
             elif isinstance(cmd, P.NoteOn):
                 job.sound = Note(
                     renderer, cmd.pitch, cmd.velocity, job.lyric, self.params, job.context
@@ -208,6 +247,8 @@ class Scheduler:
             if not isinstance(e, ValueError):
                 log.exception("preparing %s failed", job.cmd)
             job.sound = None
+            if job.run is not None:
+                job.run.failed(cmd.id)
             self.on_event("fail", job, reason=str(e))
 
     def busy(self) -> str | None:
@@ -338,7 +379,7 @@ class Scheduler:
                     job.ready.result()  # the render waits (inside its buffer), as in _apply
             except (CancelledError, RuntimeError):  # stopping: _apply drops it
                 pass
-            lead = job.sound.lead if isinstance(job.sound, Sung) else 0
+            lead = job.sound.lead if isinstance(job.sound, Sung) and not job.joins else 0
             self._push(score.onset(beat, lead, self.pos)[0], job, beat, seq)
         self.unplaced = keep
 
@@ -431,12 +472,21 @@ class Scheduler:
         here first where its consonants start, before its beat: a glide waits for the beat;
         a new voice starts, its vowel on the beat (``skip``: consonants before now, cut)."""
         cmd, order, beat = job.cmd, self.order, self.beat
+        if job.joins:  # a later note of a live phrase: its voice sings it
+            v = next((a for a in self.voices if a.sound is job.run.voice), None)
+            if v is None:  # the phrase was stopped (all notes off): nothing to sing
+                self.on_event("end", job, voice=None)
+                return
+            v.key = (cmd.id, cmd.pitch)
+            v.joined.append(job)
+            self.on_event("go", job, voice=v)
+            return
         early = beat is not None and self.pos + offset < beat
-        if early and self._glides(order):
+        if early and job.run is None and self._glides(order):
             self._push(beat, job, beat, order[1])  # legato: no consonants, at its beat
             return
         held = [] if early else self._notes(None, None, held=True, before=order)
-        if self.params["legato"] >= 0.5 and held:  # one voice glides to the new note
+        if self.params["legato"] >= 0.5 and held and job.run is None:  # one voice glides
             v = held[-1]
             v.sound.glide_to(cmd.pitch)  # over its portamento
             v.key = (cmd.id, cmd.pitch)
@@ -475,12 +525,16 @@ class Scheduler:
         return legato >= 0.5 and bool(keys)
 
     def _note_off(self, job: Job, offset: int) -> None:
+        if job.planned:  # a live phrase's note: its plan ends it
+            return
         for v in self._notes(job.cmd.id, job.cmd.pitch, before=self.order):
             v.sound.release()
 
     def _note_param(self, job: Job, offset: int) -> None:
         cmd = job.cmd
-        for v in self._notes(cmd.id, None, before=self.order):
+        runs = [v for v in self.voices
+                if isinstance(v.sound, LivePhrase) and cmd.id in v.sound.ids]  # fmt: skip
+        for v in self._notes(cmd.id, None, before=self.order) + runs:
             if cmd.name == "pitch":
                 v.sound.bend = cmd.value
             elif cmd.name == "volume":

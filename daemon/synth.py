@@ -407,6 +407,24 @@ class Phrase(Sung):
 
     def __init__(self, r: Renderer, notes: list[dict], phones: list[tuple[str, ...]],
                  params: dict | None, own: list[dict], melisma: list[bool]):  # fmt: skip
+        s, moves = self._plan(r, notes, phones, params, own, melisma)
+        super().__init__(r, notes[0]["pitch"], notes[0]["velocity"], params, own[0],
+                         s.lead - PAUSE)  # fmt: skip
+        self.up, self.ctrl, self.lead = s.up, s.controls, (s.lead - PAUSE) * r.hop
+        self.moves, self.moved = moves, 0  # the notes glided to so far
+        # the pause before the phrase, unheard: the generator's start
+        c = self.ctrl[:PAUSE].copy()
+        c[:, 0] = r.voice.stats.log_f0(440.0 * 2 ** ((self._native(self.pitch) - 69) / 12))
+        x = r.voice.inputs(self.up[:PAUSE], c, sung=1.0)
+        self.gen_state = r.voice.model.stream(x[None])[1]
+        self.i = PAUSE
+
+    @staticmethod
+    def _plan(r: Renderer, notes, phones, params, own, melisma):
+        """The phrase's material (:class:`model.voice.SungPhrase`) and each later note's move:
+        ``[(frame, note, its settings, the glide's seconds)]``, made where its syllable
+        begins (the vowel before left whole: moved earlier, it blurs), over its onset
+        consonants at most."""
         syllables, timed, consonant = [], [], []
         for n, ph, o, m in zip(notes, phones, own, melisma, strict=True):
             if not timed or not m:
@@ -414,36 +432,31 @@ class Phrase(Sung):
                 consonant.append(2.0 ** expression_.Expression.of(params, o).consonant)
             timed.append(retiming.Note(n["start"], n["dur"], n["pitch"], len(syllables) - 1))
         s = r.voice.sung(syllables, timed, consonant, pause=PAUSE)
-        frame_s = r.hop / r.rate
-        super().__init__(r, notes[0]["pitch"], notes[0]["velocity"], params, own[0],
-                         s.lead - PAUSE)  # fmt: skip
-        self.up, self.ctrl, self.lead = s.up, s.controls, (s.lead - PAUSE) * r.hop
-        # the pause before the phrase, unheard: the generator's start
-        c = self.ctrl[:PAUSE].copy()
-        c[:, 0] = r.voice.stats.log_f0(440.0 * 2 ** ((self._native(self.pitch) - 69) / 12))
-        x = r.voice.inputs(self.up[:PAUSE], c, sung=1.0)
-        self.gen_state = r.voice.model.stream(x[None])[1]
-        # each later note's move: from where its syllable begins (the vowel before left whole:
-        # moved earlier, it blurs), over its onset consonants at most
-        self.moves = {}  # frame -> (note, its settings, the glide's seconds)
+        frame_s, moves = r.hop / r.rate, []
         for at, beat, n, o in zip(s.changes[1:], s.beats[1:], notes[1:], own[1:], strict=True):
             e = expression_.Expression.of(params, o)
             lead = (beat - at) * frame_s  # 0: a melisma, which glides from its beat
-            self.moves[at] = (n, o, min(e.portamento, lead) if lead > 0 else e.portamento)
-        self.i = PAUSE
+            moves.append((at, n, o, min(e.portamento, lead) if lead > 0 else e.portamento))
+        return s, moves
+
+    def _rows(self, n: int) -> list[int]:
+        """The plan's frames for the next ``n`` generator steps (fewer at its end)."""
+        return list(range(self.i, min(self.i + n, len(self.up))))
 
     def _frames(self):
-        n = min(self.r.chunk, len(self.up) - self.i)
-        if n <= 0 or self.released:
+        if self.released:
             return None
-        for k in range(self.i, self.i + n):
-            if k in self.moves:  # the next note: its settings, its pitch
-                note, own, seconds = self.moves[k]
+        ks = self._rows(self.r.chunk)
+        if not ks:
+            return None
+        ctrl = self.ctrl[ks].copy()
+        for j, k in enumerate(ks):
+            while self.moved < len(self.moves) and self.moves[self.moved][0] <= k:
+                _, note, own, seconds = self.moves[self.moved]  # the next note: its pitch
+                self.moved += 1
                 self.velocity = note["velocity"]
                 self.glide_to(note["pitch"], seconds, expression=own)
-            c = self.ctrl[k]
-            c[0], factor, hz = self._f0()
-            self.f0_in.append((hz, float(c[1]), factor, 0.0))
-        rows = slice(self.i, self.i + n)
-        self.i += n
-        return self.r.voice.inputs(self.up[rows], self.ctrl[rows], sung=1.0)
+            ctrl[j, 0], factor, hz = self._f0()
+            self.f0_in.append((hz, float(ctrl[j, 1]), factor, 0.0))
+        self.i = ks[-1] + 1
+        return self.r.voice.inputs(self.up[ks], ctrl, sung=1.0)

@@ -56,6 +56,7 @@ class SungPhrase(NamedTuple):
     lead: int  # the first note's beat (frames: a pause, then its onset consonants)
     changes: list[int]  # each note's pitch-change frame (a syllable's at its onset)
     beats: list[int]  # each note's beat (frames; a syllable's vowel starts there)
+    ends: list[int]  # each syllable's vowel end (frames; its coda starts there)
 
 
 def upsample(enc: np.ndarray, durations: np.ndarray, n_frames: int) -> np.ndarray:
@@ -225,7 +226,8 @@ class Voice:
             _voiced(ctrl, slice(int(edges[s.vowel]), int(edges[s.vowel + 1])))  # token s.vowel + 1
         at = [pause + max(0, round(c / frame_s)) for c in retiming.note_changes(groups, changes)]
         beats = [pause + round(n.start / frame_s) for n in notes]
-        return SungPhrase(up, ctrl, beats[0], at, beats)
+        ends = [int(edges[s.vowel + 1]) for s in syls]
+        return SungPhrase(up, ctrl, beats[0], at, beats, ends)
 
     def inputs(self, up: np.ndarray, controls: np.ndarray, sung: float = 0.0) -> np.ndarray:
         """Generator inputs ``(T, D)`` from upsampled encodings ``(T, C + 1)`` and normalized

@@ -22,7 +22,8 @@ from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from daemon import config
+from daemon import config, score
+from daemon.runs import LivePhrase
 from daemon.serve import Daemon
 from daemon.synth import Note, Speech
 
@@ -179,7 +180,16 @@ def test_a_timetagged_note_sings_its_vowel_on_its_time(served):
     r.recv("/synced")
     r.stop()
     y, _ = sf.read(r.wav, dtype="float32")
-    note = Note(r.d.renderer, 57.0, 100.0, "star", sched.params)
+    star = {
+        "id": 1,
+        "pitch": 57.0,
+        "velocity": 100.0,
+        "start": 0.0,
+        "dur": 0.5,
+        "phones": score.phones([{"lyric": "star"}])[0],
+        "melisma": False,
+    }
+    note = LivePhrase(r.d.renderer, [star], sched.params)  # a timed note: a live phrase
     lead = note.lead
     assert lead > RATE // 20  # "st": some 50 ms or more
     found = locate(y, note.render(RATE // 2), expected - lead, RATE // 10)

@@ -21,11 +21,13 @@ import soundfile as sf
 import dsp
 from bench.bench_daemon import ONSET_SLIP, analyse, answers, send_notes
 from daemon import protocol as P
+from daemon import score
 from daemon.jobs import Job
 from daemon.protocol import NoteOff
+from daemon.runs import LivePhrase
 from daemon.scheduler import RAMP, Scheduler
 from daemon.sink import NullSink, OfflineSink
-from daemon.synth import Note, Renderer
+from daemon.synth import Note, Phrase, Renderer
 from model import voice as _voice
 
 RATE = 22050
@@ -152,6 +154,13 @@ def _render_to(s, pos: int) -> None:
         s._render_block()
 
 
+def _sung(renderer, s, notes) -> LivePhrase:
+    """The voice a run of timed notes ``(pitch, lyric, start s, dur s or None)`` gets."""
+    return LivePhrase(renderer, [{"id": i, "pitch": p, "velocity": 100.0, "start": t, "dur": d,
+                                  "phones": score.phones([{"lyric": w}])[0], "melisma": False}
+                                 for i, (p, w, t, d) in enumerate(notes)], s.params)  # fmt: skip
+
+
 def test_a_timetagged_note_starts_its_consonants_early_so_its_vowel_lands_on_the_tag(renderer):
     """/lyric "star" + /mnote in a bundle 0.5 s ahead: its first sample ("s") is its lead
     before the timetag, the vowel on it; the audio is the note's own, to the sample."""
@@ -160,8 +169,10 @@ def test_a_timetagged_note_starts_its_consonants_early_so_its_vowel_lands_on_the
         _, on = _timed(s, RATE // 2, P.Lyric("star", 1), P.NoteOn(57.0, 100.0, 1))
         beat, lead = on.pos, on.sound.lead
         assert abs(beat - RATE // 2) <= 2 and lead > RATE // 20  # "st": some 50 ms or more
-        ref = Note(renderer, 57.0, 100.0, "star", s.params, on.context).render(lead + RATE // 4)
         _timed(s, beat + int(0.4 * RATE), P.NoteOff(57.0, 1))
+        on.run.update()  # the plan with the note's end, as the preparation thread makes it
+        ref = _sung(renderer, s, [(57.0, "star", 0.0, on.run.notes[0]["dur"])])
+        ref = ref.render(lead + RATE // 4)
         _render_to(s, beat + RATE // 4)
         y = s.sink.audio()
         assert [(at, j) for at, _, j in starts] == [(beat - lead, on)]  # its lead before it
@@ -179,13 +190,13 @@ def test_a_timetag_too_close_for_the_consonants_cuts_them_and_keeps_the_vowel_on
     consonant samples cut (faded in), and its vowel's first sample is on the timetag."""
     s, starts = _live(renderer)
     try:
-        lead = Note(renderer, 57.0, 100.0, "star", s.params).lead
+        lead = _sung(renderer, s, [(57.0, "star", 0.0, None)]).lead
         _render_to(s, RATE // 4)
         now = s.pos
         _, on = _timed(s, now + lead // 2, P.Lyric("star", 1), P.NoteOn(57.0, 100.0, 1))
         beat = on.pos
         assert on.sound.lead == lead and now < beat < now + lead
-        ref = Note(renderer, 57.0, 100.0, "star", s.params, on.context).render(lead + RATE // 4)
+        ref = _sung(renderer, s, [(57.0, "star", 0.0, None)]).render(lead + RATE // 4)
         _render_to(s, beat + RATE // 4)
         y = s.sink.audio()
         assert [(at, j) for at, _, j in starts] == [(now, on)]  # at once, not late
@@ -201,22 +212,70 @@ def test_a_timetag_too_close_for_the_consonants_cuts_them_and_keeps_the_vowel_on
         s.prep.shutdown()
 
 
-def test_a_timed_note_sung_ahead_is_not_released_by_a_note_off_before_its_beat(renderer):
-    """The same note again: ``/mnote/rel`` of the old one and ``/mnote`` of the new one in one
-    bundle. The new one starts its consonants before the bundle's time, while the old one
-    sounds; the release at that time is the old one's, the new one sings on."""
+def test_touching_timed_notes_are_sung_as_one_phrase_by_one_voice(renderer):
+    """Timed notes sent ahead, as a DAW sends them (each note-off at its note's end, the next
+    note-on on it): one voice sings them as a score's phrase, its plan the score's; each note
+    is heard to start and end; a rest starts a new phrase."""
     s, starts = _live(renderer)
+    events = []
+    hook = s.on_event
+    s.on_event = lambda kind, job, **kw: (events.append((kind, job)), hook(kind, job, **kw))
     try:
-        _timed(s, RATE // 4, P.Lyric("la", 1), P.NoteOn(57.0, 100.0, 1))
-        t2 = RATE // 4 + RATE // 2
-        *_, new = _timed(s, t2, P.NoteOff(57.0, 1), P.Lyric("star", 1), P.NoteOn(57.0, 100.0, 1))
-        _render_to(s, t2 + RATE // 10)
-        (_, old, _), (a1, v, j) = starts
-        assert j is new and abs(new.pos - t2) <= 2 and a1 == new.pos - new.sound.lead
-        assert old.sound.released and not v.sound.released and v in s.voices
+        t0, words, step = s.pos + RATE // 2, ["the", "mor-", "ning", "light"], int(0.3 * RATE)
+        ons = []
+        for i, w in enumerate(words):
+            ons.append(_timed(s, t0 + i * step, P.Lyric(w, i), P.NoteOn(60.0 + i, 90.0, i))[1])
+            _timed(s, t0 + (i + 1) * step, P.NoteOff(60.0 + i, i))
+        run = ons[0].run
+        assert all(j.run is run for j in ons) and [j.joins for j in ons] == [0, 1, 1, 1]
+        assert [round(n["dur"], 3) for n in run.notes] == [0.3] * 4
+        later = _timed(s, t0 + 5 * step, P.Lyric("la", 9), P.NoteOn(64.0, 90.0, 9))[1]
+        assert later.run is not run and not later.joins  # after a rest: a phrase of its own
+        run.update()
+        notes = [{"pitch": 60.0 + i, "start": 0.3 * i, "dur": 0.3, "lyric": w, "velocity": 90.0}
+                 for i, w in enumerate(words)]  # fmt: skip
+        plan, moves = Phrase._plan(renderer, notes, score.phones(notes), s.params, [{}] * 4,
+                                   [False] * 4)  # fmt: skip
+        _render_to(s, t0 + 4 * step)
+        v = run.voice
+        assert v.version == run.version and np.array_equal(v.up, plan.up)
+        assert np.array_equal(v.ctrl, plan.controls) and [m[0] for m in v.moves] == [
+            m[0] for m in moves
+        ]
+        voice = next(a for _, a, j in starts if j is ons[0])
+        assert [a for _, a, j in starts if j in ons] == [voice] * 4  # one voice, four notes
+        assert v.target == 63.0 and voice.key == (3, 63.0)
+        _render_to(s, t0 + 5 * step)
+        ended = [j for kind, j in events if kind == "end"]
+        assert all(j in ended for j in ons) and v.done
+    finally:
+        s.prep.shutdown()
+
+
+def test_a_note_off_too_late_for_its_coda_starts_the_coda_now_and_all_notes_off_stops(renderer):
+    """A timed note whose note-off comes only when its vowel should already be over: the
+    vowel is held to where the voice is, then the coda is sung, nothing cut; a held run stops
+    at all-notes-off."""
+    s, _ = _live(renderer)
+    try:
+        t0 = s.pos + RATE // 4
+        on = _timed(s, t0, P.Lyric("star", 1), P.NoteOn(57.0, 100.0, 1))[1]
+        _render_to(s, t0 + RATE // 2)  # open: the vowel held on
+        v = on.run.voice
+        assert v.hold_at is not None and not v.done
+        sung = v.clock
+        _timed(s, t0 + RATE // 10, P.NoteOff(57.0, 1))  # 0.1 s after the beat: long past
+        on.run.update()
+        _render_to(s, s.pos + s.block)
+        assert v.hold_at is None and v._ends[-1] >= sung  # the vowel ends where it was
+        _render_to(s, s.pos + RATE // 2)
+        assert v.done and not s.voices
+        again = _timed(s, s.pos + RATE // 4, P.Lyric("la", 2), P.NoteOn(57.0, 100.0, 2))[1]
+        _render_to(s, s.pos + RATE // 2)
+        assert not again.run.voice.done
         _timed(s, s.pos + RATE // 10, P.Simple("allnotesoff"))
-        _render_to(s, s.pos + RATE // 5)
-        assert v.sound.released
+        _render_to(s, s.pos + RATE // 4)
+        assert again.run.voice.done and not s.voices
     finally:
         s.prep.shutdown()
 
