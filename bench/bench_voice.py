@@ -1,7 +1,7 @@
 """The voice: intelligibility beside Festival (the teacher), and speed.
 
     .venv/bin/python bench/bench_voice.py [--voice NAME|CHECKPOINT ...] [--vocoder NAME ...]
-        [--piper]
+        [--piper [--copy]]
 
 Word error rate of pocketsphinx (its bundled en-us model) and Whisper base (faster-whisper,
 CPU int8), and DNSMOS OVRL, on `melgand say` output (the voice's mel and frame f0 through
@@ -93,6 +93,19 @@ def piper_peer():
     return lambda text: (teacher.speak(text, 0, "bench")[0], rate)
 
 
+def copy(vocoder, y: np.ndarray, sr: int, conv) -> np.ndarray:
+    """Copy-synthesis as `melgand vocode` does it: the log-mel analysed, the f0 by YIN."""
+    import dsp
+
+    y = soxr.resample(y.astype(np.float32), sr, conv.sample_rate) if sr != conv.sample_rate else y
+    mel = dsp.log_mel(np.asarray(y, np.float32), conv)
+    f0 = None
+    if getattr(vocoder, "needs_f0", False):
+        hz, voiced = dsp.yin(np.asarray(y, np.float32), conv)
+        f0 = (hz * voiced)[: mel.shape[1]]
+    return vocoder(mel, f0=f0)
+
+
 class Judge:
     """Pocketsphinx and Whisper errors and DNSMOS OVRL, summed over the sentences."""
 
@@ -139,6 +152,10 @@ def main() -> None:
                     "with seed 101 (the packaged voice's corpus is seed 1)")  # fmt: skip
     ap.add_argument("--no-whisper", action="store_true", help="pocketsphinx only (faster)")
     ap.add_argument("--piper", action="store_true", help="Piper joe-medium as a peer row")
+    ap.add_argument("--copy", action="store_true",
+                    help="with --piper: Piper's audio also copied through each --vocoder (the "
+                    "first voice's; its mel analysed, its f0 by YIN): the vocoder's share of "
+                    "the errors")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(2)
     cfg = config.load()
@@ -160,11 +177,20 @@ def main() -> None:
         mel, f0 = v.mel_f0(text)
         return voc(mel, f0=f0), v.conv.sample_rate
 
+    copies = {n: voc for (vn, n), (_, voc) in ours.items() if vn == voices[0][1]}
+    if args.copy and peer is not None:
+        judges.update({("copy", n): Judge() for n in copies})
+
     for k, s in enumerate(sentences):
         ref = words(s)
         judges["festival"].add(ref, *festival(s), use_whisper)
         if peer is not None:
-            judges["piper"].add(ref, *judges["piper"].timed(peer, s), use_whisper)
+            y, sr = judges["piper"].timed(peer, s)
+            judges["piper"].add(ref, y, sr, use_whisper)
+            if args.copy:
+                for n, voc in copies.items():
+                    judges["copy", n].add(ref, copy(voc, y, sr, cfg.audio), cfg.audio.sample_rate,
+                                          use_whisper)  # fmt: skip
         for key, (v, voc) in ours.items():
             y, sr = judges[key].timed(say, v, voc, s)
             if args.save:
@@ -179,6 +205,8 @@ def main() -> None:
     print(judges["festival"].row("Festival cmu_us_slt_arctic_hts (teacher)", use_whisper))
     if peer is not None:
         print(judges["piper"].row("Piper en_US-joe-medium", use_whisper))
+        for n in copies if args.copy else ():
+            print(judges["copy", n].row(f"Piper's audio copied through {n}", use_whisper))
     for vn, n in ours:
         print(judges[vn, n].row(f"melgand {vn} + {n} vocoder", use_whisper))
     v = voices[0][0]

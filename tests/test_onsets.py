@@ -245,6 +245,9 @@ def test_touching_timed_notes_are_sung_as_one_phrase_by_one_voice(renderer):
         voice = next(a for _, a, j in starts if j is ons[0])
         assert [a for _, a, j in starts if j in ons] == [voice] * 4  # one voice, four notes
         assert v.target == 63.0 and voice.key == (3, 63.0)
+        _timed(s, s.pos + s.block, P.NoteParam(3, "vibrato_depth", 7.0))  # /ne/* reaches it
+        _render_to(s, s.pos + 2 * s.block)
+        assert v.own["vibrato_depth"] == 7.0
         _render_to(s, t0 + 5 * step)
         ended = [j for kind, j in events if kind == "end"]
         assert all(j in ended for j in ons) and v.done

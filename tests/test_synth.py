@@ -170,3 +170,27 @@ def test_a_note_sounds_harmonics_only_where_its_phone_and_the_pitch_head_are_voi
     head = (np.full(4, 250.0), np.array([True, False, True, False]))
     np.testing.assert_array_equal(n._f0_heard(given, head), [0.0, 0.0, 261.6, 0.0])
     np.testing.assert_array_equal(n._f0_heard(given, None), [0.0, 0.0, 261.6, 261.6])
+
+
+def test_speech_sounds_the_heads_voicing_on_voiced_phones_and_a_frame_either_side(
+    harmonic_renderer,
+):
+    """The pitch head's voicing runs on into unvoiced consonants: speech sounds harmonics
+    where the head says voiced and a voiced phone is within a frame; streamed as the daemon
+    speaks, the vocoder gets the f0 that `say` (offline) gives it."""
+    f0 = np.array([0, 0, 0, 100, 100, 0, 0, 0, 120, 0], float)
+    assert _voice.voiced_phones(f0).tolist() == [0, 0, 1, 1, 1, 1, 0, 1, 1, 1]
+    text = "Sister, please sit still."
+    s = Speech(harmonic_renderer, text)
+    fed, given = [], s._voc_inputs
+    s._voc_inputs = lambda y: fed.append(given(y)) or fed[-1]
+    while not s.done:
+        s.render(256)
+    streamed = np.concatenate([f for _, f in fed])
+    _, offline = harmonic_renderer.voice.mel_f0(text)
+    assert len(streamed) == len(offline)
+    np.testing.assert_array_equal(streamed > 0, offline > 0)
+    np.testing.assert_allclose(streamed, offline, rtol=1e-3)
+    _, control = harmonic_renderer.voice.speech(text)
+    near = _voice.voiced_phones(control)
+    assert not (offline[~near] > 0).any() and (offline > 0).mean() > 0.3
