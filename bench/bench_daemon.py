@@ -399,8 +399,9 @@ def main() -> None:
         time.sleep(0.3)
         u0 = live.d.scheduler.status()["underruns"]
         for i in range(n):
-            live.send("/mnote", 52.0 + 3 * i, 90.0, i + 1)
+            live.send("/mnote", 52.0 + 3 * i % 36, 90.0, i + 1)  # MIDI 52-85: all sounded
         time.sleep(0.5)
+        assert live.d.scheduler.status()["active_voices"] == n, "a voice was refused"
         u1 = live.d.scheduler.status()["underruns"]
         live.d.scheduler.loads.clear()
         live.d.scheduler.peak_load = 0.0

@@ -77,12 +77,14 @@ class Run:
         end = self.last_end()
         if renderer is not self.renderer or end is None or abs(at - end) > TOUCHING:
             return False
-        return at - now >= JOIN_AHEAD and not self.dead and not self.over(now)
+        return at - now >= JOIN_AHEAD and not self.over(now)
 
     def over(self, now: float) -> bool:
-        """Whether nothing can join it any more: its voice has ended, or its end is past."""
+        """Whether nothing can join it any more: it failed, its voice has ended, or its end
+        is past."""
         end = self.last_end()
-        return (self.voice is not None and self.voice.done) or (end is not None and end < now)
+        ended = self.voice is not None and self.voice.done
+        return self.dead or ended or (end is not None and end < now)
 
     def snapshot(self) -> tuple[int, list[dict]]:
         """The notes known now, each with its ``phones``: the run's lyrics split as a

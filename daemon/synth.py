@@ -254,9 +254,16 @@ class Sung(_Streaming):
 
     lead = 0  # samples of onset consonants before the (first) beat
     tail = 0  # samples after the vowel (the coda)
+    TOP = 0.45  # the highest f0 sounded, of the sample rate (a harmonic below Nyquist)
 
     def __init__(self, r: Renderer, pitch: float, velocity: float, params: dict | None,
                  own: dict | None, onset: int):  # fmt: skip
+        top = 69 + 12 * np.log2(self.TOP * r.rate / 440.0)
+        if pitch > top:
+            raise ValueError(
+                f"pitch {pitch:g} is above the highest note this voice sounds at "
+                f"{r.rate} Hz (MIDI {top:.1f}): send a pitch of {int(top)} or lower"
+            )
         super().__init__(r, gain=(velocity / 127.0) ** 1.5)
         self.pitch, self.bend, self.params = pitch, 0.0, params if params is not None else {}
         self.target, self.velocity = pitch, velocity
@@ -286,7 +293,7 @@ class Sung(_Streaming):
         sung = self._native(midi)
         hz = 440.0 * 2 ** ((sung - 69) / 12)
         warp = 2 ** ((midi - sung) / 12)  # beyond the range: see _shape
-        heard = 440.0 * 2 ** ((midi - 69) / 12)
+        heard = min(440.0 * 2 ** ((midi - 69) / 12), self.TOP * self.r.rate)  # bends, vibrato
         return self.r.voice.stats.log_f0(hz), warp, heard
 
     def _native(self, midi: float) -> float:

@@ -278,7 +278,8 @@ def repitch(log_mel: np.ndarray, f0: np.ndarray, conv: Convention = DEFAULT,
     on = np.flatnonzero(f0 > 0)
     if on.size == 0:
         return out
-    pos = np.log2(np.maximum(f0[on], _RIPPLE_LO) / _RIPPLE_LO) * _RIPPLE_STEPS
+    top = int(np.log2(conv.sample_rate / 2 / _RIPPLE_LO) * _RIPPLE_STEPS)  # at Nyquist
+    pos = np.minimum(np.log2(np.maximum(f0[on], _RIPPLE_LO) / _RIPPLE_LO) * _RIPPLE_STEPS, top)
     i0 = np.floor(pos).astype(np.int64)
     w = (pos - i0).astype(np.float32)
     table = _ripples(conv, keep, np.unique(np.concatenate([i0, i0 + 1])))

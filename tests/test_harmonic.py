@@ -298,6 +298,9 @@ def test_repitch_moves_the_mels_harmonics_and_keeps_its_envelope():
     assert np.corrcoef(ripple(moved), ripple(low))[0, 1] < 0.5
     unvoiced = dsp.repitch(low, np.zeros(low.shape[1]), CONV)
     np.testing.assert_array_equal(unvoiced, low)
+    nyquist = CONV.sample_rate / 2  # past the table's top (a note bent too far): its top
+    past = dsp.repitch(low, np.full(low.shape[1], 1.2 * nyquist), CONV)
+    np.testing.assert_array_equal(past, dsp.repitch(low, np.full(low.shape[1], nyquist), CONV))
 
 
 @pytest.mark.parametrize("packaged", [False, True])

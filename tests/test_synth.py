@@ -194,3 +194,20 @@ def test_speech_sounds_the_heads_voicing_on_voiced_phones_and_a_frame_either_sid
     _, control = harmonic_renderer.voice.speech(text)
     near = _voice.voiced_phones(control)
     assert not (offline[~near] > 0).any() and (offline > 0).mean() > 0.3
+
+
+def test_a_note_above_what_the_voice_can_sound_is_refused_and_bends_stay_below_nyquist(
+    harmonic_renderer,
+):
+    """MIDI 127 is 12.5 kHz, past Nyquist at 22050 Hz: refused with what to send; a note
+    bent past the top sounds at the top instead of failing the vocoder."""
+    with pytest.raises(ValueError, match="send a pitch of 122 or lower"):
+        Note(harmonic_renderer, 127.0, 90, "la")
+    n = Note(harmonic_renderer, 122.0, 90, "la")
+    n.bend = 12.0
+    fed, given = [], n._voc_inputs
+    n._voc_inputs = lambda y: fed.append(given(y)) or fed[-1]
+    y = np.concatenate([n.render(512) for _ in range(20)])
+    assert np.isfinite(y).all() and not n.ended
+    f0 = np.concatenate([f for _, f in fed])
+    assert f0.max() == pytest.approx(Note.TOP * harmonic_renderer.rate)
