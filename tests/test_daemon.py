@@ -712,3 +712,30 @@ def test_a_vanishing_sound_server_falls_back_and_keeps_serving(tmp_path):
     assert rc == 0
     y, sr = sf.read(fallback, dtype="float32")
     assert sr == RATE and np.abs(y).max() > 0.05  # the phrase went into the fallback
+
+
+def test_touching_timed_notes_over_osc_are_sung_by_one_voice(served):
+    """A melody sent ahead as timetagged bundles, as a DAW sends it (each note-off at its
+    note's end, the next note on it, a melisma "_"): one voice sings it as a phrase; every
+    note gets its /done."""
+    r = served()
+    t0, notes = time.time() + 0.8, [(60.0, "sun-"), (62.0, "shine"), (64.0, "_")]
+    for i, (pitch, lyric) in enumerate(notes):
+        at = t0 + 0.3 * i
+        bb = OscBundleBuilder(at)
+        for address, args in (("/lyric", (lyric, i + 1)), ("/mnote", (pitch, 100.0, i + 1))):
+            b = OscMessageBuilder(address)
+            for a in args:
+                b.add_arg(a)
+            bb.add_content(b.build())
+        r.sock.sendto(bb.build().dgram, r.d.osc_addr)
+        r.send("/mnote/rel", pitch, i + 1, at=at + 0.3)
+    time.sleep(t0 + 0.45 - time.time())
+    r.send("/status")
+    assert r.recv("/status.reply")[1][1] == 1  # one voice, the phrase
+    (run,) = r.d.scheduler.runs
+    assert [n["id"] for n in run.notes] == [1, 2, 3] and run.notes[2]["melisma"]
+    assert [round(n["dur"], 2) for n in run.notes] == [0.3, 0.3, 0.3]
+    done = {tuple(r.recv("/done")[1]) for _ in range(3)}
+    assert done == {("/mnote", 1), ("/mnote", 2), ("/mnote", 3)}
+    r.stop()
