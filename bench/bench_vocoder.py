@@ -37,7 +37,7 @@ import time
 import numpy as np
 import soxr
 import torch
-from bench_voice import SENTENCES, festival
+from bench_voice import SENTENCES, analyse, festival
 from judges import dnsmos
 
 import dsp
@@ -208,13 +208,6 @@ def pitch_errors(y: np.ndarray, conv, voiced_in: np.ndarray, t0: float,
 
 
 # ----------------------------------------------------------------------------- sections
-
-
-def analyse(y: np.ndarray, conv) -> tuple[np.ndarray, np.ndarray]:
-    mel = dsp.log_mel(y, conv)
-    f0, _ = dsp.yin(y, conv)
-    n = min(mel.shape[1], len(f0))
-    return mel[:, :n], f0[:n].astype(np.float32)
 
 
 def resynth(voc, y: np.ndarray, conv) -> np.ndarray:

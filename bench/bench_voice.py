@@ -27,6 +27,7 @@ import soxr
 import torch
 from judges import wer, words
 
+import dsp
 from daemon import config
 from daemon.cli import _vocoder
 from model import voice as _voice
@@ -93,17 +94,20 @@ def piper_peer():
     return lambda text: (teacher.speak(text, 0, "bench")[0], rate)
 
 
-def copy(vocoder, y: np.ndarray, sr: int, conv) -> np.ndarray:
-    """Copy-synthesis as `melgand vocode` does it: the log-mel analysed, the f0 by YIN."""
-    import dsp
+def analyse(y: np.ndarray, conv) -> tuple[np.ndarray, np.ndarray]:
+    """Copy-synthesis's inputs, as `melgand vocode` makes them: the log-mel and YIN's f0
+    (0 where unvoiced), frame for frame."""
+    mel = dsp.log_mel(y, conv)
+    f0, _ = dsp.yin(y, conv)
+    n = min(mel.shape[1], len(f0))
+    return mel[:, :n], f0[:n].astype(np.float32)
 
+
+def copy(vocoder, y: np.ndarray, sr: int, conv) -> np.ndarray:
+    """``y`` (at ``sr``) copied through ``vocoder`` at the convention's rate."""
     y = soxr.resample(y.astype(np.float32), sr, conv.sample_rate) if sr != conv.sample_rate else y
-    mel = dsp.log_mel(np.asarray(y, np.float32), conv)
-    f0 = None
-    if getattr(vocoder, "needs_f0", False):
-        hz, voiced = dsp.yin(np.asarray(y, np.float32), conv)
-        f0 = (hz * voiced)[: mel.shape[1]]
-    return vocoder(mel, f0=f0)
+    mel, f0 = analyse(np.asarray(y, np.float32), conv)
+    return np.asarray(vocoder(mel, f0=f0), np.float32).reshape(-1)
 
 
 class Judge:

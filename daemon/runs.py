@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 
 from daemon import expression, score
-from daemon.synth import PAUSE, Phrase, Renderer
+from daemon.synth import Phrase, Renderer
 
 TOUCHING = 0.05  # s between a note's end and the next note's beat: one phrase
 JOIN_AHEAD = 0.15  # s before its beat a note-on must come to join a run
@@ -113,7 +113,7 @@ class Run:
         finally:
             self.made.set()
 
-    def join(self, nid: int | None) -> LivePhrase:
+    def join(self) -> LivePhrase:
         """The voice re-planned with a later note (on the preparation thread, after
         :meth:`start`)."""
         self.made.wait(30.0)
@@ -150,6 +150,11 @@ def _own(notes: list[dict]) -> list[dict]:
     return [{} if n["dur"] is None else expression.for_score_note(n) for n in notes]
 
 
+def _hold(plan, notes: list[dict]) -> int | None:
+    """The frame an open last note's vowel is held at (where its plan ends it), else None."""
+    return plan.ends[-1] - 1 if notes[-1]["dur"] is None else None
+
+
 class LivePhrase(Phrase):
     """A :class:`Run`'s voice: a phrase whose plan grows and changes as its notes come."""
 
@@ -158,15 +163,13 @@ class LivePhrase(Phrase):
         self._lock = threading.Lock()
         super().__init__(r, _timed(notes), [n["phones"] for n in notes], params, _own(notes),
                          [n["melisma"] for n in notes])  # fmt: skip
-        self.base = self.lead // r.hop + PAUSE  # the first beat's frame in the plan
-        self.hold_at = self._ends[-1] - 1 if notes[-1]["dur"] is None else None
+        self.hold_at = _hold(self.plan, notes)
         self.ids = [n["id"] for n in notes]
         self.clock = self.i  # the plan's frame that the next frame fed is, held or not
 
     def _plan(self, r, notes, phones, params, own, melisma):
-        s, moves = Phrase._plan(r, notes, phones, params, own, melisma)
-        self._ends = s.ends  # each syllable's vowel end
-        return s, moves
+        self.plan, moves = Phrase._plan(r, notes, phones, params, own, melisma)  # sung now
+        return self.plan, moves
 
     def replan(self, version: int, notes: list[dict]) -> None:
         """A new plan from ``notes`` (preparation thread), taken at the voice's next frame.
@@ -176,36 +179,31 @@ class LivePhrase(Phrase):
             own = _own(notes)
             s, moves = Phrase._plan(r, _timed(notes), [n["phones"] for n in notes], self.live,
                                     own, [n["melisma"] for n in notes])  # fmt: skip
-            late = at + 2 * r.chunk + (s.lead - self.base) - s.ends[-1]
+            late = at + 2 * r.chunk + (s.lead - self.plan.lead) - s.ends[-1]
             if notes[-1]["dur"] is None or late <= 0:
                 break
             notes = [*notes[:-1], {**notes[-1], "dur": notes[-1]["dur"] + late * r.hop / r.rate}]
-        hold = None if notes[-1]["dur"] is not None else s.ends[-1] - 1
         with self._lock:  # two preparation threads: the newest plan wins
             if self.pending is None or version > self.pending[0]:
-                self.pending = (version, s, moves, own, hold, [n["id"] for n in notes])
+                self.pending = (version, s, moves, own, _hold(s, notes), [n["id"] for n in notes])
 
     def _take(self) -> None:
-        """The pending plan, if newer: the frames from here on are its; the note sung now
-        takes its settings (``/ne`` ones kept)."""
+        """The pending plan, if newer: the frames from here on are its (put on the first
+        beat's frame); the note sung now takes its settings (``/ne`` ones kept)."""
         with self._lock:
             pending, self.pending = self.pending, None
         if pending is None or pending[0] <= self.version:
             return
         self.version, s, self.moves, own, self.hold_at, self.ids = pending
-        self.i = self.clock = max(0, self.clock + s.lead - self.base)
-        self.base = s.lead
-        self.up, self.ctrl, self._ends = s.up, s.controls, s.ends
+        self.i = self.clock = max(0, self.clock + s.lead - self.plan.lead)
+        self.plan, self.up, self.ctrl = s, s.up, s.controls
         self.own = {**own[self.moved], **self.own}
 
     def _rows(self, n: int) -> list[int]:
         self._take()
         if self.hold_at is None:
             rows = super()._rows(n)
-            self.clock += len(rows)
-            return rows
-        rows = list(range(self.i, min(self.i + n, self.hold_at + 1)))
-        while len(rows) < n:  # the open vowel held
-            rows.append(self.hold_at)
+        else:  # the open vowel held at its frame
+            rows = [min(k, self.hold_at) for k in range(self.i, self.i + n)]
         self.clock += len(rows)
         return rows

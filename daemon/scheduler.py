@@ -222,7 +222,7 @@ class Scheduler:
             if isinstance(cmd, P.Say):
                 job.sound = Speech(renderer, cmd.text, self.params["speed"])
             elif job.joins:  # a later note of a live phrase: its voice re-planned
-                job.sound = job.run.join(cmd.id)
+                job.sound = job.run.join()
                 return
             elif isinstance(cmd, P.NoteOn) and job.run is not None:
                 job.sound = job.run.start(self.params)

@@ -270,7 +270,7 @@ def test_a_note_off_too_late_for_its_coda_starts_the_coda_now_and_all_notes_off_
         _timed(s, t0 + RATE // 10, P.NoteOff(57.0, 1))  # 0.1 s after the beat: long past
         on.run.update()
         _render_to(s, s.pos + s.block)
-        assert v.hold_at is None and v._ends[-1] >= sung  # the vowel ends where it was
+        assert v.hold_at is None and v.plan.ends[-1] >= sung  # the vowel ends where it was
         _render_to(s, s.pos + RATE // 2)
         assert v.done and not s.voices
         again = _timed(s, s.pos + RATE // 4, P.Lyric("la", 2), P.NoteOn(57.0, 100.0, 2))[1]
