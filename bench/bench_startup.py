@@ -3,6 +3,9 @@ daemon's first answer to ``/status``.
 
     .venv/bin/python bench/bench_startup.py [--runs 3]
 
+Then the same for 25 sentences (the corpus generator's, seed 101: in no corpus) said into one
+wav, by each packaged voice and by Piper (a sentence a line on its stdin).
+
 Rows: ``melgand say "Hi." -o x.wav`` (the packaged default voice and vocoder), Piper's
 ``python -m piper`` with en_US-joe-medium for the same (when ``melgand[piper]`` is
 installed), each wall time (median and range over ``--runs``) and peak RSS; then the time
@@ -94,9 +97,29 @@ def serve_to_status(timeout: float = 60.0) -> float:
         sock.close()
 
 
+def many(n: int, runs: int, tmp: Path) -> None:
+    """``n`` generated sentences into one wav, whole process: each packaged voice, Piper."""
+    from model.voice import packaged_voices
+    from trainer.sentences import generate
+
+    sentences = generate(n, 101).sentences
+    wav = tmp / "many.wav"
+    print(f"\n# {n} sentences ({sum(len(s.split()) for s in sentences)} words) into one wav, "
+          f"whole process, {runs} runs each\n")  # fmt: skip
+    print("| process | wall s, median (range) | peak RSS MB |")
+    print("|---|---:|---:|")
+    for name in packaged_voices():
+        row(f"melgand say --voice {name}", [str(VENV_BIN / "melgand"), "say", " ".join(sentences),
+                                            "--voice", name, "-o", str(wav)], runs)  # fmt: skip
+    cmd = piper_cmd(tmp / "many_p.wav")
+    if cmd is not None:
+        row("Piper (python -m piper, joe-medium)", cmd, runs, stdin="\n".join(sentences))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--sentences", type=int, default=25, help="the long text's sentences")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "x.wav"
@@ -114,6 +137,7 @@ def main() -> None:
             row("Piper (python -m piper, joe-medium)", cmd, args.runs, stdin=TEXT)
         else:
             print("| Piper | not installed (pip install -e '.[piper]') | |")
+        many(args.sentences, args.runs, Path(tmp))
         t = sorted(serve_to_status() for _ in range(args.runs))
         print(f"\n`melgand serve --sink null` to its first /status.reply: "
               f"{t[len(t) // 2]:.2f} s median ({t[0]:.2f}-{t[-1]:.2f})")  # fmt: skip

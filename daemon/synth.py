@@ -138,11 +138,12 @@ class _Streaming:
     def _f0_heard(self, given: np.ndarray, head: tuple | None) -> np.ndarray:
         """The f0 to sound, from the ``(f0, voicing)`` asked for per frame and the pitch
         head's ``(Hz, voiced)`` (None without one): speech takes the pitch head's contour
-        where the voice has one and the phones allow it (:func:`model.voice.voiced_phones`,
-        as :meth:`model.voice.Voice.mel_f0`), else its inputs' per-token pitch."""
+        where the voice has one, voiced as the phones allow it
+        (:func:`model.voice.voicing_allowed`, as :meth:`model.voice.Voice.mel_f0`), else
+        its inputs' per-token pitch."""
         if head is None:
-            return np.where(given[:, 1] > 0.5, given[:, 0], 0.0)
-        return np.where(head[1] & (given[:, 1] > 0.5), head[0], 0.0)
+            return np.where(given[:, 1] > 0.0, given[:, 0], 0.0)
+        return np.where(voice_.heard_voicing(given[:, 1], head[1]), head[0], 0.0)
 
     def _append(self, out: np.ndarray) -> None:
         self.buf = np.concatenate([self.buf, out]).astype(np.float32, copy=False)
@@ -232,7 +233,7 @@ class Speech(_Streaming):
     def __init__(self, r: Renderer, text: str, speed: float = 1.0, gain: float = 1.0):
         super().__init__(r, gain)
         self.inputs, self.f0 = r.sentence(text, speed)
-        self.voiced = voice_.voiced_phones(self.f0)  # where the head's voicing may sound
+        self.voiced = voice_.voicing_allowed(self.f0, r.voice.voicing)  # where voicing sounds
         self.i = 0
 
     def _frames(self):

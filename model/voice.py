@@ -108,6 +108,12 @@ class Voice:
         self.tensors = tensors  # the weights (numpy), to move the model between engines
 
     @property
+    def voicing(self) -> str:
+        """How speech is voiced (:func:`voicing_allowed`): the header's ``voicing``, else
+        "head"."""
+        return self.header.get("voicing", "head")
+
+    @property
     def device(self) -> str:
         return "cpu" if isinstance(self.model, CpuAcoustic) else str(self.model.device)
 
@@ -134,6 +140,11 @@ class Voice:
         tensors, header = checkpoint.load(path, kind="acoustic", framework="np")
         have = checkpoint.convention(header, conv, path, "voice")
         fe, stats = Frontend.from_dict(header["frontend"]), Stats.from_dict(header["stats"])
+        if header.get("voicing", "head") not in VOICING_RULES:
+            raise checkpoint.CheckpointError(
+                f"{path}: voicing {header['voicing']!r} is not one of {VOICING_RULES}; "
+                "repackage it with python -m trainer.package --set voicing='\"head\"'"
+            )
         return cls(_engine(tensors, header["kwargs"]), fe, stats, have, header, tensors)
 
     def _encode(self, tokens: list[int], speed: float = 1.0):
@@ -256,21 +267,42 @@ class Voice:
         log_mel, head = self.outputs(self.model.generate(x[None])[0])
         if head is None:
             return log_mel.astype(np.float32), control_f0
-        f0 = np.where(head[1] & voiced_phones(control_f0), head[0], 0.0).astype(np.float64)
+        voiced = heard_voicing(voicing_allowed(control_f0, self.voicing), head[1])
+        f0 = np.where(voiced, head[0], 0.0).astype(np.float64)
         return log_mel.astype(np.float32), f0
 
 
-def voiced_phones(control_f0: np.ndarray) -> np.ndarray:
-    """Frames of speech where the pitch head's voicing may sound: the voiced phones (their
-    pitch controls, per frame) and a frame either side, where a vowel's voicing starts and
-    decays. The head alone, trained on YIN's voicing, runs voicing on into the unvoiced
-    consonants (buzz): joe lost 9.1 % of its words to Whisper against 3.2 % through RTISI-LA
-    from the same mel; with this mask 5.8 % (docs/results.md, Voice)."""
+HEAD_DECIDES = 0.5  # a frame where the pitch head's voicing is heard (voicing_allowed)
+VOICING_RULES = ("head", "phones")
+
+
+def voicing_allowed(control_f0: np.ndarray, rule: str = "head") -> np.ndarray:
+    """Per frame of speech, where voicing may sound: 1.0 voiced whatever the pitch head says,
+    :data:`HEAD_DECIDES` voiced where the head says so, 0.0 unvoiced. The head may voice
+    the voiced phones (their pitch controls, per frame) and a frame either side, where a
+    vowel's voicing starts and decays; with the voice's ``rule`` "phones" the voiced phones
+    themselves are always voiced. The head alone, trained on YIN's voicing, runs voicing on
+    into the unvoiced consonants (buzz): joe lost 9.1 % of its words to Whisper against
+    3.2 % through RTISI-LA from the same mel, 5.8 % with the head kept to the phones. A
+    head whose voicing agrees less with its corpus (joe's 94 % against the default voice's
+    98 %) also unvoices frames of vowels (breath): joe's rule is "phones" (5.2 %;
+    docs/results.md, Voice)."""
+    if rule not in VOICING_RULES:
+        raise ValueError(f"voicing rule must be one of {VOICING_RULES}; got {rule!r}")
     v = np.asarray(control_f0) > 0
-    out = v.copy()
-    out[1:] |= v[:-1]
-    out[:-1] |= v[1:]
+    near = v.copy()
+    near[1:] |= v[:-1]
+    near[:-1] |= v[1:]
+    out = np.where(near, HEAD_DECIDES, 0.0)
+    if rule == "phones":
+        out[v] = 1.0
     return out
+
+
+def heard_voicing(allowed: np.ndarray, head_voiced: np.ndarray) -> np.ndarray:
+    """The frames voiced, from :func:`voicing_allowed` and the pitch head's voicing."""
+    allowed = np.asarray(allowed)
+    return (allowed >= 1.0) | ((allowed > 0.0) & np.asarray(head_voiced, bool))
 
 
 def packaged_voices() -> dict[str, Path]:

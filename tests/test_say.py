@@ -169,3 +169,19 @@ def test_joe_is_a_packaged_voice_with_its_own_vocoder(tmp_path):
     assert np.median(f0[voiced]) < 160  # a male voice (the default speaks about 190 Hz)
     r = say("Hi.", "--voice", "nobody", "-o", str(tmp_path / "x.wav"))
     assert r.returncode == 2 and "--voice: voice nobody: neither a packaged voice" in r.stderr
+
+
+def test_a_voices_voicing_rule_is_read_from_its_header_and_a_bad_one_refused(tmp_path):
+    """joe is packaged with the "phones" voicing rule (the default voice with the head's);
+    a checkpoint naming a rule there is not is refused at load with how to fix it."""
+    from model import checkpoint
+    from model import voice as _voice
+
+    assert _voice.packaged(name="joe").voicing == "phones"
+    assert _voice.packaged().voicing == "head"
+    bad = tmp_path / "bad.safetensors"
+    subprocess.run([sys.executable, "-m", "trainer.package", "acoustic",
+                    "model/voices/default/acoustic.safetensors", str(bad),
+                    "--set", 'voicing="always"'], check=True)  # fmt: skip
+    with pytest.raises(checkpoint.CheckpointError, match="voicing 'always' is not one of"):
+        _voice.Voice.load(bad)

@@ -172,14 +172,31 @@ def test_a_note_sounds_harmonics_only_where_its_phone_and_the_pitch_head_are_voi
     np.testing.assert_array_equal(n._f0_heard(given, None), [0.0, 0.0, 261.6, 261.6])
 
 
-def test_speech_sounds_the_heads_voicing_on_voiced_phones_and_a_frame_either_side(
-    harmonic_renderer,
+def test_speech_voicing_rules_keep_the_head_to_the_voiced_phones():
+    """The head may voice the voiced phones and a frame either side; the "phones" rule
+    voices the voiced phones whatever the head says; nothing else is voiced."""
+    f0 = np.array([0, 0, 0, 100, 100, 0, 0, 0, 120, 0], float)
+    h = _voice.HEAD_DECIDES
+    assert _voice.voicing_allowed(f0).tolist() == [0, 0, h, h, h, h, 0, h, h, h]
+    phones = _voice.voicing_allowed(f0, "phones")
+    assert phones.tolist() == [0, 0, h, 1, 1, h, 0, h, 1, h]
+    head = np.array([1, 1, 0, 0, 1, 1, 1, 0, 0, 1], bool)
+    assert _voice.heard_voicing(_voice.voicing_allowed(f0), head).tolist() == [
+        0, 0, 0, 0, 1, 1, 0, 0, 0, 1]  # fmt: skip
+    assert _voice.heard_voicing(phones, head).tolist() == [0, 0, 0, 1, 1, 1, 0, 0, 1, 1]
+    with pytest.raises(ValueError, match="voicing rule must be one of"):
+        _voice.voicing_allowed(f0, "always")
+
+
+@pytest.mark.parametrize("rule", ["head", "phones"])
+def test_speech_streamed_is_voiced_as_offline_and_only_near_voiced_phones(
+    harmonic_renderer, monkeypatch, rule
 ):
     """The pitch head's voicing runs on into unvoiced consonants: speech sounds harmonics
-    where the head says voiced and a voiced phone is within a frame; streamed as the daemon
-    speaks, the vocoder gets the f0 that `say` (offline) gives it."""
-    f0 = np.array([0, 0, 0, 100, 100, 0, 0, 0, 120, 0], float)
-    assert _voice.voiced_phones(f0).tolist() == [0, 0, 1, 1, 1, 1, 0, 1, 1, 1]
+    only where the voice's rule allows it; streamed as the daemon speaks, the vocoder gets
+    the f0 that `say` (offline) gives it, under either rule."""
+    v = harmonic_renderer.voice
+    monkeypatch.setitem(v.header, "voicing", rule)
     text = "Sister, please sit still."
     s = Speech(harmonic_renderer, text)
     fed, given = [], s._voc_inputs
@@ -187,13 +204,15 @@ def test_speech_sounds_the_heads_voicing_on_voiced_phones_and_a_frame_either_sid
     while not s.done:
         s.render(256)
     streamed = np.concatenate([f for _, f in fed])
-    _, offline = harmonic_renderer.voice.mel_f0(text)
+    _, offline = v.mel_f0(text)
     assert len(streamed) == len(offline)
     np.testing.assert_array_equal(streamed > 0, offline > 0)
     np.testing.assert_allclose(streamed, offline, rtol=1e-3)
-    _, control = harmonic_renderer.voice.speech(text)
-    near = _voice.voiced_phones(control)
-    assert not (offline[~near] > 0).any() and (offline > 0).mean() > 0.3
+    _, control = v.speech(text)
+    allowed = _voice.voicing_allowed(control, rule)
+    assert not (offline[allowed == 0] > 0).any() and (offline > 0).mean() > 0.3
+    if rule == "phones":
+        assert (offline[allowed == 1] > 0).all()
 
 
 def test_a_note_above_what_the_voice_can_sound_is_refused_and_bends_stay_below_nyquist(
