@@ -1,7 +1,7 @@
 """The voice: intelligibility beside Festival (the teacher), and speed.
 
     .venv/bin/python bench/bench_voice.py [--voice NAME|CHECKPOINT ...] [--vocoder NAME ...]
-        [--piper [--copy]]
+        [--piper [--copy]] [--voicing head,phones] [--generated N]
 
 Word error rate of pocketsphinx (its bundled en-us model) and Whisper base (faster-whisper,
 CPU int8), and DNSMOS OVRL, on `melgand say` output (the voice's mel and frame f0 through
@@ -142,6 +142,18 @@ class Judge:
         return f"| {name} | {100 * e / n:.1f} | {w} | {np.mean(self.mos):.2f} | {speed} |"
 
 
+def ruled(v, name: str, rule: str):
+    """``(v, name)`` under the speech voicing ``rule`` (a copy of the voice; its vocoder as
+    the named voice's, the row named ``name [rule]``)."""
+    import copy as _copy
+
+    if rule not in _voice.VOICING_RULES:
+        raise SystemExit(f"--voicing: {rule!r} is not one of {_voice.VOICING_RULES}")
+    w = _copy.copy(v)
+    w.header = {**v.header, "voicing": rule}
+    return w, f"{name} [{rule}]"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--voice", action="append", default=[],
@@ -154,6 +166,9 @@ def main() -> None:
     ap.add_argument("--generated", type=int, default=0, metavar="N",
                     help="instead of the 20 written sentences: N from the corpus generator "
                     "with seed 101 (the packaged voice's corpus is seed 1)")  # fmt: skip
+    ap.add_argument("--voicing", default="",
+                    help="comma-separated speech voicing rules (head, phones): each voice once "
+                    "under each, instead of as packaged")  # fmt: skip
     ap.add_argument("--no-whisper", action="store_true", help="pocketsphinx only (faster)")
     ap.add_argument("--piper", action="store_true", help="Piper joe-medium as a peer row")
     ap.add_argument("--copy", action="store_true",
@@ -164,8 +179,11 @@ def main() -> None:
     torch.set_num_threads(2)
     cfg = config.load()
     voices = [_voice.resolve(spec, cfg.audio) for spec in (args.voice or [None])]
+    if args.voicing:
+        voices = [ruled(v, vn, rule) for v, vn in voices for rule in args.voicing.split(",")]
     names = args.vocoder or ["harmonic"]
-    ours = {(vn, n): (v, _vocoder(cfg, n, voice=vn)) for v, vn in voices for n in names}
+    ours = {(vn, n): (v, _vocoder(cfg, n, voice=vn.split(" [")[0])) for v, vn in voices
+            for n in names}  # fmt: skip
     use_whisper = not args.no_whisper
     judges = {k: Judge() for k in ["festival", *ours]}
     peer = piper_peer() if args.piper else None
