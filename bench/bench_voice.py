@@ -142,16 +142,15 @@ class Judge:
         return f"| {name} | {100 * e / n:.1f} | {w} | {np.mean(self.mos):.2f} | {speed} |"
 
 
-def ruled(v, name: str, rule: str):
-    """``(v, name)`` under the speech voicing ``rule`` (a copy of the voice; its vocoder as
-    the named voice's, the row named ``name [rule]``)."""
+def ruled(v, rule: str):
+    """A copy of the voice ``v`` under the speech voicing ``rule``."""
     import copy as _copy
 
     if rule not in _voice.VOICING_RULES:
         raise SystemExit(f"--voicing: {rule!r} is not one of {_voice.VOICING_RULES}")
     w = _copy.copy(v)
     w.header = {**v.header, "voicing": rule}
-    return w, f"{name} [{rule}]"
+    return w
 
 
 def main() -> None:
@@ -178,11 +177,14 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     cfg = config.load()
-    voices = [_voice.resolve(spec, cfg.audio) for spec in (args.voice or [None])]
+    # (voice, its name (its vocoder is the named voice's), its rows' label)
+    voices = [(v, vn, vn) for v, vn in
+              (_voice.resolve(spec, cfg.audio) for spec in (args.voice or [None]))]  # fmt: skip
     if args.voicing:
-        voices = [ruled(v, vn, rule) for v, vn in voices for rule in args.voicing.split(",")]
+        voices = [(ruled(v, rule), vn, f"{vn} [{rule}]") for v, vn, _ in voices
+                  for rule in args.voicing.split(",")]  # fmt: skip
     names = args.vocoder or ["harmonic"]
-    ours = {(vn, n): (v, _vocoder(cfg, n, voice=vn.split(" [")[0])) for v, vn in voices
+    ours = {(label, n): (v, _vocoder(cfg, n, voice=vn)) for v, vn, label in voices
             for n in names}  # fmt: skip
     use_whisper = not args.no_whisper
     judges = {k: Judge() for k in ["festival", *ours]}
@@ -199,7 +201,7 @@ def main() -> None:
         mel, f0 = v.mel_f0(text)
         return voc(mel, f0=f0), v.conv.sample_rate
 
-    copies = {n: voc for (vn, n), (_, voc) in ours.items() if vn == voices[0][1]}
+    copies = {n: voc for (label, n), (_, voc) in ours.items() if label == voices[0][2]}
     if args.copy and peer is not None:
         judges.update({("copy", n): Judge() for n in copies})
 
@@ -253,7 +255,7 @@ def main() -> None:
     # block of samples), a sentence not said before (the renderer caches phrases)
     from daemon.synth import Renderer, Speech
 
-    r = Renderer.configured(v, ours[voices[0][1], names[0]][1], cfg.daemon)
+    r = Renderer.configured(v, ours[voices[0][2], names[0]][1], cfg.daemon)
     Speech(r, "Warm up, once.").render(256)
     firsts = []
     for s in SENTENCES[10:15]:

@@ -233,7 +233,7 @@ class Speech(_Streaming):
     def __init__(self, r: Renderer, text: str, speed: float = 1.0, gain: float = 1.0):
         super().__init__(r, gain)
         self.inputs, self.f0 = r.sentence(text, speed)
-        self.voiced = voice_.voicing_allowed(self.f0, r.voice.voicing)  # where voicing sounds
+        self.allowed = voice_.voicing_allowed(self.f0, r.voice.voicing)  # where voicing sounds
         self.i = 0
 
     def _frames(self):
@@ -241,7 +241,7 @@ class Speech(_Streaming):
             return None
         x = self.inputs[self.i : self.i + self.r.chunk]
         for k in range(self.i, self.i + len(x)):
-            self.f0_in.append((self.f0[k], float(self.voiced[k]), 1.0, 0.0))
+            self.f0_in.append((self.f0[k], float(self.allowed[k]), 1.0, 0.0))
         self.i += len(x)
         return x
 
