@@ -114,6 +114,40 @@ SONG_TEXT = {
     "sleep tonight": "When evening comes the stars will shine, so close your eyes and sleep "
     "tonight.",
 }
+# written later, to check on songs nobody tuned on what was tuned on the three above
+# (--held-out sings these instead; same rules: real words, in no corpus)
+HELD_OUT = {
+    "summer rain": [
+        (60, 0.3, "the"), (64, 0.45, "sum-"), (62, 0.3, "mer"), (65, 0.6, "rain"),
+        (64, 0.3, "is"), (67, 0.45, "fall-"), (65, 0.3, "ing"), (64, 1.0, "down"), REST,
+        (62, 0.3, "it"), (65, 0.45, "fills"), (64, 0.3, "the"), (69, 0.6, "streets"),
+        (67, 0.3, "of"), (65, 0.45, "this"), (64, 0.3, "old"), (60, 1.2, "town"),
+    ],
+    "golden field": [
+        (57, 0.3, "we"), (60, 0.45, "ran"), (59, 0.3, "a-"), (60, 0.6, "cross"),
+        (62, 0.3, "the"), (64, 0.45, "gol-"), (62, 0.3, "den"), (57, 1.0, "field"), REST,
+        (60, 0.3, "and"), (62, 0.45, "watched"), (64, 0.3, "the"), (65, 0.45, "eve-"),
+        (64, 0.3, "ning"), (62, 0.6, "sun"), (60, 0.3, "go"), (62, 1.2, "by"),
+    ],
+    "city lights": [
+        (62, 0.3, "the"), (64, 0.45, "cit-"), (65, 0.3, "y"), (67, 0.6, "lights"),
+        (65, 0.3, "are"), (64, 0.45, "shin-"), (62, 0.3, "ing"), (64, 1.0, "bright"), REST,
+        (60, 0.3, "my"), (62, 0.45, "friend"), (64, 0.3, "is"), (65, 0.45, "wait-"),
+        (67, 0.3, "ing"), (69, 0.6, "by"), (67, 0.3, "the"), (65, 1.2, "door"),
+    ],
+    "winter song": [
+        (59, 0.3, "give"), (60, 0.3, "me"), (62, 0.3, "a"), (64, 0.6, "song"),
+        (62, 0.3, "to"), (60, 0.45, "keep"), (62, 0.3, "me"), (64, 1.0, "warm"), REST,
+        (65, 0.3, "and"), (64, 0.45, "hold"), (62, 0.3, "my"), (60, 0.6, "hand"),
+        (62, 0.3, "un-"), (64, 0.45, "til"), (62, 0.3, "the"), (60, 1.2, "dawn"),
+    ],
+}  # fmt: skip
+SONG_TEXT |= {
+    "summer rain": "The summer rain is falling down, it fills the streets of this old town.",
+    "golden field": "We ran across the golden field and watched the evening sun go by.",
+    "city lights": "The city lights are shining bright, my friend is waiting by the door.",
+    "winter song": "Give me a song to keep me warm, and hold my hand until the dawn.",
+}
 MELISMA = ("_", "+", "~")
 
 
@@ -462,18 +496,19 @@ def songs(r, out: Path, transpositions=(0, 7), chosen=("ours", "baseline", "live
 
     out.mkdir(parents=True, exist_ok=True)
     names = list(names or SONGS)
+    book = SONGS | HELD_OUT
     paths = {"ours": lambda text, s: ours(r, s)} if r is not None and "ours" in chosen else {}
     cache: dict = {}
     if "baseline" in chosen:
         paths["WORLD baseline"] = lambda text, s: baseline(text, s, cache)
     if live is not None:  # played first, all in one daemon: (name, key) -> clip
-        played = live.perform([((n, tr), score(SONGS[n], tr)) for n in names
+        played = live.perform([((n, tr), score(book[n], tr)) for n in names
                                for tr in transpositions])  # fmt: skip
         print(live.report + "\n")
         paths["live OSC"] = lambda text, s: played[now]
     rows, totals, transcripts, now = [], {}, [], None
     for name in names:
-        notes, text = SONGS[name], SONG_TEXT[name]
+        notes, text = book[name], SONG_TEXT[name]
         for tr in transpositions:
             sing = score(notes, tr)
             now = (name, tr)  # the live path's clip
@@ -548,6 +583,11 @@ def main() -> None:
         help="comma-separated: ours, baseline, live (default: all three)",
     )
     ap.add_argument("--songs", default=None, help="comma-separated song names (default: all)")
+    ap.add_argument(
+        "--held-out",
+        action="store_true",
+        help="sing the held-out songs (written after the others were tuned on)",
+    )
     ap.add_argument("--keys", default="0,7", help="transpositions, comma-separated")
     ap.add_argument("--no-melodies", action="store_true", help="skip part 1")
     ap.add_argument("--baseline-only", action="store_true", help="= --paths baseline")
@@ -561,9 +601,11 @@ def main() -> None:
     chosen = {p.strip() for p in ("baseline" if args.baseline_only else args.paths).split(",")}
     if chosen - {"ours", "baseline", "live"}:
         ap.error(f"--paths: unknown {sorted(chosen - {'ours', 'baseline', 'live'})}")
-    names = [n.strip() for n in args.songs.split(",")] if args.songs else list(SONGS)
-    if set(names) - set(SONGS):
-        ap.error(f"--songs: unknown {sorted(set(names) - set(SONGS))}; known: {list(SONGS)}")
+    book = HELD_OUT if args.held_out else SONGS
+    names = [n.strip() for n in args.songs.split(",")] if args.songs else list(book)
+    if set(names) - set(SONGS | HELD_OUT):
+        known = list(SONGS | HELD_OUT)
+        ap.error(f"--songs: unknown {sorted(set(names) - set(known))}; known: {known}")
     r = None
     if chosen & {"ours", "live"}:  # live needs the voice here too: leads, the marker
         try:
