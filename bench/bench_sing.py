@@ -1,7 +1,8 @@
 """Singing: in tune, on time and intelligible, beside a WORLD speech-to-singing baseline.
 
     .venv/bin/python bench/bench_sing.py [--vocoder NAME|CHECKPOINT] [--voice CHECKPOINT]
-        [--paths ours,baseline,live] [--songs NAME,...] [--keys 0,7] [--no-melodies] [--out DIR]
+        [--paths ours,baseline,live] [--songs NAME,...] [--held-out] [--keys 0,7] [--no-melodies]
+        [--out DIR]
 
 All audio is measured on the file's own timeline: sample n is score time n/22050 (scores
 start at 0.5 s, room for the first onset consonants).
@@ -21,6 +22,8 @@ start at 0.5 s, room for the first onset consonants).
    base word errors against the lyric (transcripts printed), pitch error, unvoiced notes,
    vibrato read back on notes of 0.6 s or more (rate in Hz, depth in cents: half peak to
    peak), DNSMOS OVRL/SIG. Spectrograms (a panel a path) go to --out.
+   --held-out sings four more songs, written after the three were tuned on (the check that
+   what was tuned on them holds on songs nobody tuned on).
 """
 
 from __future__ import annotations
