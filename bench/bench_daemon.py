@@ -132,7 +132,9 @@ def _osc(address: str, *args) -> bytes:
 def find_onsets(y: np.ndarray, rate: int, quiet: float = 0.1, thr: float = 0.02) -> np.ndarray:
     """Each note's onset in a recording of notes with silence between them, in samples
     (fractional): where the level first passes ``thr`` after ``quiet`` s below it, refined
-    by cross-correlating each onset with the first one (the notes are alike)."""
+    by cross-correlating each onset's level with the first one's (the notes are alike; the
+    level, |y| over 0.5 ms, and not the waveform, which a note's own phase and vibrato move by
+    a pitch period)."""
     loud = np.flatnonzero(np.abs(y) > thr)
     if not len(loud):
         return np.zeros(0)
@@ -141,10 +143,11 @@ def find_onsets(y: np.ndarray, rate: int, quiet: float = 0.1, thr: float = 0.02)
     starts = starts[(starts >= pre + span) & (starts + post + span < len(y))]
     if not len(starts):
         return np.zeros(0)
-    ref = y[starts[0] - pre : starts[0] + post]
+    level = np.convolve(np.abs(y), np.ones(int(0.0005 * rate) + 1), "same")
+    ref = level[starts[0] - pre : starts[0] + post]
     out = []
     for s in starts:
-        seg = y[s - pre - span : s + post + span]
+        seg = level[s - pre - span : s + post + span]
         c = np.correlate(seg, ref, "valid")  # lag k: ref at s - span + k
         k = int(np.argmax(c))
         frac = 0.0
