@@ -192,17 +192,14 @@ def renderer(vocoder: str | None, voice: Path | None = None):
 
 
 def copied(r, y: np.ndarray) -> np.ndarray:
-    """The baseline's audio through our vocoder alone: its log-mel and (for a vocoder that
-    sounds a given pitch) its YIN f0, no generator."""
-    import dsp
+    """The baseline's audio through our vocoder alone (its log-mel and YIN f0, as `melgand
+    vocode` analyses them), no generator."""
+    from bench_voice import copy
 
-    mel = dsp.log_mel(y, r.voice.conv)
-    if not r.needs_f0:
-        return r.vocoder(mel)
-    hz, voiced = dsp.yin(y, r.voice.conv)
-    return r.vocoder(mel, f0=(hz * voiced)[: mel.shape[1]])
+    return copy(r.vocoder, y, SR, r.voice.conv)
 
 
+PATHS = ("ours", "baseline", "live", "copy")  # --paths
 SETS: list[str] = []  # --set KEY=VALUE: config overrides for every path here and the daemon
 
 
@@ -516,10 +513,17 @@ def songs(r, out: Path, transpositions=(0, 7), chosen=("ours", "baseline", "live
     book = SONGS | HELD_OUT
     paths = {"ours": lambda text, s: ours(r, s)} if r is not None and "ours" in chosen else {}
     cache: dict = {}
+    made: dict = {}
+
+    def world(text, s):  # the baseline's clip, rendered once a song and key for both paths
+        if now not in made:
+            made[now] = baseline(text, s, cache)
+        return made[now]
+
     if "baseline" in chosen:
-        paths["WORLD baseline"] = lambda text, s: baseline(text, s, cache)
+        paths["WORLD baseline"] = world
     if "copy" in chosen and r is not None:
-        paths["baseline, our vocoder"] = lambda text, s: copied(r, baseline(text, s, cache))
+        paths["baseline, our vocoder"] = lambda text, s: copied(r, world(text, s))
     if live is not None:  # played first, all in one daemon: (name, key) -> clip
         played = live.perform([((n, tr), score(book[n], tr)) for n in names
                                for tr in transpositions])  # fmt: skip
@@ -618,8 +622,8 @@ def main() -> None:
     args = ap.parse_args()
     SETS.extend(args.set)
     chosen = {p.strip() for p in ("baseline" if args.baseline_only else args.paths).split(",")}
-    if chosen - {"ours", "baseline", "live", "copy"}:
-        ap.error(f"--paths: unknown {sorted(chosen - {'ours', 'baseline', 'live', 'copy'})}")
+    if chosen - set(PATHS):
+        ap.error(f"--paths: unknown {sorted(chosen - set(PATHS))}; known: {', '.join(PATHS)}")
     book = HELD_OUT if args.held_out else SONGS
     names = [n.strip() for n in args.songs.split(",")] if args.songs else list(book)
     if set(names) - set(SONGS | HELD_OUT):
