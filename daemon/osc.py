@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import platform
 import socket
 import struct
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -26,7 +28,21 @@ from daemon.jobs import Job
 log = logging.getLogger("melgand.osc")
 
 
-_STAMP = getattr(socket, "SO_TIMESTAMPNS", None)
+def _stamp_option() -> int | None:
+    """SO_TIMESTAMPNS: Python's socket module does not name it, so on Linux it is the
+    kernel's own number (35 in asm-generic, which x86, arm and risc-v use; other values on
+    alpha, parisc and sparc, where none is tried). None elsewhere: arrival is then when the
+    event loop reads the datagram."""
+    if hasattr(socket, "SO_TIMESTAMPNS"):
+        return socket.SO_TIMESTAMPNS
+    if sys.platform.startswith("linux") and not platform.machine().startswith(
+        ("alpha", "parisc", "sparc")
+    ):
+        return 35
+    return None
+
+
+_STAMP = _stamp_option()
 # what /status.reply carries after its leading 1, in order (as protocol.OSC describes it)
 STATUS_REPLY = (
     "active_voices",
@@ -91,8 +107,14 @@ class OscServer:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # ride out bursts
+        self.stamped = False  # whether arrivals are the kernel's receive times
         if _STAMP is not None:
-            self.sock.setsockopt(socket.SOL_SOCKET, _STAMP, 1)
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, _STAMP, 1)
+                self.stamped = True
+            except OSError as e:
+                log.warning("OSC: no kernel arrival times (%s): immediate messages are "
+                            "placed by when the event loop reads them", e)  # fmt: skip
         self.sock.bind((host, port))
         loop.add_reader(self.sock.fileno(), self._readable)
         return self.sock.getsockname()[:2]

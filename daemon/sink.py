@@ -9,6 +9,7 @@ PortAudio callback stream fed from a ring buffer, counting underflows.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -112,6 +113,53 @@ class OfflineSink:
         pass
 
 
+class PhaseLine:
+    """A device stream's phase: ``now - samples taken / rate`` at each callback. A callback
+    can run late but never before the buffer has room for its samples, so the least phases
+    over the last WINDOW s are the stream's fixed phase (and follow a drifting device); not
+    the very least, though: after a short stall PortAudio's ALSA plugin can take a burst of
+    blocks at once, one of them ahead of the stream (seen on PulseAudio under load: 4.8 ms
+    early, the device itself unmoved), so the value is the K-th least. When every callback
+    for RECENT s came JUMP later than the value, the device moved (it ran dry unreported):
+    the phase is taken anew from them, not held for WINDOW s."""
+
+    WINDOW = 2.0  # s of callbacks whose least phases are the clock's
+    RECENT, JUMP = 0.1, 0.003  # a phase this much later for this long is the device's new one
+    K = 4  # the value is the K-th least phase in the window (fewer while it fills)
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self) -> None:
+        self._window: deque[tuple[float, float]] = deque()  # (time, phase), oldest first
+        self._sorted: list[float] = []  # the window's phases, ascending
+        self._recent: deque[tuple[float, float]] = deque()  # rising: its head is the least
+
+    @property
+    def value(self) -> float | None:
+        if not self._sorted:
+            return None
+        return self._sorted[min(self.K, len(self._sorted)) - 1]
+
+    def add(self, now: float, phase: float) -> bool:
+        """One callback's phase; True when it moved the clock to a new (later) phase."""
+        self._window.append((now, phase))
+        bisect.insort(self._sorted, phase)
+        while self._window[0][0] < now - self.WINDOW:
+            del self._sorted[bisect.bisect_left(self._sorted, self._window.popleft()[1])]
+        while self._recent and self._recent[-1][1] >= phase:
+            self._recent.pop()
+        self._recent.append((now, phase))
+        while self._recent[0][0] < now - self.RECENT:
+            self._recent.popleft()
+        if self._recent[0][1] - self.value > self.JUMP and now - self._window[0][0] >= self.RECENT:
+            recent = [(t, ph) for t, ph in self._window if t >= now - self.RECENT]
+            self._window = deque(recent)
+            self._sorted = sorted(ph for _, ph in recent)
+            return True
+        return False
+
+
 class DeviceSink:
     """A PortAudio output stream whose callback reads a ring buffer.
 
@@ -128,15 +176,12 @@ class DeviceSink:
     fixed phase; a callback's time (late by the CPU, a whole callback's block in a burst)
     and PortAudio's DAC time (which steps with the callback) are not. Events placed on it
     keep their spacing to the sample; on ``played()`` they took its jitter and, placed in a
-    block already rendered, slipped to the next one. The phase moves later when the device
-    runs dry (PortAudio's underflow flag, or every callback for RECENT s later than the
-    least): it is then taken anew, not held for WINDOW s (which sounded notes late by what
-    was lost)."""
+    block already rendered, slipped to the next one. The phase (``PhaseLine``) is taken anew
+    when the device runs dry (PortAudio's underflow flag, or later callbacks: see there),
+    not held for its window (which sounded notes late by what was lost)."""
 
     STALL = 0.1  # s without a callback that count as a stall
     SETTLE = 0.5  # s of callbacks after which the stream counts as running
-    WINDOW = 2.0  # s of callbacks whose least phase is the clock's (follows a drifting device)
-    RECENT, JUMP = 0.1, 0.003  # a phase this much later for this long is the device's new one
 
     def __init__(self, rate: int, device: int | str | None = None, capacity: int = 1 << 16,
                  latency_ms: float = 20.0):  # fmt: skip
@@ -151,8 +196,7 @@ class DeviceSink:
         self._last = (time.monotonic(), 0, 0)  # (monotonic time, samples read, block) at a callback
         self._run_from: float | None = None  # the first callback since the opening stall(s)
         self.device_latency = 0.0  # seconds from a callback to the DAC, as PortAudio reports
-        self._phase: deque[tuple[float, float]] = deque()  # (time, now - read / rate), rising
-        self._recent: deque[tuple[float, float]] = deque()  # the same over RECENT s
+        self._line = PhaseLine()  # the stream's phase, now - read / rate at the callbacks
         self._dead: str | None = None
         latency = latency_ms / 1000 if latency_ms > 0 else "low"
         try:
@@ -183,27 +227,13 @@ class DeviceSink:
                     self.skipped += skip
                     self.stalls += 1
                     self.underruns += 1
-                    self._phase.clear()  # the stream restarted: a new phase
-                    self._recent.clear()
+                    self._line.clear()  # the stream restarted: a new phase
             elif self._run_from is None or now - t_last > self.STALL:
                 self._run_from = now  # the stream (re)starts: wait it out
-                self._phase.clear()
-                self._recent.clear()
+                self._line.clear()
             if status.output_underflow:  # the device ran dry: it plays on later than before
-                self._phase.clear()
-                self._recent.clear()
-            phase = now - self.read / self.rate
-            for ph, span in ((self._phase, self.WINDOW), (self._recent, self.RECENT)):
-                while ph and ph[-1][1] >= phase:  # a rising deque: its head is the least
-                    ph.pop()
-                ph.append((now, phase))
-                while ph[0][0] < now - span:
-                    ph.popleft()
-            if (self._recent[0][1] - self._phase[0][1] > self.JUMP
-                    and now - self._phase[0][0] >= self.RECENT):  # fmt: skip
-                # every callback for RECENT s came later: the device's phase moved (it ran
-                # dry unreported); take it at once rather than keep the old one WINDOW s
-                self._phase = deque(self._recent)
+                self._line.clear()
+            self._line.add(now, now - self.read / self.rate)
             n = max(0, min(frames, self.wrote - self.read))
             a, b, head = self._spans(self.read, n)
             out[:head, 0] = self.ring[a]
@@ -250,7 +280,7 @@ class DeviceSink:
         now = time.monotonic()
         with self._lock:
             t_last = self._last[0]
-            phase = self._phase[0][1] if self._phase else None
+            phase = self._line.value
             line = phase is not None and (self._running(t_last) or now - t_last <= self.STALL)
         if line:
             return (t - phase - self.delay) * self.rate
