@@ -95,12 +95,8 @@ def piper_peer():
 
 
 def analyse(y: np.ndarray, conv) -> tuple[np.ndarray, np.ndarray]:
-    """Copy-synthesis's inputs, as `melgand vocode` makes them: the log-mel and YIN's f0
-    (0 where unvoiced), frame for frame."""
-    mel = dsp.log_mel(y, conv)
-    f0, _ = dsp.yin(y, conv)
-    n = min(mel.shape[1], len(f0))
-    return mel[:, :n], f0[:n].astype(np.float32)
+    """Copy-synthesis's inputs, as `melgand vocode` makes them (``dsp.vocoder_inputs``)."""
+    return dsp.vocoder_inputs(y, conv)
 
 
 def copy(vocoder, y: np.ndarray, sr: int, conv) -> np.ndarray:

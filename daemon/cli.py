@@ -131,11 +131,8 @@ def cmd_vocode(args: argparse.Namespace) -> int:
     name = cfg.vocoder_name(args.vocoder)
     vocoder = _vocoder(cfg, name)
     t0 = time.perf_counter()
-    mel = dsp.log_mel(y, conv)
-    f0 = None
-    if getattr(vocoder, "needs_f0", False):  # the pitch heard is the pitch analysed
-        hz, voiced = dsp.yin(y, conv)
-        f0 = (hz * voiced)[: mel.shape[1]]
+    # the pitch heard is the pitch analysed, where the vocoder takes one
+    mel, f0 = dsp.vocoder_inputs(y, conv, f0=getattr(vocoder, "needs_f0", False))
     out = vocoder(mel, f0=f0)
     elapsed = time.perf_counter() - t0
     audio_io.write(args.output, out, conv.sample_rate)

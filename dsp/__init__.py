@@ -2,7 +2,7 @@
 
 Batch: :func:`stft`, :func:`istft`, :func:`log_mel`, :func:`mel_basis`, :func:`mfcc`,
 :func:`mel_to_magnitude`, :func:`refine_to_mel`, :func:`griffin_lim`, :func:`yin`,
-:func:`log_energy`.
+:func:`log_energy`, :func:`vocoder_inputs`.
 Streaming (explicit state,
 ``out, state = obj.stream(x, state)``): :class:`Analyzer`, :class:`Synthesizer`,
 :class:`Rtisi`. Conventions: :class:`Convention` (``DEFAULT`` is HiFi-GAN's).
@@ -26,7 +26,7 @@ from dsp.phase import Rtisi, griffin_lim
 from dsp.pitch import log_energy, yin
 from dsp.spectral import istft, stft, window
 from dsp.stream import Analyzer, Synthesizer
-from dsp.vocoder import DspVocoder
+from dsp.vocoder import DspVocoder, vocoder_inputs
 
 __all__ = [
     "DEFAULT",
@@ -50,6 +50,7 @@ __all__ = [
     "refine_to_mel",
     "repitch",
     "stft",
+    "vocoder_inputs",
     "window",
     "yin",
 ]

@@ -12,6 +12,7 @@ import numpy as np
 from dsp import checks
 from dsp import mel as _mel
 from dsp import phase as _phase
+from dsp import pitch as _pitch
 from dsp.convention import DEFAULT, Convention
 from dsp.phase import RtisiState
 
@@ -60,3 +61,17 @@ class DspVocoder:
 
     def flush(self, state: RtisiState | None) -> np.ndarray:
         return self.rtisi.flush(state)
+
+
+def vocoder_inputs(
+    y: np.ndarray, conv: Convention = DEFAULT, f0: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """What a vocoder is given to copy audio ``y`` (copy synthesis, `melgand vocode`): its
+    log-mel ``(n_mels, T)`` and, with ``f0``, YIN's f0 in Hz (0 where unvoiced, float32),
+    frame for frame; without, None."""
+    mel = _mel.log_mel(y, conv)
+    if not f0:
+        return mel, None
+    hz, _ = _pitch.yin(y, conv)
+    n = min(mel.shape[1], len(hz))
+    return mel[:, :n], hz[:n].astype(np.float32)

@@ -134,3 +134,16 @@ def test_a_single_periodic_blip_is_not_voiced():
     y[SR // 2 : SR // 2 + 300] += 0.5 * np.sin(2 * np.pi * 200 * np.arange(300) / SR)
     _, voiced = dsp.yin(y.astype(np.float32))
     assert not voiced.any()
+
+
+def test_vocoder_inputs_are_the_log_mel_and_the_voiced_f0_frame_for_frame():
+    """A tone, then silence: the mel and f0 align frame for frame, f0 is the tone's where
+    it sounds and 0 (not NaN) in the silence; without f0, none is analysed."""
+    t = np.arange(SR // 2) / SR
+    y = np.concatenate([0.4 * np.sin(2 * np.pi * 196.0 * t), np.zeros(SR // 2)]).astype(np.float32)
+    mel, f0 = dsp.vocoder_inputs(y)
+    assert np.array_equal(mel, dsp.log_mel(y)[:, : len(f0)]) and f0.dtype == np.float32
+    half = len(f0) // 2
+    assert np.median(f0[4 : half - 4]) == pytest.approx(196.0, rel=0.005)
+    assert (f0[half + 4 :] == 0).all() and np.isfinite(f0).all()
+    assert dsp.vocoder_inputs(y, f0=False)[1] is None
