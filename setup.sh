@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# melgand set-up, idempotent: apt packages, a venv in .venv, the package with its test extras.
+# melgand set-up, idempotent: apt packages, a venv in .venv, the package with its test,
+# training, evaluation and Piper-teacher extras (the tests build Festival and Piper corpora).
 #   bash setup.sh run    set up, then run the main job
 #   bash setup.sh test   set up, then run the tests (ruff + pytest, slow tests left out)
 # Extra arguments after `test` go to pytest (e.g. bash setup.sh test -m slow).
@@ -33,10 +34,10 @@ fi
 stamp="$VENV/.melgand-installed"
 want="$(cat pyproject.toml setup.sh | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  log "pip: installing $TORCH and melgand[test,train,eval] (editable)"
+  log "pip: installing $TORCH and melgand[test,train,eval,piper] (editable)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q "$TORCH"
-  "$VENV/bin/python" -m pip install -q -e ".[test,train,eval]"
+  "$VENV/bin/python" -m pip install -q -e ".[test,train,eval,piper]"
   echo "$want" > "$stamp"
 fi
 PY="$VENV/bin/python"
