@@ -25,7 +25,7 @@ import librosa
 import numpy as np
 import soxr
 import torch
-from bench_voice import SENTENCES, analyse, festival
+from bench_voice import SENTENCES, festival
 
 import dsp
 from daemon import config
@@ -44,7 +44,7 @@ def _istft(spec: np.ndarray, conv, n: int) -> np.ndarray:
 def rows(voc, rtisi, y: np.ndarray, conv) -> dict[str, float]:
     """PESQ-WB of each row for one clip ``y``."""
     sr = conv.sample_rate
-    mel, f0 = analyse(y, conv)
+    mel, f0 = dsp.vocoder_inputs(y, conv)
     h = np.asarray(voc(mel, f0=f0), np.float32)
     n = min(len(y), len(h))
     y, h = y[:n], h[:n]
@@ -60,7 +60,7 @@ def rows(voc, rtisi, y: np.ndarray, conv) -> dict[str, float]:
         ),
     }
     got = {k: quality(y, v, sr)["pesq_wb"] for k, v in out.items()}
-    mel2, f0_yin = analyse(h, conv)
+    mel2, f0_yin = dsp.vocoder_inputs(h, conv)
     exact = f0[: mel2.shape[1]]
     for name, f in [("copy of the copy, its exact f0", exact),
                     ("copy of the copy, exact f0 + 5 cents", exact * 2.0 ** (5 / 1200)),

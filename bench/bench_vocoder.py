@@ -37,7 +37,7 @@ import time
 import numpy as np
 import soxr
 import torch
-from bench_voice import SENTENCES, analyse, festival
+from bench_voice import SENTENCES, festival
 from judges import dnsmos
 
 import dsp
@@ -217,7 +217,7 @@ def resynth(voc, y: np.ndarray, conv) -> np.ndarray:
         return y
     if voc == "world":
         return world_resynth(y, conv)
-    return synth(voc, *analyse(y, conv))
+    return synth(voc, *dsp.vocoder_inputs(y, conv))
 
 
 def quality_section(vocoders: dict, conv, n_sentences: int) -> None:

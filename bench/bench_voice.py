@@ -94,15 +94,10 @@ def piper_peer():
     return lambda text: (teacher.speak(text, 0, "bench")[0], rate)
 
 
-def analyse(y: np.ndarray, conv) -> tuple[np.ndarray, np.ndarray]:
-    """Copy-synthesis's inputs, as `melgand vocode` makes them (``dsp.vocoder_inputs``)."""
-    return dsp.vocoder_inputs(y, conv)
-
-
 def copy(vocoder, y: np.ndarray, sr: int, conv) -> np.ndarray:
     """``y`` (at ``sr``) copied through ``vocoder`` at the convention's rate."""
     y = soxr.resample(y.astype(np.float32), sr, conv.sample_rate) if sr != conv.sample_rate else y
-    mel, f0 = analyse(np.asarray(y, np.float32), conv)
+    mel, f0 = dsp.vocoder_inputs(np.asarray(y, np.float32), conv)
     return np.asarray(vocoder(mel, f0=f0), np.float32).reshape(-1)
 
 

@@ -74,6 +74,7 @@ class OscServer:
         self.submit, self.busy, self.status = submit, busy, status
         self.switch_voice, self.version, self.max_text = switch_voice, version, max_text
         self.sock: socket.socket | None = None
+        self.stamped = False  # whether arrivals are the kernel's receive times (set by open)
         self.notify: set[tuple] = set()
         self._tasks: set[asyncio.Task] = set()  # voice switches in flight, kept referenced
         try:
@@ -107,7 +108,7 @@ class OscServer:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # ride out bursts
-        self.stamped = False  # whether arrivals are the kernel's receive times
+        self.stamped = False
         if _STAMP is not None:
             try:
                 self.sock.setsockopt(socket.SOL_SOCKET, _STAMP, 1)
