@@ -123,6 +123,7 @@ class DaemonConfig:
     vocoder_threads: int = _opt(lo=1, hi=64)
     device: str = _opt(choices=("auto", "cpu", "cuda"))
     native_range: tuple[int, ...] = _opt()
+    singing_model: bool = _opt()
 
 
 @dataclass(frozen=True)

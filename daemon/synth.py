@@ -24,30 +24,41 @@ from model.voice import Syllable, Voice
 
 
 class Renderer:
-    """What the voices share: the acoustic model, its statistics and the vocoder."""
+    """What the voices share: the acoustic model, its statistics and the vocoder. Sung voices
+    render with ``singing``: the renderer of the voice's singing model (``voice.singer``,
+    the same vocoder and threads) where it has one, ``sings`` is on and the vocoder sounds
+    the f0 given (the harmonic one: the singing model's held vowels carry too little of the
+    mel's harmonic ripple for RTISI-LA to hear a pitch in), else this one."""
 
     def __init__(self, voice: Voice, vocoder, chunk_frames: int = 2, vocoder_threads: int = 2,
-                 native_range: tuple[float, float] = (50.0, 56.0)):  # fmt: skip
+                 native_range: tuple[float, float] = (50.0, 56.0), sings: bool = True,
+                 pool: ThreadPoolExecutor | None = None):  # fmt: skip
         self.voice, self.vocoder, self.chunk = voice, vocoder, chunk_frames
         self.native_range = native_range  # MIDI notes the model sings in tune by itself
 
         # the voices' vocoder steps run side by side (the DSP kernels release the GIL)
-        self.pool = ThreadPoolExecutor(vocoder_threads, thread_name_prefix="melgand-voc")
+        self.pool = pool or ThreadPoolExecutor(vocoder_threads, thread_name_prefix="melgand-voc")
         self.rate, self.hop = voice.conv.sample_rate, voice.conv.hop_length
         basis = mel_basis(voice.conv)  # each mel band's centre, for the brightness tilt
         self.band_hz = basis.argmax(1) * self.rate / voice.conv.n_fft
         self._syllables: dict[tuple, Syllable] = {}
         self._sentences: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
         self._cache_lock = threading.Lock()  # two preparation threads share the caches
+        self.singing = self
+        if sings and voice.singer is not None and self.needs_f0:
+            own = voice.singer.header.get("native_range")
+            rng = (own[0], own[-1]) if own else native_range
+            self.singing = Renderer(voice.singer, vocoder, chunk_frames, vocoder_threads, rng,
+                                    sings=False, pool=self.pool)  # fmt: skip
 
     @classmethod
     def configured(cls, voice: Voice, vocoder, d) -> Renderer:
         """As the ``[daemon]`` section ``d`` of the config says; the native range is the
         voice's own where its header has one (``native_range``: the register it was trained
-        to sing), else the config's."""
+        to sing), else the config's; ``d.singing_model``: whether a singing model sings."""
         own = voice.header.get("native_range")
         lo, hi = (own or d.native_range)[0], (own or d.native_range)[-1]
-        return cls(voice, vocoder, d.chunk_frames, d.vocoder_threads, (lo, hi))
+        return cls(voice, vocoder, d.chunk_frames, d.vocoder_threads, (lo, hi), d.singing_model)
 
     @property
     def needs_f0(self) -> bool:
@@ -188,45 +199,51 @@ class _Streaming:
 
 def fill(voices: list[_Streaming], n: int) -> None:
     """Make each voice hold ``n`` samples (or end), running the generator once per chunk
-    for all of them together (one batched GRU step), then each voice's vocoder. Once one
-    voice must step, every voice that holds less than a chunk steps with it: voices started
-    in different blocks fall into one batch, not a batch per block of a chunk."""
+    for all of a model's voices together (one batched GRU step a renderer), then each
+    voice's vocoder. Once one voice must step, every voice that holds less than a chunk
+    steps with it: voices started in different blocks fall into one batch, not a batch per
+    block of a chunk."""
     while True:
         if not any(len(v.buf) < n and not v.ended for v in voices):
             return
         need = [v for v in voices
                 if len(v.buf) < max(n, v.r.chunk * v.r.hop) and not v.ended]  # fmt: skip
-        batch = []
+        batches: dict[int, list] = {}  # by renderer: one model, one vocoder
         for v in need:
             x = v._frames()
-            if x is None or x.shape[0] != v.r.chunk or v.r is not need[0].r:
-                v._step_alone(x)  # the end, a short last chunk, or another voice's model
+            if x is None or x.shape[0] != v.r.chunk:
+                v._step_alone(x)  # the end, or a short last chunk
             else:
-                batch.append((v, x))
-        if not batch:
-            continue
-        gen = batch[0][0].r.voice.model
-        st = gen.join([v.gen_state if v.gen_state is not None
-                       else gen.initial_state(1) for v, _ in batch])  # fmt: skip
-        y, st = gen.stream(np.stack([x for _, x in batch]), st)
-        for (v, _), state in zip(batch, gen.part(st), strict=True):
-            v.gen_state = state
-        parts = [y[i : i + 1] for i in range(len(batch))]
-        group = [v for v, _ in batch]
-        r = group[0].r
-        if len(batch) == 1:
-            group[0]._vocode(y, final=False)
-        elif hasattr(r.vocoder, "stream_many"):  # a network: one call for all the voices
-            ins = [v._voc_inputs(part) for v, part in zip(group, parts, strict=True)]
-            states = [v.voc_state for v in group]
-            extra = {"breaths": [v.breath for v in group]} if r.needs_f0 else {}
-            done = r.vocoder.stream_many([m for m, _ in ins], states, r.pool,
-                                         [f for _, f in ins], **extra)  # fmt: skip
-            for v, (out, state) in zip(group, done, strict=True):
-                v.voc_state = state
-                v._append(out)
-        else:
-            list(r.pool.map(_Streaming._vocode, group, parts, [False] * len(group)))
+                batches.setdefault(id(v.r), []).append((v, x))
+        for batch in batches.values():
+            _step_batch(batch)
+
+
+def _step_batch(batch: list[tuple[_Streaming, np.ndarray]]) -> None:
+    """One generator step for voices of one renderer (each with a chunk of inputs), then
+    their vocoders: one batched call where the vocoder has one, else side by side."""
+    gen = batch[0][0].r.voice.model
+    st = gen.join([v.gen_state if v.gen_state is not None
+                   else gen.initial_state(1) for v, _ in batch])  # fmt: skip
+    y, st = gen.stream(np.stack([x for _, x in batch]), st)
+    for (v, _), state in zip(batch, gen.part(st), strict=True):
+        v.gen_state = state
+    parts = [y[i : i + 1] for i in range(len(batch))]
+    group = [v for v, _ in batch]
+    r = group[0].r
+    if len(batch) == 1:
+        group[0]._vocode(y, final=False)
+    elif hasattr(r.vocoder, "stream_many"):  # a network: one call for all the voices
+        ins = [v._voc_inputs(part) for v, part in zip(group, parts, strict=True)]
+        states = [v.voc_state for v in group]
+        extra = {"breaths": [v.breath for v in group]} if r.needs_f0 else {}
+        done = r.vocoder.stream_many([m for m, _ in ins], states, r.pool,
+                                     [f for _, f in ins], **extra)  # fmt: skip
+        for v, (out, state) in zip(group, done, strict=True):
+            v.voc_state = state
+            v._append(out)
+    else:
+        list(r.pool.map(_Streaming._vocode, group, parts, [False] * len(group)))
 
 
 class Speech(_Streaming):
@@ -259,6 +276,7 @@ class Sung(_Streaming):
 
     def __init__(self, r: Renderer, pitch: float, velocity: float, params: dict | None,
                  own: dict | None, onset: int):  # fmt: skip
+        r = r.singing  # the voice's singing model, where it has one
         top = 69 + 12 * np.log2(self.TOP * r.rate / 440.0)
         if pitch > top:
             raise ValueError(
@@ -346,6 +364,7 @@ class Note(Sung):
                  lyric: str | tuple[str, ...] = "la", params: dict | None = None,
                  context: tuple[tuple, tuple] = ((), ()), *,
                  expression: dict | None = None):  # fmt: skip
+        r = r.singing  # the voice's singing model, where it has one
         e = expression_.Expression.of(params, expression)  # the onset's length is set now
         syl = r.syllable(lyric, *context, consonant=2.0**e.consonant)
         super().__init__(r, pitch, velocity, params, expression, syl.onset)
@@ -417,6 +436,7 @@ class Phrase(Sung):
 
     def __init__(self, r: Renderer, notes: list[dict], phones: list[tuple[str, ...]],
                  params: dict | None, own: list[dict], melisma: list[bool]):  # fmt: skip
+        r = r.singing  # the voice's singing model, where it has one
         s, moves = self._plan(r, notes, phones, params, own, melisma)
         super().__init__(r, notes[0]["pitch"], notes[0]["velocity"], params, own[0],
                          s.lead - PAUSE)  # fmt: skip

@@ -4,8 +4,9 @@ The header (stored in the safetensors metadata under ``"melgand"``) carries the 
 version, the model kind and constructor kwargs, the audio convention, the symbol set,
 provenance (the command and data that made it), metrics and a SHA-256 of the weights,
 checked on load (files written before the checksum load without it), so that a checkpoint
-loads with nothing else and a damaged one is refused. Writes go to a temp file and are
-renamed into place.
+loads with nothing else and a damaged one is refused. Weights stored as float16 (a packaged
+voice's, ``python -m trainer.package --half``) load as float32: every model computes in
+float32. Writes go to a temp file and are renamed into place.
 """
 
 from __future__ import annotations
@@ -88,7 +89,16 @@ def load(path: Path | str, kind: str | None = None, framework: str = "pt") -> tu
         )
     if kind is not None and header.get("kind") != kind:
         raise CheckpointError(f"{path}: holds a {header.get('kind')!r}, expected a {kind!r}")
-    return tensors, header
+    return {k: _widened(t) for k, t in tensors.items()}, header
+
+
+def _widened(t):
+    """A float16 tensor (torch or numpy) as float32; others as they are."""
+    if isinstance(t, np.ndarray):
+        return t.astype(np.float32) if t.dtype == np.float16 else t
+    import torch
+
+    return t.float() if t.dtype == torch.float16 else t
 
 
 def convention(header: dict, want, path, what: str):

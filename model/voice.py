@@ -11,6 +11,11 @@ generator's inputs, :meth:`Voice.inputs` projects edited controls (a sung note's
 runs offline (``voice.mel(text)``) or streams (``voice.model.stream``, its states batched by
 ``voice.model.join``). ``packaged()`` is the default voice in
 ``model/voices/default/``.
+
+A voice may have a singing model: ``singing.safetensors`` beside its ``acoustic.safetensors``,
+the same voice fine-tuned for singing (same frontend and convention), loaded as
+``voice.singer``; the daemon's sung notes and scores use it (``[daemon] singing_model``),
+speech keeps the acoustic model.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from model.registry import VOICES
 from model.stats import Stats
 
 PACKAGED = VOICES / "default" / "acoustic.safetensors"  # NAME's: VOICES / NAME / acoustic...
+SINGING = "singing.safetensors"  # a voice's singing model, beside its acoustic.safetensors
 
 
 def phones_of(lyric: str | tuple[str, ...]) -> list[str]:
@@ -106,6 +112,7 @@ class Voice:
         self.conv = conv
         self.header = header
         self.tensors = tensors  # the weights (numpy), to move the model between engines
+        self.singer: Voice | None = None  # the voice's singing model, where it has one
 
     @property
     def voicing(self) -> str:
@@ -126,6 +133,8 @@ class Voice:
             self.model = _engine(self.tensors, kwargs, device)
         elif not cpu:
             self.model.to(device)
+        if self.singer is not None:
+            self.singer.to(device)
         return self
 
     def module(self):
@@ -137,6 +146,21 @@ class Voice:
 
     @classmethod
     def load(cls, path: Path | str, conv: dsp.Convention | None = None) -> Voice:
+        """The voice in the acoustic checkpoint ``path``, with its singing model where one
+        lies beside it (``path`` named ``acoustic.safetensors``, the other :data:`SINGING`)."""
+        v = cls._load(path, conv)
+        sings = Path(path).with_name(SINGING)
+        if Path(path).name == PACKAGED.name and sings.is_file():
+            v.singer = cls._load(sings, v.conv)
+            if v.singer.frontend.to_dict() != v.frontend.to_dict():
+                raise checkpoint.CheckpointError(
+                    f"{sings}: its phone set differs from {path}'s; a voice's singing model "
+                    "is that voice fine-tuned: retrain it from the voice, or move it away"
+                )
+        return v
+
+    @classmethod
+    def _load(cls, path: Path | str, conv: dsp.Convention | None = None) -> Voice:
         tensors, header = checkpoint.load(path, kind="acoustic", framework="np")
         have = checkpoint.convention(header, conv, path, "voice")
         fe, stats = Frontend.from_dict(header["frontend"]), Stats.from_dict(header["stats"])

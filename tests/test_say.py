@@ -185,3 +185,33 @@ def test_a_voices_voicing_rule_is_read_from_its_header_and_a_bad_one_refused(tmp
                     "--set", 'voicing="always"'], check=True)  # fmt: skip
     with pytest.raises(checkpoint.CheckpointError, match="voicing 'always' is not one of"):
         _voice.Voice.load(bad)
+
+
+def test_a_singing_model_beside_a_voice_loads_half_sized_and_is_checked(tmp_path):
+    """`trainer.package --half` stores float16 weights (about half the file) that load as
+    float32, the voice's output moved only by the rounding; a voice folder's
+    singing.safetensors becomes ``voice.singer``; one with another phone set is refused."""
+    import json
+
+    from model import checkpoint
+    from model import voice as _voice
+
+    src, d = "model/voices/default/acoustic.safetensors", tmp_path / "v"
+    pkg = [sys.executable, "-m", "trainer.package", "acoustic", src]
+    subprocess.run([*pkg, str(d / "acoustic.safetensors")], check=True)
+    subprocess.run([*pkg, str(d / "singing.safetensors"), "--half"], check=True)
+    full, half = (d / "acoustic.safetensors").stat().st_size, (d / _voice.SINGING).stat().st_size
+    assert half < 0.55 * full
+    v = _voice.Voice.load(d / "acoustic.safetensors")
+    assert v.singer is not None and v.singer.header["stored_dtype"] == "float16"
+    floats = {a.dtype for a in v.singer.tensors.values() if a.dtype.kind == "f"}
+    assert floats == {np.dtype(np.float32)}
+    a, b = v.mel("Good morning."), v.singer.mel("Good morning.")
+    assert a.shape == b.shape and 0 < np.abs(a - b).mean() < 0.005  # rounding, no more
+    assert _voice.Voice.load(src).singer is not None  # the packaged default has one
+    assert _voice.packaged(name="joe").singer is None
+    other = json.dumps({"mode": "char", "symbols": list("abcdefgh")})  # letters, not phones
+    subprocess.run([*pkg, str(d / "singing.safetensors"), "--set", f"frontend={other}"],
+                   check=True)  # fmt: skip
+    with pytest.raises(checkpoint.CheckpointError, match="phone set differs"):
+        _voice.Voice.load(d / "acoustic.safetensors")

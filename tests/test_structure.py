@@ -6,7 +6,7 @@
 - The layers: ``dsp`` imports nothing of ours, ``model`` neither ``daemon`` nor ``trainer``,
   ``trainer`` never ``daemon``, and ``trainer`` is imported only by itself and the CLI's
   training commands (type-only imports included: a layer does not name another's types).
-- Functions fit on a screen or two: at most 80 lines.
+- Functions fit on a screen or two: at most 80 lines. The weights in git stay under 60 MB.
 """
 
 from __future__ import annotations
@@ -204,3 +204,9 @@ def test_the_structure_checks_see_cycles_and_long_functions():
 def test_no_function_is_longer_than_80_lines():
     long = long_functions()
     assert not long, f"functions over {MAX_LINES} lines (file:function:lines): {long}"
+
+
+def test_the_weights_in_git_stay_under_60_mb():
+    """Every packaged checkpoint together (safetensors under model/) under 60 MB."""
+    files = sorted((ROOT / "model").rglob("*.safetensors"))
+    assert files and sum(f.stat().st_size for f in files) < 60e6, [f.name for f in files]

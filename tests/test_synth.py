@@ -31,6 +31,37 @@ def test_batched_generator_steps_equal_solo_ones(renderer):
         assert a.contour.frame == b.contour.frame and a.i == b.i
 
 
+def test_sung_notes_use_the_voices_singing_model_and_batch_beside_speech(renderer):
+    """The packaged voice sings with its singing model through the harmonic vocoder (speech
+    keeps the acoustic one; ``sings=False`` or another vocoder: the acoustic one sings); a
+    speech and notes stepped together, each model's voices in one batch, equal each stepped
+    alone."""
+    from model import registry
+
+    v = renderer.voice
+    assert v.singer is not None and renderer.singing is renderer  # RTISI-LA: the speech model
+    renderer = Renderer(v, registry.load("harmonic", dsp.DEFAULT), 2)
+    assert renderer.singing.voice is v.singer and renderer.singing.singing is renderer.singing
+    assert renderer.singing.pool is renderer.pool
+    plain = Renderer(v, renderer.vocoder, 2, sings=False)
+    n, m, s = Note(renderer, 60, 100, "la"), Note(plain, 60, 100, "la"), Speech(renderer, "Hi.")
+    assert n.r is renderer.singing and m.r is plain and s.r is renderer
+    a = np.concatenate([n.render(256) for _ in range(40)])
+    b = np.concatenate([m.render(256) for _ in range(40)])
+    assert np.abs(a - b).max() > 0.01  # another model sang
+
+    def voices():
+        notes = [Note(renderer, p, 100, "la") for p in (60, 64)]
+        return [Speech(renderer, "Good morning."), *notes]
+
+    together, alone = voices(), voices()
+    for _ in range(30):
+        fill(together, 256)
+        outs = [(x.render(256), y.render(256)) for x, y in zip(together, alone, strict=True)]
+        for x, y in outs:
+            assert len(x) == len(y) and np.abs(x - y).max() < 1e-3
+
+
 def test_a_note_holds_until_released_then_ends(renderer):
     n = Note(renderer, 57, 100, "la")
     held = np.concatenate([n.render(256) for _ in range(200)])  # 2.3 s

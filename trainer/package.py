@@ -1,11 +1,14 @@
 """Packaging a trained checkpoint beside the voices: `python -m trainer.package`.
 
     python -m trainer.package KIND SRC DST [--provenance JSON] [--metrics JSON] [--set KEY=JSON]
+                              [--half]
 
 Copies the checkpoint ``SRC`` (weights unchanged, float32) to ``DST`` with the command and
 corpus that made it and its measured scores merged into the header, readable by everyone
 (a run's checkpoints are written private). ``--set`` writes an inference setting into the
-header (e.g. the harmonic vocoder's ``noise_gate=-8.5``).
+header (e.g. the harmonic vocoder's ``noise_gate=-8.5``). ``--half`` stores the float
+weights as float16: half the file, loaded back as float32 (``model.checkpoint``); measure
+the packaged model, as the rounding moves its output a little.
 """
 
 from __future__ import annotations
@@ -19,10 +22,23 @@ from model import checkpoint
 
 
 def package(kind: str, src: Path, dst: Path, provenance: dict, metrics: dict,
-            settings: dict | None = None) -> Path:  # fmt: skip
+            settings: dict | None = None, half: bool = False) -> Path:  # fmt: skip
     tensors, header = checkpoint.load(src, kind=kind)
+    if half:
+        tensors = {k: t.half() if t.is_floating_point() else t for k, t in tensors.items()}
+        header["stored_dtype"] = "float16"
+    else:
+        header.pop("stored_dtype", None)
     for key in settings or {}:
-        if key in ("kind", "kwargs", "convention", "provenance", "metrics", "sha256"):
+        if key in (
+            "kind",
+            "kwargs",
+            "convention",
+            "provenance",
+            "metrics",
+            "sha256",
+            "stored_dtype",
+        ):
             raise SystemExit(f"--set {key}: that part of the header is the checkpoint's own")
     header.update(settings or {})
     header["provenance"] = {**header.get("provenance", {}), **provenance}
@@ -42,6 +58,7 @@ def main() -> None:
     ap.add_argument("--provenance", type=json.loads, default={})
     ap.add_argument("--metrics", type=json.loads, default={})
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", dest="settings")
+    ap.add_argument("--half", action="store_true", help="store float weights as float16")
     a = ap.parse_args()
     settings = {}
     for s in a.settings:
@@ -52,7 +69,7 @@ def main() -> None:
             raise SystemExit(f"--set {s}: want KEY=JSON (e.g. noise_gate=-8.5)") from None
         if not sep or not key:
             raise SystemExit(f"--set {s}: want KEY=JSON (e.g. noise_gate=-8.5)")
-    print(package(a.kind, a.src, a.dst, a.provenance, a.metrics, settings))
+    print(package(a.kind, a.src, a.dst, a.provenance, a.metrics, settings, a.half))
 
 
 if __name__ == "__main__":
