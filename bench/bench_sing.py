@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from daemon import protocol as P
 from daemon import score as daemon_score
+from model.voice import SINGING, singing_path
 from trainer import sung as _sung
 
 LEAD = 0.5  # score time of the first note
@@ -185,7 +186,11 @@ def renderer(vocoder: str | None, voice: Path | None = None):
 
     torch.set_num_threads(1)
     cfg = _config()
-    v = _voice.Voice.load(voice, cfg.audio) if voice else _voice.packaged(cfg.audio)
+    sings = cfg.daemon.singing_model
+    if voice:
+        v = _voice.Voice.load(voice, cfg.audio, sings)
+    else:
+        v = _voice.packaged(cfg.audio, sings=sings)
     r = Renderer.configured(v, _vocoder(cfg, vocoder), cfg.daemon)
     assert r.rate == SR, r.rate
     return r
@@ -302,6 +307,9 @@ class Live:
         if self.voice is not None:  # the daemon takes voices by name, from voices_dir
             (tmp / "voices").mkdir()
             (tmp / "voices" / "bench.safetensors").symlink_to(self.voice.resolve())
+            sings = singing_path(self.voice)  # the same singing model as the score path's
+            if sings.is_file():
+                (tmp / "voices" / f"bench.{SINGING}").symlink_to(sings.resolve())
             sets += [f"daemon.voices_dir={json.dumps(str(tmp / 'voices'))}", "daemon.voice='bench'"]
         cmd = [sys.executable, "-m", "daemon.cli", "serve", "--sink", f"wav:{wav}",
                "--osc", f"127.0.0.1:{port}", "--mqtt", "off"]  # fmt: skip
@@ -501,7 +509,8 @@ def melodies(r) -> None:
         f"| all | {n_total} | {np.median(cents):.0f} | {100 * unvoiced / n_total:.0f} % | "
         f"{np.median(onsets):.0f} ms |"
     )
-    print(f"\nnative range (the model itself): MIDI {r.native_range}; beyond it, mel warping\n")
+    print(f"\nnative range (the model itself): MIDI {r.singing.native_range}; beyond it, mel "
+          "warping\n")  # fmt: skip
 
 
 def songs(r, out: Path, transpositions=(0, 7), chosen=("ours", "baseline", "live"),

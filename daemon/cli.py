@@ -96,7 +96,7 @@ def _voice_of(cfg, spec: Path | None):
     from model import voice as _voice
 
     try:
-        return _voice.resolve(spec, cfg.audio)
+        return _voice.resolve(spec, cfg.audio, cfg.daemon.singing_model)
     except checkpoint.CheckpointError as e:
         raise UserError(f"--voice: {e}") from None
 

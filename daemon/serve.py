@@ -68,7 +68,8 @@ class Daemon:
         out: dict[str, Path | None] = dict(_voice.packaged_voices())
         if self.cfg.daemon.voices_dir:
             for p in sorted(Path(self.cfg.daemon.voices_dir).glob("*.safetensors")):
-                out.setdefault(p.stem, p)
+                if not p.name.endswith(f".{_voice.SINGING}"):  # NAME's singing model
+                    out.setdefault(p.stem, p)
         return out
 
     def _voice(self, name: str, path: Path | None = None):
@@ -80,7 +81,7 @@ class Daemon:
             if name not in known:
                 raise ValueError(f"unknown voice {name!r}; known: {sorted(known)}")
             path = known[name]
-        return _voice.Voice.load(path, self.cfg.audio)
+        return _voice.Voice.load(path, self.cfg.audio, self.cfg.daemon.singing_model)
 
     @staticmethod
     def _device(name: str) -> str:
@@ -195,6 +196,8 @@ class Daemon:
         voice = await self.loop.run_in_executor(None, self._voice, d.voice or "default")
         self.renderer = Renderer.configured(voice.to(self.device), vocoder, d)
         self.renderers[d.voice or "default"] = self.renderer
+        if self.renderer.singing is not self.renderer:
+            log.info("voice %s sings with its singing model", d.voice or "default")
         log.info("models on %s", self.device)
         torch = sys.modules.get("torch")  # imported by a torch vocoder or voice, if any
         if d.threads and torch is not None:
@@ -287,9 +290,11 @@ def warm_up(renderer: Renderer) -> None:
     n.render(rate // 10)
     n.release()
     n.render(rate)
-    notes = [Note(renderer, 60 + k, 100, "la") for k in range(4)]  # the batched step
+    # the batched steps: the singing model's and the speech model's
+    voices = [*(Note(renderer, 60 + k, 100, "la") for k in range(4)),
+              Speech(renderer, "ready"), Speech(renderer, "ready")]  # fmt: skip
     for _ in range(4):
-        fill(notes, renderer.hop * renderer.chunk)
-        for v in notes:
+        fill(voices, renderer.hop * renderer.chunk)
+        for v in voices:
             v.render(renderer.hop * renderer.chunk)
     limit(np.zeros(256, np.float32), rate=rate)  # the mix's limiter: the first block's

@@ -53,6 +53,9 @@ def save(path: Path | str, tensors: dict, header: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
     path = Path(path)
+    header = {k: v for k, v in header.items() if k != "stored_dtype"}
+    if any(str(t.dtype) == "torch.float16" for t in tensors.values()):
+        header["stored_dtype"] = "float16"  # says why the file is half size (loads as float32)
     header = {**header, "sha256": digest(tensors)}
     meta = {"melgand": json.dumps({"format_version": FORMAT_VERSION, **header}, sort_keys=True)}
     tmp = path.with_name(f".{path.name}.tmp")

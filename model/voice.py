@@ -12,7 +12,8 @@ runs offline (``voice.mel(text)``) or streams (``voice.model.stream``, its state
 ``voice.model.join``). ``packaged()`` is the default voice in
 ``model/voices/default/``.
 
-A voice may have a singing model: ``singing.safetensors`` beside its ``acoustic.safetensors``,
+A voice may have a singing model beside it (:func:`singing_path`: ``singing.safetensors``
+next to an ``acoustic.safetensors``, ``NAME.singing.safetensors`` next to a ``NAME.safetensors``),
 the same voice fine-tuned for singing (same frontend and convention), loaded as
 ``voice.singer``; the daemon's sung notes and scores use it (``[daemon] singing_model``),
 speech keeps the acoustic model.
@@ -35,6 +36,16 @@ from model.stats import Stats
 
 PACKAGED = VOICES / "default" / "acoustic.safetensors"  # NAME's: VOICES / NAME / acoustic...
 SINGING = "singing.safetensors"  # a voice's singing model, beside its acoustic.safetensors
+
+
+def singing_path(path: Path | str) -> Path:
+    """Where the singing model of the voice in ``path`` lies: ``singing.safetensors`` beside
+    an ``acoustic.safetensors`` (a packaged voice's folder), ``NAME.singing.safetensors``
+    beside a ``NAME.safetensors`` (a ``[daemon] voices_dir`` voice)."""
+    path = Path(path)
+    if path.name == PACKAGED.name:
+        return path.with_name(SINGING)
+    return path.with_name(f"{path.stem}.{SINGING}")
 
 
 def phones_of(lyric: str | tuple[str, ...]) -> list[str]:
@@ -145,17 +156,19 @@ class Voice:
         return TorchAcoustic.of(self.tensors, self.header["kwargs"], "cpu").model
 
     @classmethod
-    def load(cls, path: Path | str, conv: dsp.Convention | None = None) -> Voice:
+    def load(cls, path: Path | str, conv: dsp.Convention | None = None,
+             sings: bool = True) -> Voice:  # fmt: skip
         """The voice in the acoustic checkpoint ``path``, with its singing model where one
-        lies beside it (``path`` named ``acoustic.safetensors``, the other :data:`SINGING`)."""
+        lies beside it (:func:`singing_path`) and ``sings`` is on."""
         v = cls._load(path, conv)
-        sings = Path(path).with_name(SINGING)
-        if Path(path).name == PACKAGED.name and sings.is_file():
-            v.singer = cls._load(sings, v.conv)
+        other = singing_path(path)
+        if sings and other.is_file():
+            v.singer = cls._load(other, v.conv)
             if v.singer.frontend.to_dict() != v.frontend.to_dict():
                 raise checkpoint.CheckpointError(
-                    f"{sings}: its phone set differs from {path}'s; a voice's singing model "
-                    "is that voice fine-tuned: retrain it from the voice, or move it away"
+                    f"{other}: its phone set differs from {path}'s; a voice's singing model "
+                    "is that voice fine-tuned: retrain it from the voice, move it away, or "
+                    "sing with the voice itself (--set daemon.singing_model=false)"
                 )
         return v
 
@@ -335,8 +348,10 @@ def packaged_voices() -> dict[str, Path]:
     return dict(sorted(found.items(), key=lambda kv: kv[0] != "default"))
 
 
-def packaged(conv: dsp.Convention | None = None, name: str = "default") -> Voice:
-    """The packaged voice ``name`` (see :func:`packaged_voices`)."""
+def packaged(conv: dsp.Convention | None = None, name: str = "default",
+             sings: bool = True) -> Voice:  # fmt: skip
+    """The packaged voice ``name`` (see :func:`packaged_voices`), with its singing model
+    unless ``sings`` is off."""
     known = packaged_voices()
     if name not in known:
         missing = "the default voice is missing" if name == "default" else f"no voice {name!r}"
@@ -344,19 +359,21 @@ def packaged(conv: dsp.Convention | None = None, name: str = "default") -> Voice
             f"{missing} in {VOICES} (packaged: {sorted(known)}); reinstall melgand from a "
             "full checkout, or give a voice checkpoint's path"
         )
-    return Voice.load(known[name], conv)
+    return Voice.load(known[name], conv, sings)
 
 
-def resolve(spec: str | Path | None, conv: dsp.Convention | None = None) -> tuple[Voice, str]:
+def resolve(spec: str | Path | None, conv: dsp.Convention | None = None,
+            sings: bool = True) -> tuple[Voice, str]:  # fmt: skip
     """A voice and its name from ``spec``: a packaged voice's name (None: the default) or an
-    acoustic checkpoint's path (its name: the file's stem)."""
+    acoustic checkpoint's path (its name: the file's stem); its singing model unless
+    ``sings`` is off."""
     known = packaged_voices()
     if spec is None or str(spec) in known:
         name = "default" if spec is None else str(spec)
-        return packaged(conv, name), name
+        return packaged(conv, name, sings), name
     if not Path(spec).is_file():
         raise checkpoint.CheckpointError(
             f"voice {spec}: neither a packaged voice {sorted(known)} nor an "
             "acoustic checkpoint file"
         )
-    return Voice.load(spec, conv), Path(spec).stem
+    return Voice.load(spec, conv, sings), Path(spec).stem

@@ -215,3 +215,41 @@ def test_a_singing_model_beside_a_voice_loads_half_sized_and_is_checked(tmp_path
                    check=True)  # fmt: skip
     with pytest.raises(checkpoint.CheckpointError, match="phone set differs"):
         _voice.Voice.load(d / "acoustic.safetensors")
+    assert _voice.Voice.load(d / "acoustic.safetensors", sings=False).singer is None
+
+
+def test_a_voices_dir_voice_sings_with_its_own_singing_model_and_off_means_off(tmp_path):
+    """In ``[daemon] voices_dir`` NAME.singing.safetensors is NAME's singing model, not a
+    voice of its own; ``daemon.singing_model=false`` loads no singing model at all; ``--half``
+    refuses weights float16 cannot hold."""
+    import json
+
+    import torch
+
+    from daemon import config
+    from daemon.serve import Daemon
+    from model import checkpoint
+    from model import voice as _voice
+
+    src = "model/voices/default/acoustic.safetensors"
+    pkg = [sys.executable, "-m", "trainer.package", "acoustic", src]
+    subprocess.run([*pkg, str(tmp_path / "alto.safetensors")], check=True)
+    subprocess.run([*pkg, str(tmp_path / "alto.singing.safetensors"), "--half"], check=True)
+    sings = _voice.singing_path(tmp_path / "alto.safetensors")
+    assert sings == tmp_path / "alto.singing.safetensors"
+    where = config.parse_override(f"daemon.voices_dir={json.dumps(str(tmp_path))}")
+    on = config.load(None, [where])
+    off = config.load(None, [where, config.parse_override("daemon.singing_model=false")])
+    d = Daemon(on, sink="null", osc="off", mqtt="off")
+    assert "alto" in d.known_voices() and "alto.singing" not in d.known_voices()
+    assert d._voice("alto").singer is not None
+    assert Daemon(off, sink="null", osc="off", mqtt="off")._voice("alto").singer is None
+    tensors, header = checkpoint.load(src, kind="acoustic")
+    name = next(k for k, t in tensors.items() if t.is_floating_point())
+    tensors[name] = tensors[name] * 1e6 + 1e5  # beyond 65504
+    checkpoint.save(tmp_path / "big.safetensors", tensors, header)
+    r = subprocess.run([sys.executable, "-m", "trainer.package", "acoustic",
+                        str(tmp_path / "big.safetensors"), str(tmp_path / "x.safetensors"),
+                        "--half"], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode != 0 and "exceed float16's range" in r.stderr
+    assert not (tmp_path / "x.safetensors").exists() and torch.isfinite(tensors[name]).all()

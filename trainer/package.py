@@ -3,7 +3,7 @@
     python -m trainer.package KIND SRC DST [--provenance JSON] [--metrics JSON] [--set KEY=JSON]
                               [--half]
 
-Copies the checkpoint ``SRC`` (weights unchanged, float32) to ``DST`` with the command and
+Copies the checkpoint ``SRC`` (its weights unchanged) to ``DST`` with the command and
 corpus that made it and its measured scores merged into the header, readable by everyone
 (a run's checkpoints are written private). ``--set`` writes an inference setting into the
 header (e.g. the harmonic vocoder's ``noise_gate=-8.5``). ``--half`` stores the float
@@ -26,9 +26,10 @@ def package(kind: str, src: Path, dst: Path, provenance: dict, metrics: dict,
     tensors, header = checkpoint.load(src, kind=kind)
     if half:
         tensors = {k: t.half() if t.is_floating_point() else t for k, t in tensors.items()}
-        header["stored_dtype"] = "float16"
-    else:
-        header.pop("stored_dtype", None)
+        big = [k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
+        if big:
+            raise SystemExit(f"--half: {src}: {big[:3]} exceed float16's range (65504); "
+                             "package it without --half")  # fmt: skip
     for key in settings or {}:
         if key in (
             "kind",
