@@ -21,6 +21,7 @@ speech keeps the acoustic model.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,6 +37,7 @@ from model.stats import Stats
 
 PACKAGED = VOICES / "default" / "acoustic.safetensors"  # NAME's: VOICES / NAME / acoustic...
 SINGING = "singing.safetensors"  # a voice's singing model, beside its acoustic.safetensors
+log = logging.getLogger("melgand")
 
 
 def singing_path(path: Path | str) -> Path:
@@ -170,6 +172,11 @@ class Voice:
                     "is that voice fine-tuned: retrain it from the voice, move it away, or "
                     "sing with the voice itself (--set daemon.singing_model=false)"
                 )
+            beside = v.singer.header.get("voice_sha256")  # the speech model it was packaged with
+            if beside is not None and beside != v.header.get("sha256"):
+                log.warning("%s was packaged beside another speech model than %s; it sings "
+                            "for it anyway (--set daemon.singing_model=false: the speech "
+                            "model sings)", other, path)  # fmt: skip
         return v
 
     @classmethod

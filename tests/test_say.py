@@ -253,3 +253,21 @@ def test_a_voices_dir_voice_sings_with_its_own_singing_model_and_off_means_off(t
                         "--half"], capture_output=True, text=True)  # fmt: skip
     assert r.returncode != 0 and "exceed float16's range" in r.stderr
     assert not (tmp_path / "x.safetensors").exists() and torch.isfinite(tensors[name]).all()
+
+
+def test_a_singing_model_beside_another_speech_model_is_logged(tmp_path, caplog):
+    """The packaged singing model names the speech model it was packaged beside (its
+    ``voice_sha256``); a folder where the speech model was replaced (joe's, same phone set)
+    still loads, with a warning that says how to sing with the speech model instead."""
+    import shutil
+
+    from model import voice as _voice
+
+    assert _voice.packaged().singer.header["voice_sha256"] == _voice.packaged().header["sha256"]
+    shutil.copy(_voice.VOICES / "joe" / "acoustic.safetensors", tmp_path / "acoustic.safetensors")
+    shutil.copy(_voice.VOICES / "default" / _voice.SINGING, tmp_path / _voice.SINGING)
+    with caplog.at_level("WARNING", logger="melgand"):
+        v = _voice.Voice.load(tmp_path / "acoustic.safetensors")
+    assert v.singer is not None
+    assert "packaged beside another speech model" in caplog.text
+    assert "singing_model=false" in caplog.text
