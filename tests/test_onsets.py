@@ -67,19 +67,22 @@ def _callbacks(seconds: float, t0: float = 0.0, read: int = 0, seed: int = 0):
         read += 110
 
 
-def _burst_after_a_stall(line: PhaseLine) -> list[float]:
-    """2 s of callbacks on phase 0, a 25 ms stall, six blocks taken at once (the last one
-    4.8 ms ahead of the stream), then 1 s on phase 0 again: the value's error after it."""
+def _burst_after_a_stall(line: PhaseLine, bursts: int = 1) -> list[float]:
+    """2 s of callbacks on phase 0, then ``bursts`` times: a 25 ms stall, six blocks taken at
+    once (the last one 4.8 ms ahead of the stream), callbacks on phase 0 again (0.3 s, the
+    last time 1 s): the value's error after each burst."""
     for now, read in _callbacks(2.0):
         line.add(now, now - read / RATE)
-    now = (read + 6 * 110) / RATE - 0.0048
-    for _ in range(6):
-        read += 110
-        line.add(now, now - read / RATE)
     errors = []
-    for now, taken in _callbacks(1.0, read=read + 110, seed=1):
-        line.add(now, now - taken / RATE)
-        errors.append(line.value)
+    for k in range(bursts):
+        now = (read + 6 * 110) / RATE - 0.0048
+        for _ in range(6):
+            read += 110
+            line.add(now, now - read / RATE)
+        for now, taken in _callbacks(1.0 if k == bursts - 1 else 0.3, read=read + 110, seed=k + 1):
+            line.add(now, now - taken / RATE)
+            errors.append(line.value)
+        read = taken
     return errors
 
 
@@ -89,8 +92,13 @@ def test_the_device_clock_ignores_a_burst_that_runs_ahead_of_the_stream():
     have sounded 4.8 ms late (seen on PulseAudio under load)."""
     assert np.abs(_burst_after_a_stall(PhaseLine())).max() < 0.0012
     least = PhaseLine()
-    least.K = 1  # the least phase, as the clock was before: taken in by the burst
+    least.K, least.Q = 1, 0.0  # the least phase, as the clock was before: taken in by the burst
     assert np.abs(_burst_after_a_stall(least)).max() > 0.004
+    # several bursts in one window: the 4th least (the clock until 2026-12-03) is taken in
+    assert np.abs(_burst_after_a_stall(PhaseLine(), bursts=4)).max() < 0.0012
+    fourth = PhaseLine()
+    fourth.Q = 0.0
+    assert np.abs(_burst_after_a_stall(fourth, bursts=4)).max() > 0.004
 
 
 def test_the_device_clock_follows_a_device_that_moved_later_and_one_that_drifts():
