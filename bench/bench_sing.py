@@ -186,11 +186,7 @@ def renderer(vocoder: str | None, voice: Path | None = None):
 
     torch.set_num_threads(1)
     cfg = _config()
-    sings = cfg.daemon.singing_model
-    if voice:
-        v = _voice.Voice.load(voice, cfg.audio, sings)
-    else:
-        v = _voice.packaged(cfg.audio, sings=sings)
+    v, _ = _voice.resolve(voice, cfg.audio, cfg.daemon.singing_model)
     r = Renderer.configured(v, _vocoder(cfg, vocoder), cfg.daemon)
     assert r.rate == SR, r.rate
     return r

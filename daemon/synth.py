@@ -208,13 +208,13 @@ def fill(voices: list[_Streaming], n: int) -> None:
             return
         need = [v for v in voices
                 if len(v.buf) < max(n, v.r.chunk * v.r.hop) and not v.ended]  # fmt: skip
-        batches: dict[int, list] = {}  # by renderer: one model, one vocoder
+        batches: dict[Renderer, list] = {}  # by renderer: one model, one vocoder
         for v in need:
             x = v._frames()
             if x is None or x.shape[0] != v.r.chunk:
                 v._step_alone(x)  # the end, or a short last chunk
             else:
-                batches.setdefault(id(v.r), []).append((v, x))
+                batches.setdefault(v.r, []).append((v, x))
         for batch in batches.values():
             _step_batch(batch)
 
@@ -268,7 +268,8 @@ class Sung(_Streaming):
     the settings are ``params`` (shared, live: ``/param/<name>``) under the voice's own
     ``own`` (a score note's fields, ``/ne/<name>``). Per frame it carries ``breath`` (0..1)
     and ``brightness`` (dB/octave, velocity included) for the vocoder. ``pitch`` in MIDI
-    numbers; ``onset``: the frame its (first) vowel starts, where the vibrato counts from."""
+    numbers; ``onset``: the frame its (first) vowel starts, where the vibrato counts from.
+    ``r`` is the singing renderer (``Renderer.singing``): the subclasses take it, first of all."""
 
     lead = 0  # samples of onset consonants before the (first) beat
     tail = 0  # samples after the vowel (the coda)
@@ -276,7 +277,6 @@ class Sung(_Streaming):
 
     def __init__(self, r: Renderer, pitch: float, velocity: float, params: dict | None,
                  own: dict | None, onset: int):  # fmt: skip
-        r = r.singing  # the voice's singing model, where it has one
         top = 69 + 12 * np.log2(self.TOP * r.rate / 440.0)
         if pitch > top:
             raise ValueError(

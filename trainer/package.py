@@ -20,6 +20,9 @@ from pathlib import Path
 
 from model import checkpoint
 
+# the parts of a header that are the checkpoint's own, never set by --set
+OWN = ("kind", "kwargs", "convention", "provenance", "metrics", "sha256", "stored_dtype")
+
 
 def package(kind: str, src: Path, dst: Path, provenance: dict, metrics: dict,
             settings: dict | None = None, half: bool = False) -> Path:  # fmt: skip
@@ -31,15 +34,7 @@ def package(kind: str, src: Path, dst: Path, provenance: dict, metrics: dict,
             raise SystemExit(f"--half: {src}: {big[:3]} exceed float16's range (65504); "
                              "package it without --half")  # fmt: skip
     for key in settings or {}:
-        if key in (
-            "kind",
-            "kwargs",
-            "convention",
-            "provenance",
-            "metrics",
-            "sha256",
-            "stored_dtype",
-        ):
+        if key in OWN:
             raise SystemExit(f"--set {key}: that part of the header is the checkpoint's own")
     header.update(settings or {})
     header["provenance"] = {**header.get("provenance", {}), **provenance}
