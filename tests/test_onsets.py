@@ -135,6 +135,9 @@ def test_an_osc_arrival_is_when_the_kernel_received_it_not_when_the_loop_read_it
         addr = srv.open(asyncio.get_running_loop(), "127.0.0.1", 0)
         try:
             assert srv.stamped  # Linux x86/arm: the kernel stamps every datagram
+            # ... once its receive stamps are on: the first socket to ask switches them on in
+            # deferred work, and a datagram before that is stamped when it is read
+            await asyncio.sleep(0.05)
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
                 sent = time.monotonic()
                 c.sendto(P.reply("/mnote", 64.0, 100.0, 1), addr)
