@@ -8,13 +8,18 @@ them (log-mel + ``dsp.yin`` f0), PESQ-WB against the original of:
 - the copy as it is, and RTISI-LA's copy of the same mel (the phase-blind reference);
 - the copy's STFT magnitude under the original's phase, and the original's magnitude under
   the copy's phase (each half alone; an inconsistent STFT, so an estimate);
+- the copy with one part changed: its voiced frames' noise left out, its harmonic filters
+  made minimum phase (the same magnitudes, the phase a vocal tract's and the teacher's
+  MLSA filter's), YIN's f0 smoothed (a 5-frame mean of log f0 in each voiced run);
 - the copy copied again by the same vocoder (its own audio, whose f0 is known exactly):
   with the f0 it was made with, that f0 5 cents sharp, and ``dsp.yin``'s f0 of it. Both
-  renders start their oscillator at the same phase, so the exact f0 also gives the same
-  harmonic phases.
+  renders start their oscillator at the same phase and draw the same noise, so the exact
+  f0 also gives the same harmonic phases and noise;
+- the copy rendered again from its own filters with another noise seed, judged against
+  itself: what the noise's randomness alone costs.
 
 A synthetic phase is what PESQ punishes; these rows say how much of it is the harmonics'
-frequency track (the f0 to a few cents) and how much the rest.
+frequency track (the f0 to a few cents), the noise and the rest.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from bench_voice import SENTENCES, festival
 
 import dsp
 from daemon import config
+from dsp.harmonic import SourceFilter
 from model import registry
+from model.harmonic import minimum_phase
 from trainer.vocoder import quality
 
 
@@ -39,6 +46,44 @@ def _stft(y: np.ndarray, conv) -> np.ndarray:
 
 def _istft(spec: np.ndarray, conv, n: int) -> np.ndarray:
     return librosa.istft(spec, hop_length=conv.hop_length, length=n)
+
+
+def _smooth(f0: np.ndarray, width: int = 5) -> np.ndarray:
+    """A ``width``-frame moving mean of log f0 inside each voiced run (ends held)."""
+    out = f0.copy()
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], f0 > 0, [0]]).astype(int)))
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        lf = np.pad(np.log(f0[a:b].astype(np.float64)), width // 2, mode="edge")
+        out[a:b] = np.exp(np.convolve(lf, np.ones(width) / width, "valid"))
+    return out
+
+
+def _min_phase(h: np.ndarray, source) -> np.ndarray:
+    """Complex responses ``(T, bins)`` -> the same magnitudes, minimum phase, delayed as the
+    linear-phase ones are (the synthesis moves its output back by ``taps / 2``)."""
+    log_mag = torch.from_numpy(np.log(np.maximum(np.abs(h), 1e-9)))
+    k = np.arange(h.shape[1])
+    shift = np.exp(-2j * np.pi * k * (source.taps // 2) / source.n_fft)
+    silent = np.abs(h).max(1, keepdims=True) == 0
+    return np.where(silent, 0, minimum_phase(log_mag, source.n_fft).numpy() * shift)
+
+
+def variants(voc, y: np.ndarray, mel: np.ndarray, f0: np.ndarray, n: int) -> dict:
+    """The copy with one part changed, and its noise alone; PESQ-WB of each."""
+    sr, src = voc.conv.sample_rate, voc.source
+    hh, hn = voc.filters(mel, f0)
+    voiced = (f0 > 0)[:, None]
+    out = {
+        "copy, voiced frames' noise left out": src(f0, hh, np.where(voiced, 0, hn)),
+        "copy, harmonic filters minimum phase": src(f0, _min_phase(hh, src), hn),
+        "copy, YIN's f0 smoothed over 5 frames": voc(mel, f0=_smooth(f0)),
+    }
+    got = {k: quality(y, np.asarray(v, np.float32)[:n], sr)["pesq_wb"] for k, v in out.items()}
+    own = np.asarray(src(f0, hh, hn), np.float32)
+    other = SourceFilter(voc.conv, seed=src.seed + 7, taps=src.taps)
+    again = np.asarray(other(f0, hh, hn), np.float32)
+    got["its own audio against itself, another noise seed"] = quality(own, again, sr)["pesq_wb"]
+    return got
 
 
 def rows(voc, rtisi, y: np.ndarray, conv) -> dict[str, float]:
@@ -60,6 +105,7 @@ def rows(voc, rtisi, y: np.ndarray, conv) -> dict[str, float]:
         ),
     }
     got = {k: quality(y, v, sr)["pesq_wb"] for k, v in out.items()}
+    got.update(variants(voc, y, mel, f0, n))
     mel2, f0_yin = dsp.vocoder_inputs(h, conv)
     exact = f0[: mel2.shape[1]]
     for name, f in [("copy of the copy, its exact f0", exact),
