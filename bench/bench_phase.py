@@ -16,7 +16,12 @@ them (log-mel + ``dsp.yin`` f0), PESQ-WB against the original of:
   renders start their oscillator at the same phase and draw the same noise, so the exact
   f0 also gives the same harmonic phases and noise;
 - the copy rendered again from its own filters with another noise seed, judged against
-  itself: what the noise's randomness alone costs.
+  itself: what the noise's randomness alone costs;
+- oracles that take from the original: the copy below 1 kHz with the original above, and the
+  reverse; the copy's harmonic filters corrected so that its first 40 harmonics have the
+  original's levels (measured on 4 periods at each frame centre); its harmonic part moved
+  in time, frame by frame, so that its first harmonic's phase is the original's (its pulses
+  on the original's).
 
 A synthetic phase is what PESQ punishes; these rows say how much of it is the harmonics'
 frequency track (the f0 to a few cents), the noise and the rest.
@@ -86,6 +91,52 @@ def variants(voc, y: np.ndarray, mel: np.ndarray, f0: np.ndarray, n: int) -> dic
     return got
 
 
+def _harmonics(x: np.ndarray, f0: np.ndarray, conv, k: int = 40) -> np.ndarray:
+    """``(T, k)`` complex amplitudes of harmonics 1..k at each voiced frame's centre (a Hann
+    window of 4 periods; NaN where unvoiced, over the edge or above Nyquist)."""
+    hop, sr = conv.hop_length, conv.sample_rate
+    out = np.full((len(f0), k), np.nan, complex)
+    for t in np.flatnonzero(f0 > 0):
+        n = np.arange(-int(2 * sr / f0[t]), int(2 * sr / f0[t]))
+        i = t * hop + hop // 2 + n
+        if i[0] >= 0 and i[-1] < len(x):
+            seg = x[i] * np.hanning(len(n))
+            ks = np.arange(1, k + 1)[: int(sr / 2 / f0[t])]
+            out[t, : len(ks)] = np.exp(-2j * np.pi * np.outer(ks, n) * f0[t] / sr) @ seg
+    return out
+
+
+def oracles(voc, y: np.ndarray, mel: np.ndarray, f0: np.ndarray, h: np.ndarray) -> dict:
+    """The copy helped by the original (see the module's text); PESQ-WB of each."""
+    conv, src = voc.conv, voc.source
+    sr, bins = conv.sample_rate, np.arange(conv.n_fft // 2 + 1)
+    f = np.fft.rfftfreq(len(y), 1 / sr)
+    low = lambda x: np.fft.irfft(np.fft.rfft(x) * (f < 1000), len(x))  # noqa: E731
+    out = {"copy below 1 kHz, the original above": low(h) + y - low(y),
+           "the original below 1 kHz, the copy above": low(y) + h - low(h)}  # fmt: skip
+    hh, hn = voc.filters(mel, f0)
+    a = _harmonics(y, f0, conv)
+    harm = np.asarray(src(f0, hh, np.zeros_like(hn)), np.float64)[: len(y)]
+    b = _harmonics(harm, f0, conv)
+    fixed = hh.copy()
+    for t in np.flatnonzero(~np.isnan(a[:, 0]) & ~np.isnan(b[:, 0])):
+        ok = ~np.isnan(a[t]) & ~np.isnan(b[t])
+        db = np.clip(20 * np.log10(np.abs(a[t, ok]) / np.maximum(np.abs(b[t, ok]), 1e-12)), -12, 12)
+        fk = f0[t] * np.arange(1, ok.sum() + 1)
+        fixed[t] *= 10 ** (np.interp(bins * sr / conv.n_fft, fk, db) / 20)
+    out["harmonic levels matched to the original's"] = src(f0, fixed, hn)
+    turn = np.nan_to_num(np.angle(b[:, 0] * np.conj(a[:, 0])))  # how far the copy leads
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], f0 > 0, [0]]).astype(int)))
+    for s0, s1 in zip(edges[::2], edges[1::2], strict=True):  # continuous in each voiced run
+        u = np.unwrap(turn[s0:s1])
+        turn[s0:s1] = u - 2 * np.pi * np.round(np.median(u) / (2 * np.pi))
+    lag = np.clip(turn / (2 * np.pi * np.maximum(f0, 1.0)) * sr, -200, 200)
+    moved = hh * np.exp(-2j * np.pi * bins[None, :] * lag[:, None] / conv.n_fft)
+    out["pulses moved onto the original's"] = src(f0, moved, hn)
+    n = len(y)
+    return {k: quality(y, np.asarray(v, np.float32)[:n], sr)["pesq_wb"] for k, v in out.items()}
+
+
 def rows(voc, rtisi, y: np.ndarray, conv) -> dict[str, float]:
     """PESQ-WB of each row for one clip ``y``."""
     sr = conv.sample_rate
@@ -106,6 +157,7 @@ def rows(voc, rtisi, y: np.ndarray, conv) -> dict[str, float]:
     }
     got = {k: quality(y, v, sr)["pesq_wb"] for k, v in out.items()}
     got.update(variants(voc, y, mel, f0, n))
+    got.update(oracles(voc, y, mel, f0, h))
     mel2, f0_yin = dsp.vocoder_inputs(h, conv)
     exact = f0[: mel2.shape[1]]
     for name, f in [("copy of the copy, its exact f0", exact),
