@@ -90,6 +90,7 @@ class VocoderConfig(_LongTrainConfig):
     mel_refine: int = _opt(lo=0, hi=256)
     voice_mix: bool = _opt()
     repitch_mix: float = _opt(lo=0.0, hi=1.0)
+    harmonic_weight: float = _opt(lo=0.0, hi=100.0)
     phase_taps: int = _opt(lo=0, hi=512)
     bands: int = _opt(choices=(1, 2, 4, 8))
     channels: int = _opt(lo=8, hi=2048)

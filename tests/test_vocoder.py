@@ -159,6 +159,65 @@ def test_losses_and_discriminator_shapes():
     assert [lg.shape for lg, _ in judged] == [(2, 32), (2, 16), (2, 8)]
 
 
+def test_harmonic_level_loss_weighs_each_harmonic_below_fmax():
+    """``[vocoder] harmonic_weight``'s term: 0 for the same audio; one of the 9 harmonics
+    below 2 kHz twice as loud costs log 2 / 9; harmonics above fmax and unvoiced frames
+    count for nothing; the gradient reaches the audio."""
+    from model.losses import harmonic_level_loss
+
+    sr, f = 22050, 200.0
+    t = np.arange(8192) / sr
+
+    def tone(gains):
+        return sum(g * np.cos(2 * np.pi * k * f * t) / k for k, g in enumerate(gains, 1))
+
+    base = tone([1.0] * 14)
+    louder = tone([1.0, 1.0, 2.0] + [1.0] * 11)  # harmonic 3 (600 Hz) doubled
+    above = tone([1.0] * 11 + [3.0] * 3)  # harmonics 12-14 (2.4-2.8 kHz) tripled
+    y = torch.tensor(np.stack([base, louder, above]), dtype=torch.float32, requires_grad=True)
+    ref = torch.tensor(np.stack([base] * 3), dtype=torch.float32)
+    f0 = torch.full((1, 40), f)
+    each = [harmonic_level_loss(y[i : i + 1], ref[i : i + 1], f0, 256, sr).item()
+            for i in range(3)]  # fmt: skip
+    assert each[0] == pytest.approx(0, abs=1e-6) and each[2] == pytest.approx(0, abs=1e-4)
+    assert each[1] == pytest.approx(np.log(2) / 9, rel=0.01)
+    unvoiced = f0.clone()
+    unvoiced[:, 10:] = 0.0  # only frames 0-9 count: still log 2 / 9, by the mean over them
+    assert harmonic_level_loss(y[1:2], ref[1:2], unvoiced, 256, sr).item() == pytest.approx(
+        np.log(2) / 9, rel=0.01
+    )
+    harmonic_level_loss(y[1:2], ref[1:2], f0, 256, sr).backward()
+    assert y.grad[1].abs().sum() > 0
+
+
+def test_harmonic_loss_windows_sit_on_their_frames_f0():
+    """The term's windows over a harmonic batch's compared samples are centred on the frames
+    whose f0 they are given: on a fast glide the 8th harmonic is found at full level there,
+    and a frame further it is not."""
+    import random
+
+    from dsp.harmonic import SourceFilter
+    from model.losses import harmonic_basis, harmonic_levels
+
+    conv = dsp.DEFAULT
+    n = 80 * conv.hop_length
+    hz = 150.0 * 2.0 ** (np.arange(n) / n)  # an octave in 80 frames: 15 cents a frame
+    y = np.cos(2 * np.pi * 8 * np.cumsum(hz) / conv.sample_rate).astype(np.float32)  # H8 only
+    frames = np.arange(80) * conv.hop_length + conv.hop_length // 2  # frame centres
+    clip = vocoder.Clip("glide", dsp.log_mel(y, conv)[:, :80], y, hz[frames].astype(np.float32))
+    _, f0, _, _, audio = vocoder.harmonic_batch([clip], random.Random(0), 32, 8,
+                                                SourceFilter(conv))  # fmt: skip
+    full = np.sum(np.hanning(conv.n_fft)) / 2  # a unit cosine's windowed DFT magnitude
+
+    def level(shift: int) -> np.ndarray:
+        g = vocoder.compared_f0(f0, 8, conv)[:, shift : shift + 20]
+        basis = harmonic_basis(g, conv.sample_rate, conv.n_fft, 10000.0, k_max=8)
+        return harmonic_levels(audio, basis, conv.hop_length)[0, :, 7].numpy() / full
+
+    assert level(0).min() > 0.9
+    assert (level(0) - level(1) > 0.15).all()
+
+
 def kw(**over):
     return (
         dict(
@@ -183,16 +242,18 @@ def kw(**over):
 @pytest.mark.parametrize("arch", ["melgan", "magnitude", "harmonic"])
 def test_vocoder_training_resumes_exactly_and_streams(corpus_copy, tmp_path, arch):
     torch.set_num_threads(1)
-    vocoder.train(corpus_copy, tmp_path / "a", dsp.DEFAULT, **kw(arch=arch))
-    vocoder.train(corpus_copy, tmp_path / "b", dsp.DEFAULT, **kw(steps=4, arch=arch))
-    vocoder.train(corpus_copy, tmp_path / "b", dsp.DEFAULT, **kw(resume=True, arch=arch))
+    extra = {"harmonic_weight": 0.5} if arch == "harmonic" else {}
+    vocoder.train(corpus_copy, tmp_path / "a", dsp.DEFAULT, **kw(arch=arch, **extra))
+    vocoder.train(corpus_copy, tmp_path / "b", dsp.DEFAULT, **kw(steps=4, arch=arch, **extra))
+    vocoder.train(corpus_copy, tmp_path / "b", dsp.DEFAULT,
+                  **kw(resume=True, arch=arch, **extra))  # fmt: skip
     la = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     lb = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lb] == list(range(1, 7))
     if arch == "melgan":
         assert "disc" not in la[2] and {"disc", "adv", "feature_match"} <= set(la[3])
     keys = {"magnitude": ("total", "spectral", "sc"), "melgan": ("total", "sc", "mel", "disc"),
-            "harmonic": ("total", "sc", "mag", "mel")}[arch]  # fmt: skip
+            "harmonic": ("total", "sc", "mag", "mel", "harmonics")}[arch]  # fmt: skip
     assert set(keys) <= set(la[3])
     for key in keys:
         np.testing.assert_allclose([x.get(key, 0) for x in lb], [x.get(key, 0) for x in la],

@@ -151,6 +151,22 @@ def harmonic_audio(model, mel, f0, harm_src, noise_src, context: int, hop: int,
     return y[:, context * hop + taps // 2 : (context + frames) * hop]
 
 
+def compared_f0(f0: torch.Tensor, context: int, conv: dsp.Convention) -> torch.Tensor:
+    """The f0 of the frames on which the windows of :func:`model.losses.harmonic_levels`
+    (``n_fft`` long, a hop apart) over the compared samples are centred: their sample 0 is
+    the centre of frame ``context - 1`` (:func:`harmonic_batch`)."""
+    return f0[:, context - 1 + conv.n_fft // (2 * conv.hop_length) :]
+
+
+def harmonic_loss(y: torch.Tensor, target: torch.Tensor, f0: torch.Tensor, context: int,
+                  conv: dsp.Convention) -> torch.Tensor:  # fmt: skip
+    """``[vocoder] harmonic_weight``'s term: :func:`model.losses.harmonic_level_loss` on
+    the compared samples of a :func:`harmonic_batch`."""
+    f0 = compared_f0(f0, context, conv)
+    sr = float(conv.sample_rate)
+    return losses.harmonic_level_loss(y, target, f0, conv.hop_length, sr, conv.n_fft)
+
+
 def pitch_error(f0_in: np.ndarray, audio: np.ndarray, conv: dsp.Convention) -> tuple:
     """Median |cents| between the f0 given and the f0 of ``audio`` (YIN) where both are
     voiced, and the fraction of voiced input frames heard unvoiced."""
@@ -207,6 +223,7 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
           arch: str = "melgan", blocks: int = 6, rtisi_lookahead: int = 2, rtisi_iters: int = 4,
           mel_refine: int = 0,
           voice_mix: bool = False, repitch_mix: float = 0.0, phase_taps: int = 0,
+          harmonic_weight: float = 0.0,
           adversarial_start: int = 20000, adversarial_weight: float = 2.5,
           feature_match_weight: float = 0.0, mel_weight: float = 1.0, disc_width: int = 16,
           voice: Path | None = None, held_out: float = 0.02, save_every: int = 1000,
@@ -230,6 +247,7 @@ def train(data: Path, run: Path, conv: dsp.Convention, *, steps: int, batch_size
                        mel_refine=mel_refine, adversarial_start=adversarial_start,
                        adversarial_weight=adversarial_weight, mel_weight=mel_weight,
                        feature_match_weight=feature_match_weight, repitch_mix=repitch_mix,
+                       harmonic_weight=harmonic_weight,
                        provenance={"command": command, "data": str(data),
                                    **({"init": str(init)} if init else {})},
                        voice=str(voice) if voice else None)  # fmt: skip
@@ -250,14 +268,14 @@ class VocoderTask:
                  lr_step: int, lr_gamma: float, disc_width: int, rtisi: dict, mel_refine: int,
                  adversarial_start: int, adversarial_weight: float, mel_weight: float,
                  feature_match_weight: float, provenance: dict, voice: str | None,
-                 repitch_mix: float = 0.0) -> None:  # fmt: skip
+                 repitch_mix: float = 0.0, harmonic_weight: float = 0.0) -> None:  # fmt: skip
         self.rt, self.conv, self.run, self.net, self.tr, self.val = rt, conv, run, net, tr, val
         self.batch_size, self.frames, self.ctx = batch_size, segment_frames, context_frames
         self.rtisi, self.mel_refine = rtisi, mel_refine
         self.adversarial_start, self.adversarial_weight = adversarial_start, adversarial_weight
         self.mel_weight, self.feature_match_weight = mel_weight, feature_match_weight
         self.provenance, self.voice = provenance, voice  # provenance: command and data
-        self.repitch_mix = repitch_mix
+        self.repitch_mix, self.harmonic_weight = repitch_mix, harmonic_weight
         self.spectral = isinstance(net, MagnitudeNet)
         self.harmonic = isinstance(net, HarmonicNet)
         self.source = SourceFilter(conv, taps=getattr(net, "phase_taps", 0))
@@ -305,7 +323,11 @@ class VocoderTask:
             mel, f0, h_src, n_src, audio = batch
             taps = self.source.taps
             y = harmonic_audio(self.model, mel, f0, h_src, n_src, ctx, hop, taps).float()
-            out["total"] = self._waveform_losses(y, audio[:, : y.shape[-1]], out, False)
+            target = audio[:, : y.shape[-1]]
+            out["total"] = self._waveform_losses(y, target, out, False)
+            if self.harmonic_weight > 0:
+                out["harmonics"] = harmonic_loss(y, target, f0, ctx, self.conv)
+                out["total"] = out["total"] + self.harmonic_weight * out["harmonics"]
             return out
         mel, padded = batch
         if self.spectral:  # the frames' own magnitudes are the targets
