@@ -53,11 +53,16 @@ def _istft(spec: np.ndarray, conv, n: int) -> np.ndarray:
     return librosa.istft(spec, hop_length=conv.hop_length, length=n)
 
 
+def _voiced_runs(f0: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, end)`` of each run of voiced frames."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], f0 > 0, [0]]).astype(int)))
+    return list(zip(edges[::2], edges[1::2], strict=True))
+
+
 def _smooth(f0: np.ndarray, width: int = 5) -> np.ndarray:
     """A ``width``-frame moving mean of log f0 inside each voiced run (ends held)."""
     out = f0.copy()
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], f0 > 0, [0]]).astype(int)))
-    for a, b in zip(edges[::2], edges[1::2], strict=True):
+    for a, b in _voiced_runs(f0):
         lf = np.pad(np.log(f0[a:b].astype(np.float64)), width // 2, mode="edge")
         out[a:b] = np.exp(np.convolve(lf, np.ones(width) / width, "valid"))
     return out
@@ -73,10 +78,12 @@ def _min_phase(h: np.ndarray, source) -> np.ndarray:
     return np.where(silent, 0, minimum_phase(log_mag, source.n_fft).numpy() * shift)
 
 
-def variants(voc, y: np.ndarray, mel: np.ndarray, f0: np.ndarray, n: int) -> dict:
-    """The copy with one part changed, and its noise alone; PESQ-WB of each."""
-    sr, src = voc.conv.sample_rate, voc.source
-    hh, hn = voc.filters(mel, f0)
+def variants(voc, y: np.ndarray, mel: np.ndarray, f0: np.ndarray, h: np.ndarray,
+             filters: tuple) -> dict:  # fmt: skip
+    """The copy ``h`` (made with ``filters``, the vocoder's responses) with one part changed,
+    and its noise alone; PESQ-WB of each."""
+    sr, src, n = voc.conv.sample_rate, voc.source, len(y)
+    hh, hn = filters
     voiced = (f0 > 0)[:, None]
     out = {
         "copy, voiced frames' noise left out": src(f0, hh, np.where(voiced, 0, hn)),
@@ -84,10 +91,9 @@ def variants(voc, y: np.ndarray, mel: np.ndarray, f0: np.ndarray, n: int) -> dic
         "copy, YIN's f0 smoothed over 5 frames": voc(mel, f0=_smooth(f0)),
     }
     got = {k: quality(y, np.asarray(v, np.float32)[:n], sr)["pesq_wb"] for k, v in out.items()}
-    own = np.asarray(src(f0, hh, hn), np.float32)
     other = SourceFilter(voc.conv, seed=src.seed + 7, taps=src.taps)
     again = np.asarray(other(f0, hh, hn), np.float32)
-    got["its own audio against itself, another noise seed"] = quality(own, again, sr)["pesq_wb"]
+    got["its own audio against itself, another noise seed"] = quality(h, again, sr)["pesq_wb"]
     return got
 
 
@@ -106,15 +112,16 @@ def _harmonics(x: np.ndarray, f0: np.ndarray, conv, k: int = 40) -> np.ndarray:
     return out
 
 
-def oracles(voc, y: np.ndarray, mel: np.ndarray, f0: np.ndarray, h: np.ndarray) -> dict:
-    """The copy helped by the original (see the module's text); PESQ-WB of each."""
+def oracles(voc, y: np.ndarray, f0: np.ndarray, h: np.ndarray, filters: tuple) -> dict:
+    """The copy ``h`` (made with ``filters``) helped by the original (see the module's
+    text); PESQ-WB of each."""
     conv, src = voc.conv, voc.source
     sr, bins = conv.sample_rate, np.arange(conv.n_fft // 2 + 1)
     f = np.fft.rfftfreq(len(y), 1 / sr)
     low = lambda x: np.fft.irfft(np.fft.rfft(x) * (f < 1000), len(x))  # noqa: E731
     out = {"copy below 1 kHz, the original above": low(h) + y - low(y),
            "the original below 1 kHz, the copy above": low(y) + h - low(h)}  # fmt: skip
-    hh, hn = voc.filters(mel, f0)
+    hh, hn = filters
     a = _harmonics(y, f0, conv)
     harm = np.asarray(src(f0, hh, np.zeros_like(hn)), np.float64)[: len(y)]
     b = _harmonics(harm, f0, conv)
@@ -126,8 +133,7 @@ def oracles(voc, y: np.ndarray, mel: np.ndarray, f0: np.ndarray, h: np.ndarray) 
         fixed[t] *= 10 ** (np.interp(bins * sr / conv.n_fft, fk, db) / 20)
     out["harmonic levels matched to the original's"] = src(f0, fixed, hn)
     turn = np.nan_to_num(np.angle(b[:, 0] * np.conj(a[:, 0])))  # how far the copy leads
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], f0 > 0, [0]]).astype(int)))
-    for s0, s1 in zip(edges[::2], edges[1::2], strict=True):  # continuous in each voiced run
+    for s0, s1 in _voiced_runs(f0):  # continuous in each voiced run
         u = np.unwrap(turn[s0:s1])
         turn[s0:s1] = u - 2 * np.pi * np.round(np.median(u) / (2 * np.pi))
     lag = np.clip(turn / (2 * np.pi * np.maximum(f0, 1.0)) * sr, -200, 200)
@@ -156,8 +162,9 @@ def rows(voc, rtisi, y: np.ndarray, conv) -> dict[str, float]:
         ),
     }
     got = {k: quality(y, v, sr)["pesq_wb"] for k, v in out.items()}
-    got.update(variants(voc, y, mel, f0, n))
-    got.update(oracles(voc, y, mel, f0, h))
+    filters = voc.filters(mel, f0)
+    got.update(variants(voc, y, mel, f0, h, filters))
+    got.update(oracles(voc, y, f0, h, filters))
     mel2, f0_yin = dsp.vocoder_inputs(h, conv)
     exact = f0[: mel2.shape[1]]
     for name, f in [("copy of the copy, its exact f0", exact),
