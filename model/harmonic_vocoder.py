@@ -4,7 +4,8 @@
 :class:`dsp.harmonic.SourceFilter`. ``(n_mels, T)`` log-mel and ``(T,)`` f0 (Hz, 0 =
 unvoiced) in, float32 audio out; ``stream`` / ``stream_many`` / ``flush``; ``delay`` in
 samples. A singer's breathiness and a gate on the noise of near-silent frames are applied
-to the filters here, frame by frame (streaming unchanged).
+to the filters here, frame by frame (streaming unchanged); ``mel_fit`` renders twice, the
+second time pulled toward the input mel (:mod:`model.mel_fit`; more delay when streaming).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 import dsp
 from dsp.harmonic import SourceFilter
+from model import mel_fit as _fit
 from model.harmonic_cpu import CpuHarmonicNet
 
 BREATH_NOISE_DB, BREATH_HARMONIC_DB = 18.0, -8.0  # at breath 1
@@ -51,12 +53,25 @@ class HarmonicVocoder:
     needs_f0 = True
 
     def __init__(self, net, conv: dsp.Convention, header: dict, seed: int = 0,
-                 noise_gate: float | None = None):  # fmt: skip
+                 noise_gate: float | None = None, mel_fit: float = 0.0):  # fmt: skip
         self.net = engine(net)
         self.conv, self.header = conv, header
         self.source = SourceFilter(conv, seed=seed, taps=self.net.phase_taps)
         self.noise_gate = noise_gate
-        self.delay = self.source.delay
+        self.mel_fit = mel_fit
+
+    @property
+    def mel_fit(self) -> float:
+        """The fit's step (0: one render, :mod:`model.mel_fit`); set it between streams."""
+        return self._mel_fit
+
+    @mel_fit.setter
+    def mel_fit(self, step: float) -> None:
+        if not 0.0 <= step <= 1.0:
+            raise ValueError(f"mel_fit must be a step in 0..1 (0 = off); got {step}")
+        self._mel_fit = float(step)
+        held = _fit.held(self.conv, self.source.delay) if step else 0
+        self.delay = self.source.delay + held * self.conv.hop_length
 
     def to(self, device) -> HarmonicVocoder:
         """On ``device``: the CPU engine on the CPU, the torch network on a GPU."""
@@ -122,15 +137,42 @@ class HarmonicVocoder:
     def __call__(self, log_mel, f0=None, breath: float = 0.0) -> np.ndarray:
         mel, f0 = self._check(log_mel, f0)
         log_h, log_n, voiced, _ = self._filters(mel[None], f0[None], None, breath)
-        return self.source.offline_log(f0, log_h[0], log_n[0], voiced[0])
+        y = self.source.offline_log(f0, log_h[0], log_n[0], voiced[0])
+        if not self.mel_fit or not f0.size:
+            return y
+        d = _fit.differences(mel, _fit.mel_frames(y, 0, 0, f0.size, y.size, self.conv),
+                             self.conv)  # fmt: skip
+        move = (self.mel_fit * _fit.smoothed(d, d[0], d[-1])).astype(log_h.dtype)
+        return self.source.offline_log(f0, log_h[0] + move, log_n[0] + move, voiced[0])
 
     def stream(self, log_mel, state: tuple | None = None, f0=None,
                breath: float = 0.0) -> tuple[np.ndarray, tuple]:  # fmt: skip
         mel, f0 = self._check(log_mel, f0)
         ns, ss = state if state is not None else (None, None)
         log_h, log_n, voiced, ns = self._filters(mel[None], f0[None], ns, breath)
+        if self.mel_fit:
+            ss = ss if ss is not None else _fit.FitState()
+            return self._fit_stream(ss, mel, f0, log_h[0], log_n[0], voiced[0]), (ns, ss)
         ys, sss = self.source.stream_many([f0], log_h, log_n, voiced, [ss])
         return ys[0], (ns, sss[0])
+
+    def _fit_stream(self, st, mel, f0, log_h, log_n, voiced, flush: bool = False) -> np.ndarray:
+        """One fitted stream's chunk (or its end): the first render, the frames whose fit is
+        now known released to the second."""
+        src, conv = self.source, self.conv
+        ys, (st.first,) = src.stream_many([f0], log_h[None], log_n[None], voiced[None],
+                                          [st.first])  # fmt: skip
+        st.add(mel, f0, log_h, log_n, voiced, ys[0])
+        if flush:
+            st.add_end(src.flush(st.first))
+        ready = st.fit_ready(conv)
+        if not ready:
+            return src.flush(st.second) if flush else np.zeros(0, np.float32)
+        f0s, lh, ln, hv, move = st.release(ready, conv, flush)
+        move = (self.mel_fit * move).astype(lh.dtype)
+        ys, (st.second,) = src.stream_many([f0s], (lh + move)[None], (ln + move)[None], hv[None],
+                                           [st.second])  # fmt: skip
+        return np.concatenate([ys[0], src.flush(st.second)]) if flush else ys[0]
 
     def stream_many(self, mels: list, states: list, pool=None, f0s=None, breaths=None) -> list:
         """:meth:`stream` for several voices' chunks of one length: the network once for
@@ -146,6 +188,14 @@ class HarmonicVocoder:
         log_h, log_n, voiced, new = self._filters(
             np.stack([mel for mel, _ in checked]), f0, self.net.join(ns), b[:, None, None]
         )
+        if self.mel_fit:  # each voice's fit on its own
+            out = []
+            parts = zip(checked, states, self.net.part(new), strict=True)
+            for i, ((mel, f), s, n) in enumerate(parts):
+                st = s[1] if s is not None and s[1] is not None else _fit.FitState()
+                y = self._fit_stream(st, mel, f, log_h[i], log_n[i], voiced[i])
+                out.append((y, (n, st)))
+            return out
         ys, sss = self.source.stream_many(
             list(f0), log_h, log_n, voiced,
             [s[1] if s is not None else None for s in states], pool=pool,
@@ -153,4 +203,9 @@ class HarmonicVocoder:
         return [(y, (n, ss)) for y, n, ss in zip(ys, self.net.part(new), sss, strict=True)]
 
     def flush(self, state: tuple | None) -> np.ndarray:
-        return self.source.flush(state[1] if state is not None else None)
+        ss = state[1] if state is not None else None
+        if isinstance(ss, _fit.FitState):
+            none = np.zeros((0, self.conv.n_fft // 2 + 1), np.float32)
+            mel = np.zeros((self.conv.n_mels, 0), np.float32)
+            return self._fit_stream(ss, mel, np.zeros(0), none, none, np.zeros(0, bool), True)
+        return self.source.flush(ss)

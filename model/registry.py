@@ -80,7 +80,8 @@ def load_checkpoint(path: Path | str, conv: dsp.Convention | None = None) -> Voc
         from model.harmonic_vocoder import HarmonicVocoder
 
         net = CpuHarmonicNet(arrays, header["kwargs"])
-        return HarmonicVocoder(net, have, header, noise_gate=header.get("noise_gate"))
+        return HarmonicVocoder(net, have, header, noise_gate=header.get("noise_gate"),
+                               mel_fit=header.get("mel_fit", 0.0))  # fmt: skip
     if arch not in ("magnitude", "melgan"):
         raise RegistryError(
             f"{path}: unknown vocoder arch {arch!r}; select melgan, magnitude or "
