@@ -34,7 +34,7 @@ class Renderer:
                  native_range: tuple[float, float] = (50.0, 56.0), sings: bool = True,
                  pool: ThreadPoolExecutor | None = None):  # fmt: skip
         self.voice, self.vocoder, self.chunk = voice, vocoder, chunk_frames
-        if getattr(vocoder, "mel_fit", 0.0):  # its 5 frames of delay: not for scheduled sound
+        if getattr(vocoder, "mel_fit", 0.0):  # its 5 frames (58 ms) would add to every latency
             vocoder.mel_fit = 0.0
         self.native_range = native_range  # MIDI notes the model sings in tune by itself
 

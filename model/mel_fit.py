@@ -15,7 +15,7 @@ hops more (``ceil((delay + n_fft - pad) / hop)`` = 5, 58 ms more at the default
 convention); its samples equal the offline fit's, whatever the chunks. Copy-synthesis of
 the 20 bench sentences with step 0.5: PESQ-WB 2.69 -> 2.82, STOI 0.958 -> 0.966, DNSMOS
 OVRL 2.92 -> 2.87, at about half the speed (docs/results.md). `melgand vocode --mel-fit`
-asks for it; scheduled sound (:class:`daemon.synth.Renderer`) never fits.
+asks for it; a :class:`daemon.synth.Renderer` (live voices, `sing`) turns it off.
 """
 
 from __future__ import annotations

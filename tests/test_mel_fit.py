@@ -91,8 +91,8 @@ def test_differences_are_clipped_held_below_fmax_and_smoothed():
 
 
 def test_scheduled_sound_renders_once():
-    """A renderer (the daemon's live voices, `melgand sing`) turns the fit off: its sound is
-    scheduled to the sample on the vocoder's plain delay."""
+    """A renderer (the daemon's live voices, `melgand sing`) turns the fit off: its 58 ms
+    would add to the latency of every voice."""
     from daemon.synth import Renderer
     from model import voice as _voice
 
