@@ -10,6 +10,7 @@ caches, the chunking, the batching of voices into one step and the vocoder.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -33,9 +34,10 @@ class Renderer:
     def __init__(self, voice: Voice, vocoder, chunk_frames: int = 2, vocoder_threads: int = 2,
                  native_range: tuple[float, float] = (50.0, 56.0), sings: bool = True,
                  pool: ThreadPoolExecutor | None = None):  # fmt: skip
-        self.voice, self.vocoder, self.chunk = voice, vocoder, chunk_frames
         if getattr(vocoder, "mel_fit", 0.0):  # its 5 frames (58 ms) would add to every latency
+            vocoder = copy.copy(vocoder)  # the caller's own keeps its setting
             vocoder.mel_fit = 0.0
+        self.voice, self.vocoder, self.chunk = voice, vocoder, chunk_frames
         self.native_range = native_range  # MIDI notes the model sings in tune by itself
 
         # the voices' vocoder steps run side by side (the DSP kernels release the GIL)

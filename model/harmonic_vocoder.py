@@ -138,7 +138,7 @@ class HarmonicVocoder:
         mel, f0 = self._check(log_mel, f0)
         log_h, log_n, voiced, _ = self._filters(mel[None], f0[None], None, breath)
         y = self.source.offline_log(f0, log_h[0], log_n[0], voiced[0])
-        if not self.mel_fit or not f0.size:
+        if not self.mel_fit:
             return y
         d = _fit.differences(mel, _fit.mel_frames(y, 0, 0, f0.size, y.size, self.conv),
                              self.conv)  # fmt: skip
@@ -150,8 +150,9 @@ class HarmonicVocoder:
         mel, f0 = self._check(log_mel, f0)
         ns, ss = state if state is not None else (None, None)
         log_h, log_n, voiced, ns = self._filters(mel[None], f0[None], ns, breath)
-        if self.mel_fit:
-            ss = ss if ss is not None else _fit.FitState()
+        if ss is None and self.mel_fit:  # a stream keeps the path it started on
+            ss = _fit.FitState(self.mel_fit)
+        if isinstance(ss, _fit.FitState):
             return self._fit_stream(ss, mel, f0, log_h[0], log_n[0], voiced[0]), (ns, ss)
         ys, sss = self.source.stream_many([f0], log_h, log_n, voiced, [ss])
         return ys[0], (ns, sss[0])
@@ -169,7 +170,7 @@ class HarmonicVocoder:
         if not ready:
             return src.flush(st.second) if flush else np.zeros(0, np.float32)
         f0s, lh, ln, hv, move = st.release(ready, conv, flush)
-        move = (self.mel_fit * move).astype(lh.dtype)
+        move = (st.step * move).astype(lh.dtype)
         ys, (st.second,) = src.stream_many([f0s], (lh + move)[None], (ln + move)[None], hv[None],
                                            [st.second])  # fmt: skip
         return np.concatenate([ys[0], src.flush(st.second)]) if flush else ys[0]
@@ -177,7 +178,7 @@ class HarmonicVocoder:
     def stream_many(self, mels: list, states: list, pool=None, f0s=None, breaths=None) -> list:
         """:meth:`stream` for several voices' chunks of one length: the network once for
         all of them, the synthesis in one kernel call (split over ``pool``'s threads: it
-        releases the GIL)."""
+        releases the GIL); fitted voices one after another (:meth:`_fit_many`)."""
         checked = [self._check(m, f) for m, f in zip(mels, f0s, strict=True)]
         ns = [s[0] if s is not None else None for s in states]
         if any(s is None for s in ns):
@@ -188,19 +189,30 @@ class HarmonicVocoder:
         log_h, log_n, voiced, new = self._filters(
             np.stack([mel for mel, _ in checked]), f0, self.net.join(ns), b[:, None, None]
         )
-        if self.mel_fit:  # each voice's fit on its own
-            out = []
-            parts = zip(checked, states, self.net.part(new), strict=True)
-            for i, ((mel, f), s, n) in enumerate(parts):
-                st = s[1] if s is not None and s[1] is not None else _fit.FitState()
-                y = self._fit_stream(st, mel, f, log_h[i], log_n[i], voiced[i])
-                out.append((y, (n, st)))
-            return out
+        old = [s[1] if s is not None else None for s in states]
+        if self.mel_fit or any(isinstance(s, _fit.FitState) for s in old):
+            return self._fit_many(checked, old, self.net.part(new), log_h, log_n, voiced)
         ys, sss = self.source.stream_many(
             list(f0), log_h, log_n, voiced,
             [s[1] if s is not None else None for s in states], pool=pool,
         )  # fmt: skip
         return [(y, (n, ss)) for y, n, ss in zip(ys, self.net.part(new), sss, strict=True)]
+
+    def _fit_many(self, checked, old, nets, log_h, log_n, voiced) -> list:
+        """:meth:`stream_many`'s synthesis where a fit is on or under way: each voice on
+        its own, a fitted stream fitted, one that started plain kept plain."""
+        out = []
+        for i, ((mel, f), st, n) in enumerate(zip(checked, old, nets, strict=True)):
+            if st is None and self.mel_fit:
+                st = _fit.FitState(self.mel_fit)
+            if isinstance(st, _fit.FitState):
+                y = self._fit_stream(st, mel, f, log_h[i], log_n[i], voiced[i])
+            else:
+                ys, (st,) = self.source.stream_many([f], log_h[i : i + 1], log_n[i : i + 1],
+                                                    voiced[i : i + 1], [st])  # fmt: skip
+                y = ys[0]
+            out.append((y, (n, st)))
+        return out
 
     def flush(self, state: tuple | None) -> np.ndarray:
         ss = state[1] if state is not None else None

@@ -9,11 +9,11 @@ differences of frames ``t - 1, t, t + 1`` weighted 1/4, 1/2, 1/4; bands interpol
 the bins between their centres, none above the convention's ``fmax``). Both renders draw
 the same noise and oscillator phase, so the second corrects the first's very draw.
 
-Streaming: a frame is fitted once the first render's audio under the mel window of the
-frame after it is final, :func:`held` frames later, so a fitted stream's delay is that many
-hops more (``ceil((delay + n_fft - pad) / hop)`` = 5, 58 ms more at the default
-convention); its samples equal the offline fit's, whatever the chunks. Copy-synthesis of
-the 20 bench sentences with step 0.5: PESQ-WB 2.69 -> 2.82, STOI 0.958 -> 0.966, DNSMOS
+Streaming: a frame is fitted once the first render's audio under the mel window of the frame
+after it is final, :func:`held` frames later, so a fitted stream's delay is that many hops
+more (``ceil((delay + n_fft - pad) / hop)`` = 5, 58 ms more at the default convention); its
+samples equal the offline fit's (to float32 rounding), whatever the chunks. Copy-synthesis
+of the 20 bench sentences with step 0.5: PESQ-WB 2.69 -> 2.82, STOI 0.958 -> 0.966, DNSMOS
 OVRL 2.92 -> 2.87, at about half the speed (docs/results.md). `melgand vocode --mel-fit`
 asks for it; a :class:`daemon.synth.Renderer` (live voices, `sing`) turns it off.
 """
@@ -32,17 +32,21 @@ CLIP = 1.0  # nat: the largest band difference a fit follows
 
 
 @lru_cache(maxsize=8)
-def _to_bins(conv: dsp.Convention) -> np.ndarray:
-    """``(bins, n_mels)``: band values -> bins, linear between the bands' centres (held
-    beyond the first and last), 0 above ``fmax``."""
+def _to_bins(conv: dsp.Convention) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each bin's two bands and their weights: linear between the bands' centres (held
+    beyond the first and last), weight 0 above ``fmax``. Two taps, not a matrix product:
+    each frame's numbers are the same however many frames come at once."""
     basis = dsp.mel_basis(conv).astype(np.float64)
     freqs = np.arange(conv.n_fft // 2 + 1) * conv.sample_rate / conv.n_fft
     centres = (basis * freqs).sum(1) / np.maximum(basis.sum(1), 1e-12)
-    eye = np.eye(conv.n_mels)
-    out = np.stack([np.interp(freqs, centres, eye[b]) for b in range(conv.n_mels)], 1)
-    out[freqs > conv.fmax] = 0.0
-    out.setflags(write=False)
-    return out
+    pos = np.interp(freqs, centres, np.arange(conv.n_mels, dtype=np.float64))
+    lo = np.minimum(np.floor(pos).astype(np.int64), conv.n_mels - 1)
+    hi = np.minimum(lo + 1, conv.n_mels - 1)
+    w_hi = pos - lo
+    w_lo = 1.0 - w_hi
+    off = freqs > conv.fmax
+    w_lo[off] = w_hi[off] = 0.0
+    return lo, hi, np.stack([w_lo, w_hi])
 
 
 def held(conv: dsp.Convention, delay: int) -> int:
@@ -53,8 +57,9 @@ def held(conv: dsp.Convention, delay: int) -> int:
 def differences(mel_in: np.ndarray, mel_out: np.ndarray, conv: dsp.Convention) -> np.ndarray:
     """``(T, bins)`` clipped band differences ``mel_in - mel_out`` (each ``(n_mels, T)``) on
     the bins, unsmoothed."""
-    d = np.clip(mel_in.astype(np.float64) - mel_out, -CLIP, CLIP)
-    return d.T @ _to_bins(conv).T
+    d = np.clip(mel_in.astype(np.float64) - mel_out, -CLIP, CLIP).T
+    lo, hi, w = _to_bins(conv)
+    return d[:, lo] * w[0] + d[:, hi] * w[1]
 
 
 def smoothed(d: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -64,11 +69,13 @@ def smoothed(d: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray
     return 0.25 * ext[:-2] + 0.5 * ext[1:-1] + 0.25 * ext[2:]
 
 
-def padded_window(y: np.ndarray, base: int, start: int, length: int,
-                  total: int | None) -> np.ndarray:  # fmt: skip
+def padded_window(y: np.ndarray, base: int, start: int, length: int, total: int | None,
+                  pad: int) -> np.ndarray:  # fmt: skip
     """Samples ``[start, start + length)`` of the render ``y`` (its samples from ``base``)
-    as :func:`dsp.log_mel` pads it: reflected before 0 and, once the render's ``total``
-    length is known, after its end."""
+    as :func:`dsp.log_mel` pads it (``pad``): reflected before 0 and, once the render's
+    ``total`` length is known, after its end."""
+    if total is not None and total <= pad:  # shorter than the padding: reflected again
+        return np.pad(y[:total], pad, mode="reflect")[start + pad : start + pad + length]
     idx = np.arange(start, start + length)
     idx = np.where(idx < 0, -idx, idx)
     if total is not None:
@@ -80,7 +87,8 @@ def mel_frames(y: np.ndarray, base: int, first: int, count: int, total: int | No
                conv: dsp.Convention) -> np.ndarray:  # fmt: skip
     """Log-mel frames ``first .. first + count - 1`` ``(n_mels, count)`` of the render."""
     hop = conv.hop_length
-    seg = padded_window(y, base, first * hop - conv.pad, (count - 1) * hop + conv.n_fft, total)
+    n = (count - 1) * hop + conv.n_fft
+    seg = padded_window(y, base, first * hop - conv.pad, n, total, conv.pad)
     win = _sp.window(conv.n_fft, conv.win_length)
     return dsp.mel.log_mel_padded(seg.astype(np.float32), count, win.astype(np.float32), conv)
 
@@ -89,7 +97,8 @@ class FitState:
     """One fitted stream: the two renders' source states, the first render's samples still
     needed (from ``base``), and the frames taken in but not yet released to the second."""
 
-    def __init__(self) -> None:
+    def __init__(self, step: float) -> None:
+        self.step = step  # the fit's, fixed for the stream
         self.first = self.second = None
         self.y, self.base, self.total = np.zeros(0, np.float32), 0, None
         self.frames = self.done = self.fitted = 0  # taken in, released, differences known

@@ -80,8 +80,11 @@ def load_checkpoint(path: Path | str, conv: dsp.Convention | None = None) -> Voc
         from model.harmonic_vocoder import HarmonicVocoder
 
         net = CpuHarmonicNet(arrays, header["kwargs"])
-        return HarmonicVocoder(net, have, header, noise_gate=header.get("noise_gate"),
-                               mel_fit=header.get("mel_fit", 0.0))  # fmt: skip
+        try:
+            return HarmonicVocoder(net, have, header, noise_gate=header.get("noise_gate"),
+                                   mel_fit=header.get("mel_fit", 0.0))  # fmt: skip
+        except ValueError as e:
+            raise RegistryError(f"{path}: {e} (repackage it with --set mel_fit=0.5)") from None
     if arch not in ("magnitude", "melgan"):
         raise RegistryError(
             f"{path}: unknown vocoder arch {arch!r}; select melgan, magnitude or "
