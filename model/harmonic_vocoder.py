@@ -140,9 +140,7 @@ class HarmonicVocoder:
         y = self.source.offline_log(f0, log_h[0], log_n[0], voiced[0])
         if not self.mel_fit:
             return y
-        d = _fit.differences(mel, _fit.mel_frames(y, 0, 0, f0.size, y.size, self.conv),
-                             self.conv)  # fmt: skip
-        move = (self.mel_fit * _fit.smoothed(d, d[0], d[-1])).astype(log_h.dtype)
+        move = (self.mel_fit * _fit.offline_moves(mel, y, self.conv)).astype(log_h.dtype)
         return self.source.offline_log(f0, log_h[0] + move, log_n[0] + move, voiced[0])
 
     def stream(self, log_mel, state: tuple | None = None, f0=None,
@@ -169,7 +167,7 @@ class HarmonicVocoder:
         ready = st.fit_ready(conv)
         if not ready:
             return src.flush(st.second) if flush else np.zeros(0, np.float32)
-        f0s, lh, ln, hv, move = st.release(ready, conv, flush)
+        f0s, lh, ln, hv, move = st.release(ready, conv)
         move = (st.step * move).astype(lh.dtype)
         ys, (st.second,) = src.stream_many([f0s], (lh + move)[None], (ln + move)[None], hv[None],
                                            [st.second])  # fmt: skip
@@ -192,10 +190,7 @@ class HarmonicVocoder:
         old = [s[1] if s is not None else None for s in states]
         if self.mel_fit or any(isinstance(s, _fit.FitState) for s in old):
             return self._fit_many(checked, old, self.net.part(new), log_h, log_n, voiced)
-        ys, sss = self.source.stream_many(
-            list(f0), log_h, log_n, voiced,
-            [s[1] if s is not None else None for s in states], pool=pool,
-        )  # fmt: skip
+        ys, sss = self.source.stream_many(list(f0), log_h, log_n, voiced, old, pool=pool)
         return [(y, (n, ss)) for y, n, ss in zip(ys, self.net.part(new), sss, strict=True)]
 
     def _fit_many(self, checked, old, nets, log_h, log_n, voiced) -> list:

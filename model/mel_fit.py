@@ -93,6 +93,14 @@ def mel_frames(y: np.ndarray, base: int, first: int, count: int, total: int | No
     return dsp.mel.log_mel_padded(seg.astype(np.float32), count, win.astype(np.float32), conv)
 
 
+def offline_moves(mel_in: np.ndarray, y: np.ndarray, conv: dsp.Convention) -> np.ndarray:
+    """The smoothed differences ``(T, bins)`` of a whole render ``y`` from ``mel_in`` ``(n_mels,
+    T)``: what :class:`FitState` gives a stream frame by frame."""
+    t = mel_in.shape[1]
+    d = differences(mel_in, mel_frames(y, 0, 0, t, y.size, conv), conv)
+    return smoothed(d, d[0], d[-1])
+
+
 class FitState:
     """One fitted stream: the two renders' source states, the first render's samples still
     needed (from ``base``), and the frames taken in but not yet released to the second."""
@@ -139,7 +147,7 @@ class FitState:
             return self.frames - self.done
         return max(0, self.fitted - 1 - self.done)
 
-    def release(self, r: int, conv: dsp.Convention, flush: bool):
+    def release(self, r: int, conv: dsp.Convention):
         """The next ``r`` frames' ``f0, log_h, log_n, voiced`` and their smoothed
         differences; dropped here, with the samples no frame to come needs."""
         d = self.d
